@@ -1,0 +1,1 @@
+"""Student-facing experiments. Each is runnable as ``python -m experiments.NAME --help``."""

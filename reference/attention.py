@@ -1,0 +1,176 @@
+"""Scaled dot-product attention three ways: naive, the paper's partially fused softmax, flash.
+
+Shapes follow diffusers: q is (B, H, N, d), k is (B, H, M, d), v is (B, H, M, dv); the output is
+(B, H, N, dv). With s = scale (default 1/sqrt(d)):
+
+    A = s * Q K^T                      (B, H, N, M)  the attention scores
+    P = softmax(A) along M
+    O = P V
+
+The three functions compute the same O and differ in what they hold in memory, which is the
+paper's point (section "Attention" of ../shared/paper.md):
+
+``attention``                  stores A and P (two N x M tensors).
+``attention_partial_softmax``  stores A and an N x 2 statistics tensor (row max L, row sum
+                               S = sum exp(A - L)). The statistics are reduced block-wise over
+                               column blocks of A (parallel on a GPU), then the softmax
+                               normalization exp(A - L) / S is fused into the product with V, so P
+                               is never written.
+``attention_flash``            never holds more than one (block_q x block_k) tile of A: an online
+                               softmax carries the running max m, running sum l and an unnormalized
+                               output accumulator across key blocks (Dao et al., 2022).
+
+Precision follows reference/ops.py: float64 in, float64 arithmetic; float32/float16 in,
+float32 arithmetic, output rounded to the input dtype.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ._checks import check_array, check_same_dtype, compute_dtype
+
+__all__ = ["attention", "attention_partial_softmax", "attention_flash", "softmax_stats", "merge_stats"]
+
+
+def _check_qkv(q, k, v, scale):
+    check_array("q", q, ndim=4)
+    check_array("k", k, ndim=4)
+    check_array("v", v, ndim=4)
+    check_same_dtype(q=q, k=k, v=v)
+    b, h, _, d = q.shape
+    if k.shape[:2] != (b, h) or k.shape[3] != d:
+        raise ValueError(f"k: expected shape ({b}, {h}, M, {d}) to match q {q.shape}, got {k.shape}")
+    if v.shape[:3] != k.shape[:3]:
+        raise ValueError(f"v: expected shape {k.shape[:3] + ('dv',)} to match k {k.shape}, got {v.shape}")
+    if 0 in q.shape or 0 in k.shape or 0 in v.shape:
+        raise ValueError(f"q, k, v: empty dimensions are not allowed, got {q.shape}, {k.shape}, {v.shape}")
+    if scale is None:
+        return 1.0 / math.sqrt(d)
+    scale = float(scale)
+    if not math.isfinite(scale):
+        raise ValueError(f"scale: expected a finite number, got {scale}")
+    return scale
+
+
+def _check_block(name: str, block) -> int:
+    if not isinstance(block, (int, np.integer)) or block < 1:
+        raise ValueError(f"{name}: expected a positive int, got {block!r}")
+    return int(block)
+
+
+def _scores(q, k, scale):
+    ct = compute_dtype(q.dtype)
+    return scale * np.einsum("bhnd,bhmd->bhnm", q.astype(ct), k.astype(ct))
+
+
+def attention(q, k, v, scale=None):
+    """Naive attention: O = softmax(s * Q K^T) V, with A and P both materialized."""
+    scale = _check_qkv(q, k, v, scale)
+    a = _scores(q, k, scale)
+    p = np.exp(a - a.max(axis=-1, keepdims=True))
+    p /= p.sum(axis=-1, keepdims=True)
+    return np.einsum("bhnm,bhmd->bhnd", p, v.astype(p.dtype)).astype(q.dtype)
+
+
+def merge_stats(stats_a, stats_b):
+    """Merge two partial (max, sum) statistics of disjoint column sets of the same rows:
+
+        L = max(L_a, L_b),    S = S_a exp(L_a - L) + S_b exp(L_b - L)
+
+    ``stats_*`` have shape (..., 2) holding (L, S). This is the associative step that lets
+    the statistics of a row be reduced in parallel over column blocks.
+    """
+    la, sa = stats_a[..., 0], stats_a[..., 1]
+    lb, sb = stats_b[..., 0], stats_b[..., 1]
+    lm = np.maximum(la, lb)
+    return np.stack([lm, sa * np.exp(la - lm) + sb * np.exp(lb - lm)], axis=-1)
+
+
+def softmax_stats(a, block: int = 64):
+    """The paper's reduction: the (..., N, 2) statistics (row max L, row sum S of exp(A - L))
+    of a score tensor A (..., N, M), computed block-wise.
+
+    A's columns are cut into ceil(M / block) blocks; each block b yields its own (L_b, S_b)
+    independently (on a GPU: in parallel, one work-group per block), and the partial results are
+    merged with ``merge_stats``. The last block may be ragged.
+    """
+    check_array("a", a)
+    if a.ndim < 2:
+        raise ValueError(f"a: expected at least 2 dimensions (..., N, M), got shape {a.shape}")
+    block = _check_block("block", block)
+    ct = compute_dtype(a.dtype)
+    stats = None
+    for start in range(0, a.shape[-1], block):
+        tile = a[..., start : start + block].astype(ct)
+        lb = tile.max(axis=-1)
+        sb = np.exp(tile - lb[..., None]).sum(axis=-1)
+        partial = np.stack([lb, sb], axis=-1)
+        stats = partial if stats is None else merge_stats(stats, partial)
+    return stats
+
+
+def attention_partial_softmax(q, k, v, scale=None, block: int = 64, return_stats: bool = False):
+    """The paper's partially fused softmax attention.
+
+    1. A = s * Q K^T is computed and stored (N x M per head).
+    2. ``softmax_stats`` reduces A to the N x 2 tensor (L, S), block-wise over column blocks.
+    3. The normalization is fused into the product with V, block by block over the columns:
+
+           O = sum_b exp(A[:, b] - L) V[b] / S
+
+       so the normalized N x M matrix P is never written.
+
+    With ``return_stats=True`` returns (O, stats) with stats of shape (B, H, N, 2), for tests.
+    """
+    scale = _check_qkv(q, k, v, scale)
+    block = _check_block("block", block)
+    a = _scores(q, k, scale)
+    stats = softmax_stats(a, block=block)
+    row_max, row_sum = stats[..., 0:1], stats[..., 1:2]
+    vc = v.astype(a.dtype)
+    out = np.zeros(q.shape[:3] + (v.shape[3],), dtype=a.dtype)
+    for start in range(0, a.shape[-1], block):
+        p_unnormalized = np.exp(a[..., start : start + block] - row_max)
+        out += np.einsum("bhnm,bhmd->bhnd", p_unnormalized, vc[:, :, start : start + block])
+    out = (out / row_sum).astype(q.dtype)
+    return (out, stats) if return_stats else out
+
+
+def attention_flash(q, k, v, scale=None, block_q: int = 64, block_k: int = 64):
+    """FlashAttention's forward pass: tiled attention with an online softmax.
+
+    For each block of block_q query rows, loop over key blocks j of block_k columns, holding
+    only the tile A_j = s * Q_blk K_j^T:
+
+        m_new = max(m, rowmax(A_j))
+        l     = l * exp(m - m_new) + rowsum(exp(A_j - m_new))
+        acc   = acc * exp(m - m_new) + exp(A_j - m_new) V_j
+        m     = m_new
+
+    and finally O_blk = acc / l. No N x M tensor exists at any time.
+    """
+    scale = _check_qkv(q, k, v, scale)
+    block_q = _check_block("block_q", block_q)
+    block_k = _check_block("block_k", block_k)
+    ct = compute_dtype(q.dtype)
+    qc, kc, vc = q.astype(ct), k.astype(ct), v.astype(ct)
+    n, m_keys = q.shape[2], k.shape[2]
+    out = np.empty(q.shape[:3] + (v.shape[3],), dtype=ct)
+    for qs in range(0, n, block_q):
+        q_blk = qc[:, :, qs : qs + block_q]
+        row_max = np.full(q_blk.shape[:3] + (1,), -np.inf, dtype=ct)
+        row_sum = np.zeros(q_blk.shape[:3] + (1,), dtype=ct)
+        acc = np.zeros(q_blk.shape[:3] + (v.shape[3],), dtype=ct)
+        for ks in range(0, m_keys, block_k):
+            tile = scale * np.einsum("bhnd,bhmd->bhnm", q_blk, kc[:, :, ks : ks + block_k])
+            new_max = np.maximum(row_max, tile.max(axis=-1, keepdims=True))
+            correction = np.exp(row_max - new_max)
+            p = np.exp(tile - new_max)
+            row_sum = row_sum * correction + p.sum(axis=-1, keepdims=True)
+            acc = acc * correction + np.einsum("bhnm,bhmd->bhnd", p, vc[:, :, ks : ks + block_k])
+            row_max = new_max
+        out[:, :, qs : qs + block_q] = acc / row_sum
+    return out.astype(q.dtype)
