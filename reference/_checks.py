@@ -7,6 +7,8 @@ expected. Nothing here converts silently; a wrong dtype is an error, not a cast.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 #: Floating dtypes every op accepts. float16 means fp16 *storage*: the reference computes in
@@ -14,10 +16,14 @@ import numpy as np
 SUPPORTED_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 
 
-def check_array(name: str, x, ndim: int | tuple[int, ...] | None = None) -> np.ndarray:
-    """Return ``x`` as an ndarray after checking its dtype (and number of dimensions)."""
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"{name}: expected a numpy.ndarray, got {type(x).__name__}")
+def check_array(name: str, x, ndim: int | tuple[int, ...] | None = None, array_type=np.ndarray):
+    """Return ``x`` after checking its type, dtype (and number of dimensions).
+
+    ``array_type`` is the backend's array class (numpy.ndarray for the reference)."""
+    if not isinstance(x, array_type):
+        expected = f"{array_type.__module__.split('.')[0]}.{array_type.__name__}"
+        hint = " (convert it with the backend's asarray)" if isinstance(x, np.ndarray) else ""
+        raise TypeError(f"{name}: expected a {expected}, got {type(x).__name__}{hint}")
     if x.dtype not in SUPPORTED_DTYPES:
         raise TypeError(
             f"{name}: unsupported dtype {x.dtype}; expected one of float16, float32, float64"
@@ -46,11 +52,11 @@ def compute_dtype(dtype: np.dtype) -> np.dtype:
     return np.dtype(np.float64) if dtype == np.float64 else np.dtype(np.float32)
 
 
-def check_vector(name: str, v, length: int) -> None:
+def check_vector(name: str, v, length: int, array_type=np.ndarray) -> None:
     """``v`` is None or a 1-D array of ``length`` elements."""
     if v is None:
         return
-    check_array(name, v, ndim=1)
+    check_array(name, v, ndim=1, array_type=array_type)
     if v.shape[0] != length:
         raise ValueError(f"{name}: expected shape ({length},), got {v.shape}")
 
@@ -66,3 +72,120 @@ def pair(name: str, value) -> tuple[int, int]:
     if a < 0 or b < 0:
         raise ValueError(f"{name}: expected non-negative values, got {value!r}")
     return a, b
+
+
+# --------------------------------------------------------------------------- per-op validators
+# Shared by the reference and every backend, so that bad input gets the same error everywhere.
+
+
+def check_group_norm(x, num_groups, weight, bias, array_type=np.ndarray) -> None:
+    check_array("x", x, ndim=tuple(range(2, 6)), array_type=array_type)
+    c = x.shape[1]
+    if not isinstance(num_groups, (int, np.integer)) or num_groups <= 0:
+        raise ValueError(f"num_groups: expected a positive int, got {num_groups!r}")
+    if c % num_groups != 0:
+        raise ValueError(
+            f"num_groups: the channel count C={c} of x is not divisible by num_groups={num_groups}"
+        )
+    check_vector("weight", weight, c, array_type)
+    check_vector("bias", bias, c, array_type)
+    check_same_dtype(x=x, weight=weight, bias=bias)
+
+
+def check_layer_norm(x, weight, bias, array_type=np.ndarray) -> None:
+    check_array("x", x, array_type=array_type)
+    if x.ndim == 0:
+        raise ValueError("x: expected at least one dimension, got a scalar")
+    check_vector("weight", weight, x.shape[-1], array_type)
+    check_vector("bias", bias, x.shape[-1], array_type)
+    check_same_dtype(x=x, weight=weight, bias=bias)
+
+
+def check_geglu(x, array_type=np.ndarray) -> None:
+    check_array("x", x, array_type=array_type)
+    if x.ndim == 0 or x.shape[-1] % 2 != 0:
+        raise ValueError(f"x: the last axis must have an even size to split in halves, got shape {x.shape}")
+
+
+def check_softmax(x, axis, array_type=np.ndarray) -> None:
+    check_array("x", x, array_type=array_type)
+    if not isinstance(axis, (int, np.integer)) or not -x.ndim <= axis < x.ndim:
+        raise ValueError(f"axis: {axis!r} is out of range for x of shape {x.shape}")
+
+
+def check_linear(x, weight, bias, array_type=np.ndarray) -> None:
+    check_array("x", x, array_type=array_type)
+    check_array("weight", weight, ndim=2, array_type=array_type)
+    if x.ndim == 0 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(
+            f"weight: expected shape (out_features, {x.shape[-1] if x.ndim else '?'}) to match the "
+            f"last axis of x {x.shape}, got {weight.shape}"
+        )
+    check_vector("bias", bias, weight.shape[0], array_type)
+    check_same_dtype(x=x, weight=weight, bias=bias)
+
+
+def check_conv2d(x, w, b, stride, padding, array_type=np.ndarray) -> tuple[int, int, int, int]:
+    """Validate a convolution's arguments; return (stride_h, stride_w, pad_h, pad_w)."""
+    check_array("x", x, ndim=4, array_type=array_type)
+    check_array("w", w, ndim=4, array_type=array_type)
+    if w.shape[1] != x.shape[1]:
+        raise ValueError(
+            f"w: expected {x.shape[1]} input channels (shape (O, {x.shape[1]}, kh, kw)) to match x "
+            f"{x.shape}, got {w.shape}"
+        )
+    check_vector("b", b, w.shape[0], array_type)
+    check_same_dtype(x=x, w=w, b=b)
+    sh, sw = pair("stride", stride)
+    if sh == 0 or sw == 0:
+        raise ValueError(f"stride: expected positive values, got {stride!r}")
+    ph, pw = pair("padding", padding)
+    if x.shape[2] + 2 * ph < w.shape[2] or x.shape[3] + 2 * pw < w.shape[3]:
+        raise ValueError(
+            f"x: the padded input {x.shape[2] + 2 * ph}x{x.shape[3] + 2 * pw} is smaller than the kernel "
+            f"{w.shape[2]}x{w.shape[3]}"
+        )
+    return sh, sw, ph, pw
+
+
+def check_winograd(x, w, b, padding, m, stride, array_type=np.ndarray) -> tuple[int, int]:
+    """Validate a Winograd convolution's arguments; return (pad_h, pad_w)."""
+    if pair("stride", stride) != (1, 1):
+        raise ValueError(f"stride: Winograd convolution needs stride 1, got {stride!r}; use method='direct'")
+    check_array("x", x, ndim=4, array_type=array_type)
+    check_array("w", w, ndim=4, array_type=array_type)
+    if tuple(w.shape[2:]) != (3, 3):
+        raise ValueError(f"w: Winograd F(m x m, 3 x 3) needs a 3x3 kernel, got kernel size {tuple(w.shape[2:])}")
+    if not isinstance(m, (int, np.integer)) or m < 1:
+        raise ValueError(f"m: expected a positive int output tile size, got {m!r}")
+    _, _, ph, pw = check_conv2d(x, w, b, 1, padding, array_type)
+    return ph, pw
+
+
+def check_qkv(q, k, v, scale, array_type=np.ndarray) -> float:
+    """Validate attention inputs q (B, H, N, d), k (B, H, M, d), v (B, H, M, dv); return the scale."""
+    check_array("q", q, ndim=4, array_type=array_type)
+    check_array("k", k, ndim=4, array_type=array_type)
+    check_array("v", v, ndim=4, array_type=array_type)
+    check_same_dtype(q=q, k=k, v=v)
+    b, h, _, d = q.shape
+    if tuple(k.shape[:2]) != (b, h) or k.shape[3] != d:
+        raise ValueError(f"k: expected shape ({b}, {h}, M, {d}) to match q {tuple(q.shape)}, got {tuple(k.shape)}")
+    if tuple(v.shape[:3]) != tuple(k.shape[:3]):
+        raise ValueError(
+            f"v: expected shape {tuple(k.shape[:3]) + ('dv',)} to match k {tuple(k.shape)}, got {tuple(v.shape)}"
+        )
+    if 0 in q.shape or 0 in k.shape or 0 in v.shape:
+        raise ValueError(f"q, k, v: empty dimensions are not allowed, got {q.shape}, {k.shape}, {v.shape}")
+    if scale is None:
+        return 1.0 / math.sqrt(d)
+    scale = float(scale)
+    if not math.isfinite(scale):
+        raise ValueError(f"scale: expected a finite number, got {scale}")
+    return scale
+
+
+def check_block(name: str, block) -> int:
+    if not isinstance(block, (int, np.integer)) or block < 1:
+        raise ValueError(f"{name}: expected a positive int, got {block!r}")
+    return int(block)

@@ -26,39 +26,11 @@ float32 arithmetic, output rounded to the input dtype.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from ._checks import check_array, check_same_dtype, compute_dtype
+from ._checks import check_array, check_block, check_qkv, compute_dtype
 
 __all__ = ["attention", "attention_partial_softmax", "attention_flash", "softmax_stats", "merge_stats"]
-
-
-def _check_qkv(q, k, v, scale):
-    check_array("q", q, ndim=4)
-    check_array("k", k, ndim=4)
-    check_array("v", v, ndim=4)
-    check_same_dtype(q=q, k=k, v=v)
-    b, h, _, d = q.shape
-    if k.shape[:2] != (b, h) or k.shape[3] != d:
-        raise ValueError(f"k: expected shape ({b}, {h}, M, {d}) to match q {q.shape}, got {k.shape}")
-    if v.shape[:3] != k.shape[:3]:
-        raise ValueError(f"v: expected shape {k.shape[:3] + ('dv',)} to match k {k.shape}, got {v.shape}")
-    if 0 in q.shape or 0 in k.shape or 0 in v.shape:
-        raise ValueError(f"q, k, v: empty dimensions are not allowed, got {q.shape}, {k.shape}, {v.shape}")
-    if scale is None:
-        return 1.0 / math.sqrt(d)
-    scale = float(scale)
-    if not math.isfinite(scale):
-        raise ValueError(f"scale: expected a finite number, got {scale}")
-    return scale
-
-
-def _check_block(name: str, block) -> int:
-    if not isinstance(block, (int, np.integer)) or block < 1:
-        raise ValueError(f"{name}: expected a positive int, got {block!r}")
-    return int(block)
 
 
 def _scores(q, k, scale):
@@ -68,7 +40,7 @@ def _scores(q, k, scale):
 
 def attention(q, k, v, scale=None):
     """Naive attention: O = softmax(s * Q K^T) V, with A and P both materialized."""
-    scale = _check_qkv(q, k, v, scale)
+    scale = check_qkv(q, k, v, scale)
     a = _scores(q, k, scale)
     p = np.exp(a - a.max(axis=-1, keepdims=True))
     p /= p.sum(axis=-1, keepdims=True)
@@ -100,7 +72,7 @@ def softmax_stats(a, block: int = 64):
     check_array("a", a)
     if a.ndim < 2:
         raise ValueError(f"a: expected at least 2 dimensions (..., N, M), got shape {a.shape}")
-    block = _check_block("block", block)
+    block = check_block("block", block)
     ct = compute_dtype(a.dtype)
     stats = None
     for start in range(0, a.shape[-1], block):
@@ -125,8 +97,8 @@ def attention_partial_softmax(q, k, v, scale=None, block: int = 64, return_stats
 
     With ``return_stats=True`` returns (O, stats) with stats of shape (B, H, N, 2), for tests.
     """
-    scale = _check_qkv(q, k, v, scale)
-    block = _check_block("block", block)
+    scale = check_qkv(q, k, v, scale)
+    block = check_block("block", block)
     a = _scores(q, k, scale)
     stats = softmax_stats(a, block=block)
     row_max, row_sum = stats[..., 0:1], stats[..., 1:2]
@@ -152,9 +124,9 @@ def attention_flash(q, k, v, scale=None, block_q: int = 64, block_k: int = 64):
 
     and finally O_blk = acc / l. No N x M tensor exists at any time.
     """
-    scale = _check_qkv(q, k, v, scale)
-    block_q = _check_block("block_q", block_q)
-    block_k = _check_block("block_k", block_k)
+    scale = check_qkv(q, k, v, scale)
+    block_q = check_block("block_q", block_q)
+    block_k = check_block("block_k", block_k)
     ct = compute_dtype(q.dtype)
     qc, kc, vc = q.astype(ct), k.astype(ct), v.astype(ct)
     n, m_keys = q.shape[2], k.shape[2]

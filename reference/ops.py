@@ -19,7 +19,16 @@ import math
 import numpy as np
 from scipy import special
 
-from ._checks import check_array, check_same_dtype, check_vector, compute_dtype, pair
+from ._checks import (
+    check_array,
+    check_conv2d,
+    check_geglu,
+    check_group_norm,
+    check_layer_norm,
+    check_linear,
+    check_softmax,
+    compute_dtype,
+)
 
 __all__ = [
     "group_norm",
@@ -52,17 +61,8 @@ def group_norm(x, num_groups: int, weight=None, bias=None, eps: float = 1e-5):
     The variance is the two-pass (centred) form, which does not cancel when |mu| >> sigma.
     The paper's fused kernel computes exactly this in one GPU command.
     """
-    check_array("x", x, ndim=tuple(range(2, 6)))
+    check_group_norm(x, num_groups, weight, bias)
     n, c = x.shape[:2]
-    if not isinstance(num_groups, (int, np.integer)) or num_groups <= 0:
-        raise ValueError(f"num_groups: expected a positive int, got {num_groups!r}")
-    if c % num_groups != 0:
-        raise ValueError(
-            f"num_groups: the channel count C={c} of x is not divisible by num_groups={num_groups}"
-        )
-    check_vector("weight", weight, c)
-    check_vector("bias", bias, c)
-    check_same_dtype(x=x, weight=weight, bias=bias)
 
     xc = _compute(x)
     grouped = xc.reshape(n, num_groups, -1)
@@ -105,9 +105,7 @@ def geglu(x, approximate: bool = False):
     SD 1.x's transformer feed-forward computes ``linear`` (C -> 2F) and then this. The paper's
     fused GELU kernel does the split, the erf and the product in one pass.
     """
-    check_array("x", x)
-    if x.ndim == 0 or x.shape[-1] % 2 != 0:
-        raise ValueError(f"x: the last axis must have an even size to split in halves, got shape {x.shape}")
+    check_geglu(x)
     half = x.shape[-1] // 2
     a = _compute(x[..., :half])
     gate = gelu(_compute(x[..., half:]), approximate=approximate)
@@ -133,9 +131,7 @@ def softmax(x, axis: int = -1):
 
     Subtracting the maximum changes nothing mathematically and keeps exp from overflowing.
     """
-    check_array("x", x)
-    if not -x.ndim <= axis < x.ndim:
-        raise ValueError(f"axis: {axis} is out of range for x of shape {x.shape}")
+    check_softmax(x, axis)
     xc = _compute(x)
     e = np.exp(xc - xc.max(axis=axis, keepdims=True))
     return (e / e.sum(axis=axis, keepdims=True)).astype(x.dtype)
@@ -146,13 +142,7 @@ def layer_norm(x, weight=None, bias=None, eps: float = 1e-5):
 
         y = (x - mean(x)) / sqrt(var(x) + eps) * weight + bias   (biased variance, last axis)
     """
-    check_array("x", x)
-    if x.ndim == 0:
-        raise ValueError("x: expected at least one dimension, got a scalar")
-    c = x.shape[-1]
-    check_vector("weight", weight, c)
-    check_vector("bias", bias, c)
-    check_same_dtype(x=x, weight=weight, bias=bias)
+    check_layer_norm(x, weight, bias)
     xc = _compute(x)
     mean = xc.mean(axis=-1, keepdims=True)
     var = np.square(xc - mean).mean(axis=-1, keepdims=True)
@@ -166,15 +156,7 @@ def layer_norm(x, weight=None, bias=None, eps: float = 1e-5):
 
 def linear(x, weight, bias=None):
     """Affine map of the last axis, as ``torch.nn.Linear``: y = x W^T + b, W of shape (out, in)."""
-    check_array("x", x)
-    check_array("weight", weight, ndim=2)
-    if x.ndim == 0 or x.shape[-1] != weight.shape[1]:
-        raise ValueError(
-            f"weight: expected shape (out_features, {x.shape[-1] if x.ndim else '?'}) to match the "
-            f"last axis of x {x.shape}, got {weight.shape}"
-        )
-    check_vector("bias", bias, weight.shape[0])
-    check_same_dtype(x=x, weight=weight, bias=bias)
+    check_linear(x, weight, bias)
     y = _compute(x) @ _compute(weight).T
     if bias is not None:
         y = y + _compute(bias)
@@ -190,25 +172,9 @@ def conv2d(x, w, b=None, stride=1, padding=0):
     (O, C, kh, kw), the output (N, O, (H + 2p - kh) // s + 1, (W + 2p - kw) // s + 1).
     This direct form is the ground truth for Winograd (reference/winograd.py).
     """
-    check_array("x", x, ndim=4)
-    check_array("w", w, ndim=4)
-    if w.shape[1] != x.shape[1]:
-        raise ValueError(
-            f"w: expected {x.shape[1]} input channels (shape (O, {x.shape[1]}, kh, kw)) to match x "
-            f"{x.shape}, got {w.shape}"
-        )
-    check_vector("b", b, w.shape[0])
-    check_same_dtype(x=x, w=w, b=b)
-    sh, sw = pair("stride", stride)
-    if sh == 0 or sw == 0:
-        raise ValueError(f"stride: expected positive values, got {stride!r}")
-    ph, pw = pair("padding", padding)
+    sh, sw, ph, pw = check_conv2d(x, w, b, stride, padding)
     kh, kw = w.shape[2:]
     xp = np.pad(_compute(x), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    if xp.shape[2] < kh or xp.shape[3] < kw:
-        raise ValueError(
-            f"x: the padded input {xp.shape[2]}x{xp.shape[3]} is smaller than the kernel {kh}x{kw}"
-        )
     # windows[n, c, i, j, u, v] = xp[n, c, i*sh + u, j*sw + v]
     windows = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
     y = np.einsum("ncijuv,ocuv->noij", windows, _compute(w), optimize=True)

@@ -45,11 +45,11 @@ import functools
 import math
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
-from ._checks import check_array, check_same_dtype, check_vector, compute_dtype, pair
+from ._checks import check_winograd, compute_dtype
 from .numerics import relative_frobenius_error
 from .ops import conv2d
 
@@ -217,26 +217,6 @@ def winograd_matrices(m: int, r: int = 3, points=None, exact: bool = False) -> W
     return WinogradMatrices(np.array(at, dtype=dtype), np.array(g, dtype=dtype), np.array(bt, dtype=dtype))
 
 
-def _check_winograd_args(x, w, b, padding, m):
-    check_array("x", x, ndim=4)
-    check_array("w", w, ndim=4)
-    if w.shape[2:] != (3, 3):
-        raise ValueError(f"w: Winograd F(m x m, 3 x 3) needs a 3x3 kernel, got kernel size {w.shape[2:]}")
-    if w.shape[1] != x.shape[1]:
-        raise ValueError(
-            f"w: expected {x.shape[1]} input channels (shape (O, {x.shape[1]}, 3, 3)) to match x {x.shape}, "
-            f"got {w.shape}"
-        )
-    check_vector("b", b, w.shape[0])
-    check_same_dtype(x=x, w=w, b=b)
-    if not isinstance(m, (int, np.integer)) or m < 1:
-        raise ValueError(f"m: expected a positive int output tile size, got {m!r}")
-    ph, pw = pair("padding", padding)
-    if x.shape[2] + 2 * ph < 3 or x.shape[3] + 2 * pw < 3:
-        raise ValueError(f"x: the padded input is smaller than the 3x3 kernel (x {x.shape}, padding {padding})")
-    return ph, pw
-
-
 def conv2d_winograd(x, w, b=None, padding=0, m: int = 4, points=None, stride=1):
     """3x3, stride-1 convolution by Winograd F(m x m, 3 x 3); same result as ``ops.conv2d``.
 
@@ -254,9 +234,7 @@ def conv2d_winograd(x, w, b=None, padding=0, m: int = 4, points=None, stride=1):
     GPU would store them, the GEMMs accumulate in float32, and the output is float16.
     ``stride`` exists only to reject anything but 1 with a clear error.
     """
-    if pair("stride", stride) != (1, 1):
-        raise ValueError(f"stride: Winograd convolution needs stride 1, got {stride!r}; use conv2d(method='direct')")
-    ph, pw = _check_winograd_args(x, w, b, padding, m)
+    ph, pw = check_winograd(x, w, b, padding, m, stride)
     storage = x.dtype
     ct = compute_dtype(storage)
     at, g, bt = (t.astype(ct) for t in winograd_matrices(m, 3, points))

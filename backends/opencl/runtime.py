@@ -1,0 +1,296 @@
+"""OpenCL runtime: device choice, NVIDIA ICD registration, program cache, launches and counters.
+
+Everything a kernel wrapper needs goes through one ``Runtime`` per device:
+
+    rt = Runtime.for_device(None)               # PYOPENCL_CTX, else the first GPU, else the first device
+    k = rt.kernel("normalization.cl", "group_norm_fused", np.float32)   # built once, cached
+    y = rt.empty(x.shape, x.dtype)              # an op's output (NaN-filled when poison=True)
+    t = rt.temp((n, 2), np.float32)             # an intermediate buffer: counted in temp bytes
+    rt.launch(k, global_size, local_size, x, y, np.int32(n), ...)     # counted as one launch
+
+``rt.measure()`` counts the launches, kernel names and temporary bytes of the calls made inside
+it: that is how the tests check the paper's fusion claims.
+
+Storage dtypes: float32, and float16 as *storage* (``vload_half``/``vstore_half``) with float32
+arithmetic; NVIDIA's OpenCL has no cl_khr_fp16. Every .cl file is compiled with the header
+``common.h`` in front, which defines ``storage_t``, ``LOAD(p, i)`` and ``STORE(p, i, v)`` for the
+chosen storage. No fast-math flags: fp32 results must match the reference's tolerances.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+KERNEL_DIR = Path(__file__).parent / "kernels"
+STORAGE_DTYPES = (np.dtype(np.float32), np.dtype(np.float16))
+NVIDIA_OPENCL_LIBS = (
+    "/usr/local/nvidia/lib64/libnvidia-opencl.so.1",
+    "/usr/lib/x86_64-linux-gnu/libnvidia-opencl.so.1",
+    "/usr/lib64/libnvidia-opencl.so.1",
+)
+
+
+class OpenCLUnavailable(RuntimeError):
+    """No OpenCL platform or device could be found."""
+
+
+class KernelBuildError(RuntimeError):
+    """A .cl file failed to compile; the message carries the compiler's build log."""
+
+
+def register_nvidia_icd() -> str | None:
+    """Make NVIDIA's OpenCL driver visible where the library exists but no ICD file names it.
+
+    The ICD loader finds drivers through ``*.icd`` files in /etc/OpenCL/vendors, or in the folder
+    that ``OCL_ICD_VENDORS`` names. Some containers ship ``libnvidia-opencl.so.1`` without the
+    file; then we write a folder holding ``nvidia.icd`` (and ``pocl.icd`` for the PoCL bundled with
+    pyopencl, so the CPU stays available) and point ``OCL_ICD_VENDORS`` at it. Must run before
+    the first platform query. Returns the folder, or None when nothing needed doing.
+    """
+    if os.environ.get("OCL_ICD_VENDORS"):
+        return None
+    lib = next((p for p in NVIDIA_OPENCL_LIBS if os.path.exists(p)), None)
+    if lib is None:
+        return None
+    registered = glob.glob("/etc/OpenCL/vendors/*.icd")
+    if any("nvidia" in Path(f).read_text(errors="ignore").lower() for f in registered):
+        return None
+    folder = Path(tempfile.mkdtemp(prefix="ocl-vendors-"))
+    (folder / "nvidia.icd").write_text(lib + "\n")
+    for f in registered:
+        (folder / Path(f).name).write_text(Path(f).read_text())
+    import pyopencl
+
+    for pocl in glob.glob(str(Path(pyopencl.__file__).parent / ".libs" / "libpocl*.so*")):
+        (folder / "pocl.icd").write_text(pocl + "\n")
+    os.environ["OCL_ICD_VENDORS"] = str(folder)
+    return str(folder)
+
+
+register_nvidia_icd()
+
+import pyopencl as cl  # noqa: E402  (after the ICD registration above)
+import pyopencl.array as cla  # noqa: E402
+
+
+def _all_devices():
+    try:
+        platforms = cl.get_platforms()
+    except cl.Error as exc:
+        platforms, err = [], exc
+    else:
+        err = None
+    devices = [(p, d) for p in platforms for d in p.get_devices()]
+    if not devices:
+        raise OpenCLUnavailable(
+            "No OpenCL platform/device found"
+            + (f" ({err})" if err else "")
+            + ". For the CPU, install PoCL: `pip install pocl-binary-distribution` (the project's "
+            "`make test` does this); for a GPU, install its driver's OpenCL ICD."
+        )
+    return devices
+
+
+def select_device(device=None) -> "cl.Device":
+    """The device to use.
+
+    ``device``: a ``pyopencl.Device``; a string "P:D" (platform and device index, as in
+    PYOPENCL_CTX); any other string matches a substring of "platform name / device name"
+    (case-insensitive, e.g. "nvidia" or "pthread"); or None: ``PYOPENCL_CTX`` if set, else the
+    first GPU, else the first device.
+    """
+    if isinstance(device, cl.Device):
+        return device
+    devices = _all_devices()
+    if device is None:
+        env = os.environ.get("PYOPENCL_CTX")
+        if env:
+            return select_device(env)
+        gpus = [d for _, d in devices if d.type & cl.device_type.GPU]
+        return gpus[0] if gpus else devices[0][1]
+    if not isinstance(device, str):
+        raise TypeError(f"device: expected None, a pyopencl.Device or a string, got {type(device).__name__}")
+    listing = "; ".join(f"{i}:{j} {p.name} / {d.name}" for i, p in enumerate(cl.get_platforms())
+                        for j, d in enumerate(p.get_devices()))
+    if ":" in device and all(part.isdigit() for part in device.split(":", 1)) or device.isdigit():
+        pi, _, di = device.partition(":")
+        try:
+            return cl.get_platforms()[int(pi)].get_devices()[int(di or 0)]
+        except IndexError:
+            raise ValueError(f"device: no OpenCL device {device!r}; available: {listing}") from None
+    matches = [d for p, d in devices if device.lower() in f"{p.name} / {d.name}".lower()]
+    if not matches:
+        raise ValueError(f"device: no OpenCL device matches {device!r}; available: {listing}")
+    return matches[0]
+
+
+@dataclass
+class Counters:
+    """What the calls inside ``Runtime.measure()`` did on the device."""
+
+    launches: int = 0
+    kernels: list = field(default_factory=list)  # kernel names in launch order
+    temp_bytes: int = 0  # bytes of temporary buffers allocated (not outputs, not cached weights)
+    temp_buffers: list = field(default_factory=list)  # (shape, dtype) of each temporary
+    cache_bytes: int = 0  # bytes of persistent caches created (e.g. Winograd-transformed weights)
+
+
+def round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+class Runtime:
+    """One OpenCL context and in-order queue on one device, with a program cache."""
+
+    _instances: dict = {}
+
+    @classmethod
+    def for_device(cls, device=None, poison: bool = False) -> "Runtime":
+        """The shared runtime of a device (so arrays and programs are shared between backends)."""
+        dev = select_device(device)
+        key = (dev.int_ptr, poison)
+        if key not in cls._instances:
+            cls._instances[key] = cls(dev, poison)
+        return cls._instances[key]
+
+    def __init__(self, device: "cl.Device", poison: bool = False):
+        self.device = device
+        self.poison = poison
+        self.context = cl.Context([device])
+        self.queue = cl.CommandQueue(self.context, properties=cl.command_queue_properties.PROFILING_ENABLE)
+        self.vendor = f"{device.platform.name} {device.vendor}"
+        self.max_work_group_size = device.max_work_group_size
+        self.local_mem_size = device.local_mem_size
+        self._programs: dict = {}
+        self._kernels: dict = {}
+        self._stack: list[Counters] = []
+        self._dummy = {}
+
+    def __repr__(self):
+        return f"Runtime({self.device.platform.name} / {self.device.name})"
+
+    # -- programs ----------------------------------------------------------------------------
+
+    def program(self, filename: str, dtype, defines: dict | None = None) -> "cl.Program":
+        """Build ``kernels/<filename>`` (with common.h in front) for a storage dtype, once."""
+        dtype = self.check_storage_dtype("dtype", dtype)
+        defines = dict(defines or {})
+        key = (filename, dtype.str, tuple(sorted(defines.items())))
+        if key not in self._programs:
+            path = KERNEL_DIR / filename
+            if not path.exists():
+                raise FileNotFoundError(f"filename: no kernel source {path}")
+            source = (KERNEL_DIR / "common.h").read_text() + f'\n#line 1 "{filename}"\n' + path.read_text()
+            options = [f"-DSTORAGE_HALF={int(dtype == np.float16)}"]
+            options += [f"-D{k}={int(v) if isinstance(v, bool) else v}" for k, v in sorted(defines.items())]
+            program = cl.Program(self.context, source)
+            try:
+                program.build(options=options)
+            except cl.Error as exc:
+                try:
+                    log = program.get_build_info(self.device, cl.program_build_info.LOG)
+                except cl.Error:
+                    log = str(exc)
+                raise KernelBuildError(
+                    f"building {filename} with {' '.join(options)} for {self.device.name} failed:\n{log}"
+                ) from None
+            self._programs[key] = program
+        return self._programs[key]
+
+    def kernel(self, filename: str, name: str, dtype, defines: dict | None = None) -> "cl.Kernel":
+        """A kernel object, retrieved once per (file, name, dtype, defines) and reused."""
+        key = (filename, name, np.dtype(dtype).str, tuple(sorted((defines or {}).items())))
+        if key not in self._kernels:
+            self._kernels[key] = cl.Kernel(self.program(filename, dtype, defines), name)
+        return self._kernels[key]
+
+    # -- buffers -----------------------------------------------------------------------------
+
+    @staticmethod
+    def check_storage_dtype(name: str, dtype) -> np.dtype:
+        dtype = np.dtype(dtype)
+        if dtype not in STORAGE_DTYPES:
+            raise TypeError(f"{name}: the opencl backend stores float32 or float16, got {dtype}")
+        return dtype
+
+    def empty(self, shape, dtype) -> "cla.Array":
+        """An op's output array. With ``poison=True`` it is filled with NaN first, so a kernel
+        that forgets to write an element is caught by the tests."""
+        out = cla.empty(self.queue, tuple(int(s) for s in shape), self.check_storage_dtype("dtype", dtype))
+        if self.poison and out.size:
+            self._fill_nan(out)
+        return out
+
+    def _fill_nan(self, a: "cla.Array") -> None:
+        # enqueue_fill_buffer, not Array.fill: pyopencl's fill kernel needs cl_khr_fp16 for half
+        pattern = np.array([np.nan], dtype=a.dtype)
+        cl.enqueue_fill_buffer(self.queue, a.data, pattern, 0, a.nbytes)
+
+    def temp(self, shape, dtype) -> "cla.Array":
+        """An intermediate device buffer; its bytes are counted in ``Counters.temp_bytes``."""
+        buf = cla.empty(self.queue, tuple(int(s) for s in shape), np.dtype(dtype))
+        for c in self._stack:
+            c.temp_bytes += buf.nbytes
+            c.temp_buffers.append((buf.shape, buf.dtype))
+        if self.poison and buf.size and buf.dtype.kind == "f":
+            self._fill_nan(buf)
+        return buf
+
+    def count_cache(self, nbytes: int) -> None:
+        for c in self._stack:
+            c.cache_bytes += int(nbytes)
+
+    def dummy(self, dtype) -> "cla.Array":
+        """A one-element buffer to pass where an optional argument (e.g. a bias) is absent."""
+        dtype = np.dtype(dtype)
+        if dtype.str not in self._dummy:
+            self._dummy[dtype.str] = cla.zeros(self.queue, (1,), dtype)
+        return self._dummy[dtype.str]
+
+    # -- launches ----------------------------------------------------------------------------
+
+    def launch(self, kernel: "cl.Kernel", global_size, local_size, *args) -> "cl.Event":
+        """Enqueue ``kernel``; arrays are passed as their buffers, Python ints as int32 and Python
+        floats as float32. ``global_size`` is rounded up to a multiple of ``local_size``."""
+        converted = []
+        for a in args:
+            if isinstance(a, cla.Array):
+                if a.offset:
+                    raise ValueError("launch: arrays with a non-zero offset are not supported; pass a copy")
+                converted.append(a.data)
+            elif isinstance(a, (bool, int, np.integer)) and not isinstance(a, (np.int32, np.uint32, np.int64)):
+                converted.append(np.int32(a))
+            elif isinstance(a, float):
+                converted.append(np.float32(a))
+            else:
+                converted.append(a)
+        kernel.set_args(*converted)
+        if local_size is not None:
+            global_size = tuple(round_up(g, l) for g, l in zip(global_size, local_size))
+        event = cl.enqueue_nd_range_kernel(self.queue, kernel, tuple(global_size),
+                                           None if local_size is None else tuple(local_size))
+        name = kernel.function_name
+        for c in self._stack:
+            c.launches += 1
+            c.kernels.append(name)
+        return event
+
+    @contextlib.contextmanager
+    def measure(self):
+        """Count launches, kernel names and temporary bytes of everything run inside."""
+        counters = Counters()
+        self._stack.append(counters)
+        try:
+            yield counters
+        finally:
+            self._stack.remove(counters)
+
+    def finish(self) -> None:
+        self.queue.finish()
