@@ -63,3 +63,16 @@ class NumpyBackend(Backend):
 
     def upsample_nearest2d(self, x, scale_factor=2):
         return ref.upsample_nearest2d(x, scale_factor)
+
+    def add(self, a, b):
+        if a.shape != b.shape:
+            raise ValueError(f"b: expected the shape of a {a.shape}, got {b.shape}")
+        return a + b
+
+    def add_broadcast(self, x, v):
+        if v.shape != x.shape[:2]:
+            raise ValueError(f"v: expected shape {x.shape[:2]} (N, C) to match x {x.shape}, got {v.shape}")
+        return x + v.reshape(v.shape + (1,) * (x.ndim - 2))
+
+    def mul_scalar(self, x, s):
+        return (x * np.asarray(s, dtype=x.dtype)).astype(x.dtype)

@@ -80,18 +80,22 @@ def group_norm(x, num_groups: int, weight=None, bias=None, eps: float = 1e-5):
 def gelu(x, approximate: bool = False):
     """Gaussian error linear unit (Hendrycks & Gimpel, 2016).
 
-    Exact (erf) form, the one SD 1.x uses:   gelu(x) = x/2 * (1 + erf(x / sqrt(2)))
-    Tanh approximation (``approximate=True``):
-        gelu(x) ~= x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))
+    Exact (erf) form, the one SD 1.x uses:
+        gelu(x) = x/2 * (1 + erf(x / sqrt(2))) = x/2 * erfc(-x / sqrt(2))
+    Tanh approximation (``approximate=True``), u = sqrt(2/pi) * (x + 0.044715 x^3):
+        gelu(x) ~= x/2 * (1 + tanh(u)) = x * sigmoid(2u)
     whose absolute error is below 5e-4 everywhere (tests/test_ops.py measures it).
+
+    The erfc and sigmoid spellings are used because 1 + erf(...) cancels for negative x (2%
+    relative error at x = -8 even in float64, exactly 0 below x = -8.3).
     """
     check_array("x", x)
     xc = _compute(x)
     if approximate:
         inner = math.sqrt(2.0 / math.pi) * (xc + 0.044715 * xc**3)
-        y = 0.5 * xc * (1.0 + np.tanh(inner))
+        y = xc * special.expit(2.0 * inner)
     else:
-        y = 0.5 * xc * (1.0 + special.erf(xc / math.sqrt(2.0)))
+        y = 0.5 * xc * special.erfc(-xc / math.sqrt(2.0))
     return y.astype(x.dtype)
 
 

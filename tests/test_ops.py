@@ -82,8 +82,16 @@ def test_group_norm_keeps_dtype_and_normalizes(dtype):
 @given(seed=seeds, scale=scales)
 def test_gelu_matches_libm_erf(seed, scale):
     x = random_array(seed, (257,), scale=scale)
-    expected = np.array([0.5 * v * (1 + math.erf(v / math.sqrt(2))) for v in x])
-    assert_close(ops.gelu(x), expected, atol=1e-15, rtol=1e-13)
+    expected = np.array([0.5 * v * math.erfc(-v / math.sqrt(2)) for v in x])
+    assert_close(ops.gelu(x), expected, atol=1e-300, rtol=1e-13)
+
+
+def test_gelu_keeps_relative_accuracy_for_negative_x():
+    # x/2 (1 + erf(x/sqrt2)) cancels for x << 0; the reference must not
+    x = np.array([-8.0, -10.0, -20.0])
+    expected = np.array([0.5 * v * math.erfc(-v / math.sqrt(2)) for v in x])
+    assert np.all(expected < 0)
+    assert_close(ops.gelu(x), expected, atol=0, rtol=1e-13)
 
 
 def test_gelu_known_values():
@@ -105,7 +113,7 @@ def test_gelu_tanh_form_is_within_its_known_error():
 def test_geglu_is_first_half_times_gelu_of_second(seed, rows, half, scale):
     x = random_array(seed, (rows, 3, 2 * half), scale=scale)
     a, b = x[..., :half], x[..., half:]
-    expected = a * 0.5 * b * (1 + np.vectorize(math.erf)(b / math.sqrt(2)))
+    expected = a * 0.5 * b * np.vectorize(math.erfc)(-b / math.sqrt(2))
     assert_close(ops.geglu(x), expected, atol=1e-300, rtol=1e-12)
 
 

@@ -1,1 +1,182 @@
-"""Placeholder: being written."""
+"""Host side of kernels/attention.cl: scaled dot-product attention three ways.
+
+With q (B, H, N, d), k (B, H, M, d), v (B, H, M, dv) and s = scale (reference/attention.py):
+
+    A = s Q K^T   (N x M per batch*head),   P = softmax(A) along M,   O = P V   (B, H, N, dv)
+
+The three variants compute the same O and differ in what they store, which is the paper's point
+(Chen et al. 2023, "Attention"). Every launch works on all B*H heads at once.
+
+=================  =========================================  ===================================
+method             launches (kernel names)                    temporaries
+=================  =========================================  ===================================
+"naive"            3: attention_scores (A = s Q K^T),         A and P: two (B, H, N, M) float32
+                   softmax_rows (P = softmax(A)),
+                   attention_pv (O = P V)
+"partial_softmax"  3: attention_scores, softmax_stats          A: (B, H, N, M) float32, and the
+                   (the (L, S) row statistics, block-wise),   (B, H, N, 2) float32 statistics
+                   attention_pv_softmax (the normalization
+                   fused into the product with V)
+"flash"            1: flash_attention (online softmax)        none
+=================  =========================================  ===================================
+
+Partially fused softmax (the paper's): ``softmax_stats`` reduces each row of A to
+L = max_m A[n, m] and S = sum_m exp(A[n, m] - L) with one work-group of ``ROW_WG`` items per row:
+each item reduces its own block of columns, and the partial (max, sum) pairs are merged in
+__local memory with L = max(La, Lb), S = Sa exp(La - L) + Sb exp(Lb - L). Then
+``attention_pv_softmax``, tiled like a GEMM, applies exp(A - L[n]) as it loads each A tile and
+divides the finished row by S[n]: O = sum_m exp(A[n, m] - L[n]) V[m, :] / S[n]. P is never stored.
+
+Flash: one work-group per (batch*head, block of ``block_q`` query rows) loops over blocks of
+``block_k`` keys staged in __local memory, keeping the running row max m, row sum l and the output
+accumulator in float registers (O = acc / l at the end; see the kernel's comment). The head dims
+d and dv are compile-time defines; ``flash_plan`` picks the block sizes from them: the dv output
+columns of a row are split among ``threads_per_row`` work-items (at most ``FLASH_MAX_COLS``
+accumulators each), a work-group has ``FLASH_WG`` items, and block_k is the largest power of two
+<= 64 whose __local footprint fits ``FLASH_LOCAL_BUDGET`` (d = 40: 32 keys, 17 KiB; d = 160:
+16 keys, 23 KiB; the VAE's d = 512: 4 keys, 20 KiB). Ragged N and M are masked in the kernel.
+
+Storage choice: the scores A, the probabilities P and the statistics are float32 buffers
+whatever q's dtype. With fp16 storage a score of magnitude |A| would carry an absolute error of
+about |A| * 2^-11, i.e. a relative error of that size in exp(A - L) (1e-3 already at |A| = 2, 0.5
+at |A| = 1e3); float32 scores keep the fp32 arithmetic's accuracy, at twice the bytes. The output
+has q's dtype.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .runtime import Runtime
+
+SOURCE = "attention.cl"
+#: GEMM tile of the score and P V kernels (a work-group computes a TS x TS output tile).
+TS = 16
+#: work-items per row in the row reductions (softmax_stats, softmax_rows); a power of two.
+ROW_WG = 64
+#: work-items per flash work-group, and accumulator columns per work-item at most.
+FLASH_WG = 128
+FLASH_MAX_COLS = 8
+#: __local bytes a flash work-group may use (well below the 32 KiB many GPUs have).
+FLASH_LOCAL_BUDGET = 24 * 1024
+
+
+def attention(rt: Runtime, q, k, v, scale: float, method: str):
+    """O = softmax(scale q k^T) v by ``method`` ("naive" | "partial_softmax" | "flash")."""
+    variants = {"naive": attention_naive, "partial_softmax": attention_partial_softmax, "flash": attention_flash}
+    if method not in variants:
+        raise ValueError(f"method: expected one of {tuple(variants)}, got {method!r}")
+    return variants[method](rt, q, k, v, float(scale))
+
+
+def _dims(q, k, v):
+    """(B*H, N, M, d, dv)."""
+    b, h, n, d = q.shape
+    return b * h, n, k.shape[2], d, v.shape[3]
+
+
+def _scores(rt: Runtime, q, k, scale: float):
+    """A = scale q k^T as a float32 temporary (B, H, N, M): one launch."""
+    bh, n, m, d, _ = _dims(q, k, k)
+    a = rt.temp(q.shape[:3] + (m,), np.float32)
+    kernel = rt.kernel(SOURCE, "attention_scores", q.dtype, {"TS": TS})
+    rt.launch(kernel, (m, n, bh), (TS, TS, 1), q, k, a, n, m, d, scale)
+    return a
+
+
+def _launch_stats(rt: Runtime, a, stats) -> None:
+    """stats[..., n, :] = (L, S) of each row of a (..., N, M): one launch, a work-group per row."""
+    rows, m = math.prod(a.shape[:-1]), a.shape[-1]
+    kernel = rt.kernel(SOURCE, "softmax_stats", a.dtype, {"ROW_WG": ROW_WG})
+    rt.launch(kernel, (rows * ROW_WG,), (ROW_WG,), a, stats, m)
+
+
+def softmax_stats(rt: Runtime, a):
+    """The paper's N x 2 statistics of a score tensor a (..., N, M): a float32 (..., N, 2) array
+    holding the row max L and the row sum S of exp(a - L) (reference.attention.softmax_stats).
+    Float32 whatever a's storage: L and S feed exponents and divisions in float."""
+    rt.check_storage_dtype("a", a.dtype)
+    if a.ndim < 2 or 0 in a.shape:
+        raise ValueError(f"a: expected a non-empty array of at least 2 dimensions (..., N, M), got shape {a.shape}")
+    stats = rt.empty(a.shape[:-1] + (2,), np.float32)
+    _launch_stats(rt, a, stats)
+    return stats
+
+
+def attention_naive(rt: Runtime, q, k, v, scale: float):
+    """A, then P = softmax(A) into a second N x M buffer, then O = P V: 3 launches, 2 N x M temps."""
+    bh, n, m, _, dv = _dims(q, k, v)
+    a = _scores(rt, q, k, scale)
+    p = rt.temp(a.shape, np.float32)
+    rt.launch(rt.kernel(SOURCE, "softmax_rows", np.float32, {"ROW_WG": ROW_WG}), (bh * n * ROW_WG,), (ROW_WG,),
+              a, p, m)
+    out = rt.empty(q.shape[:3] + (dv,), q.dtype)
+    rt.launch(rt.kernel(SOURCE, "attention_pv", q.dtype, {"TS": TS}), (dv, n, bh), (TS, TS, 1), p, v, out, n, m, dv)
+    return out
+
+
+def attention_partial_softmax(rt: Runtime, q, k, v, scale: float):
+    """A, the (B, H, N, 2) statistics, then O = exp(A - L) V / S fused: 3 launches, one N x M temp."""
+    bh, n, m, _, dv = _dims(q, k, v)
+    a = _scores(rt, q, k, scale)
+    stats = rt.temp(q.shape[:3] + (2,), np.float32)
+    _launch_stats(rt, a, stats)
+    out = rt.empty(q.shape[:3] + (dv,), q.dtype)
+    rt.launch(rt.kernel(SOURCE, "attention_pv_softmax", q.dtype, {"TS": TS}), (dv, n, bh), (TS, TS, 1),
+              a, stats, v, out, n, m, dv)
+    return out
+
+
+@dataclass(frozen=True)
+class FlashPlan:
+    """Block sizes of the flash kernel for head dims (d, dv)."""
+
+    block_q: int          # query rows per work-group
+    block_k: int          # keys per block staged in __local memory
+    threads_per_row: int  # work-items sharing a query row (each holds cols_per_item accumulators)
+    cols_per_item: int
+    local_bytes: int      # __local memory of one work-group
+
+    def defines(self, d: int, dv: int) -> dict:
+        return {"D": d, "DV": dv, "BQ": self.block_q, "BK": self.block_k, "DT": self.threads_per_row}
+
+
+def _flash_local_bytes(d: int, dv: int, block_q: int, block_k: int) -> int:
+    # Qs (block_q x d), Ks (block_k rows of odd stride d|1), Vs (block_k x dv), Ss and Ps (block_q x block_k)
+    return 4 * (block_q * d + block_k * (d | 1) + block_k * dv + 2 * block_q * block_k)
+
+
+def flash_plan(d: int, dv: int, local_mem_size: int = FLASH_LOCAL_BUDGET) -> FlashPlan:
+    """Split dv among the fewest power-of-two work-items that keeps <= FLASH_MAX_COLS accumulators
+    each, fill a FLASH_WG work-group with query rows, then take the largest block_k in 64..1 whose
+    __local footprint fits min(FLASH_LOCAL_BUDGET, local_mem_size)."""
+    threads = 1
+    while -(-dv // threads) > FLASH_MAX_COLS:
+        threads *= 2
+    block_q = max(1, FLASH_WG // threads)
+    budget = min(FLASH_LOCAL_BUDGET, local_mem_size)
+    for block_k in (64, 32, 16, 8, 4, 2, 1):
+        nbytes = _flash_local_bytes(d, dv, block_q, block_k)
+        if nbytes <= budget:
+            return FlashPlan(block_q, block_k, threads, -(-dv // threads), nbytes)
+    raise ValueError(
+        f"q, v: flash attention with head dims d={d}, dv={dv} needs {nbytes} bytes of local memory even with "
+        f"one key per block, over the {budget}-byte budget; use method='partial_softmax'"
+    )
+
+
+def attention_flash(rt: Runtime, q, k, v, scale: float):
+    """One launch, no temporaries: tiled attention with an online softmax."""
+    bh, n, m, d, dv = _dims(q, k, v)
+    plan = flash_plan(d, dv, rt.local_mem_size)
+    if plan.threads_per_row * plan.block_q > rt.max_work_group_size:
+        raise ValueError(f"v: flash attention with dv={dv} needs work-groups of {plan.threads_per_row * plan.block_q} "
+                         f"items, over this device's {rt.max_work_group_size}; use method='partial_softmax'")
+    out = rt.empty(q.shape[:3] + (dv,), q.dtype)
+    kernel = rt.kernel(SOURCE, "flash_attention", q.dtype, plan.defines(d, dv))
+    rt.launch(kernel, (plan.threads_per_row, -(-n // plan.block_q) * plan.block_q, bh),
+              (plan.threads_per_row, plan.block_q, 1), q, k, v, out, n, m, scale)
+    return out

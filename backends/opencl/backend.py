@@ -114,6 +114,20 @@ class OpenCLBackend(Backend):
             raise ValueError(f"scale_factor: expected a positive int, got {scale_factor!r}")
         return activations.upsample_nearest2d(self.rt, x, int(scale_factor))
 
+    def add(self, a, b):
+        """a + b, same shape (residual connections)."""
+        self._check_all(a=a, b=b)
+        return activations.add(self.rt, a, b)
+
+    def add_broadcast(self, x, v):
+        """x + v[:, :, None, None] for x (N, C, *spatial) and v (N, C) (the timestep embedding)."""
+        self._check_all(x=x, v=v)
+        return activations.add_broadcast(self.rt, x, v)
+
+    def mul_scalar(self, x, s):
+        self._check("x", x)
+        return activations.mul_scalar(self.rt, x, float(s))
+
     # -- matrix products --------------------------------------------------------------------
 
     def linear(self, x, weight, bias=None):

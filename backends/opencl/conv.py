@@ -1,1 +1,178 @@
-"""Placeholder: being written."""
+"""Host side of kernels/conv.cl (direct) and kernels/winograd.cl (Winograd F(m x m, 3 x 3)).
+
+Both compute the 2-D cross-correlation of ``reference.ops.conv2d`` (NCHW input, OIHW weights):
+
+    y[n, o, i, j] = b[o] + sum_{c, u, v} w[o, c, u, v] * x[n, c, i*sh + u - ph, j*sw + v - pw]
+
+Direct (``conv2d_direct``): one launch, no temporaries. Each work-group computes an 8 x 8 block
+of output pixels for 4 output channels (each work-item one pixel, 4 channels); it walks the input
+channels a few at a time, staging the input patch the block needs and the matching weights in
+``__local``. Kernel size and stride are compile-time constants (one build per layer shape).
+
+Winograd (``conv2d_winograd``), the TFLite GPU delegate's plan, alpha = m + 2:
+
+    Y = A^T [ (G g G^T) * (B^T d B) ] A   per alpha x alpha input tile d (tiles step by m)
+
+    1. filter transform   U[p, o, c] = (G g_oc G^T)[p]      (alpha^2, O, C)   once per weight tensor
+    2. input transform    V[p, c, t] = (B^T d_ct B)[p]      (alpha^2, C, T)   temporary
+    3. alpha^2 GEMMs      M[p] = U[p] (O x C) @ V[p] (C x T)  (alpha^2, O, T)   temporary, gemm_batched
+    4. output transform   y = A^T M A + b, cropped to Ho x Wo, written in NCHW
+
+with T = N * tiles_h * tiles_w, tiles_h = ceil(Ho / m), tiles_w = ceil(Wo / m). Launches: 3 per
+call (steps 2-4), plus 1 the first time a weight tensor is seen with a given m (step 1). U is
+cached on the runtime (see ``transformed_weights``) and counted with ``rt.count_cache``; V and M
+are ``rt.temp`` buffers. U, V and M are stored in the input's dtype (fp16 storage, fp32
+arithmetic for float16), exactly as ``reference.winograd.conv2d_winograd`` emulates it.
+
+The transform matrices come from ``reference.winograd.winograd_matrices(m)`` (Lavin's points),
+rounded to float32 and baked into the kernels as compile-time constants (one build per m and
+dtype): the compiler then sees every entry and drops the zero terms, as TFLite's generated
+shaders do, and no extra buffer argument or upload is needed.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pyopencl.array as cla
+
+from reference.winograd import winograd_matrices
+
+from .gemm import gemm_batched
+from .runtime import Runtime
+
+#: Direct kernel: work-group = TW x TH output pixels, OB output channels per work-item.
+TW, TH, OB = 8, 8, 4
+#: Input channels staged per step (the largest that fits LOCAL_BUDGET; fixed rather than fitted to
+#: C, so that one build serves every layer with the same kernel size and stride), and the budget.
+CHANNEL_BLOCKS = (4, 2, 1)
+LOCAL_BUDGET = 16 * 1024
+#: Winograd transform kernels: work-group size along the tile (or input-channel) axis.
+WG = 64
+
+
+# ----------------------------------------------------------------------------------- direct
+
+
+def _direct_local_bytes(cb: int, kh: int, kw: int, sh: int, sw: int) -> int:
+    patch = cb * ((TH - 1) * sh + kh) * ((TW - 1) * sw + kw)
+    weights = cb * OB * kh * kw
+    return 4 * (patch + weights)
+
+
+def _channel_block(rt: Runtime, kh: int, kw: int, sh: int, sw: int) -> int:
+    """Input channels staged per step: the largest of CHANNEL_BLOCKS within the local budget
+    (channels past C are staged as zeros)."""
+    budget = min(LOCAL_BUDGET, rt.local_mem_size // 2)
+    for cb in CHANNEL_BLOCKS:
+        if _direct_local_bytes(cb, kh, kw, sh, sw) <= budget:
+            return cb
+    raise ValueError(
+        f"w: a {kh}x{kw} kernel with stride ({sh}, {sw}) needs "
+        f"{_direct_local_bytes(1, kh, kw, sh, sw)} bytes of local memory for the direct kernel's "
+        f"input patch, more than its budget of {budget} bytes on {rt.device.name}; use a smaller kernel"
+    )
+
+
+def conv2d_direct(rt: Runtime, x, w, b, stride, padding):
+    """Direct convolution: one launch of ``conv2d_direct``, no temporaries.
+
+    Grid (Wo, Ho, N * ceil(O / OB)) in work-groups of (TW, TH, 1)."""
+    n, c, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    sh, sw = stride
+    ph, pw = padding
+    ho, wo = (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1
+    y = rt.empty((n, o, ho, wo), x.dtype)
+    cb = _channel_block(rt, kh, kw, sh, sw)
+    defines = {"KH": kh, "KW": kw, "SH": sh, "SW": sw, "TW": TW, "TH": TH, "OB": OB, "CB": cb}
+    kernel = rt.kernel("conv.cl", "conv2d_direct", x.dtype, defines)
+    oblocks = -(-o // OB)
+    rt.launch(kernel, (wo, ho, n * oblocks), (TW, TH, 1),
+              x, w, b if b is not None else rt.dummy(x.dtype), b is not None, y,
+              c, h, wd, o, ho, wo, ph, pw)
+    return y
+
+
+# --------------------------------------------------------------------------------- Winograd
+
+
+def _float_literals(matrix) -> str:
+    """Row-major float32 C literals, comma-separated with no spaces (one -D build option)."""
+    values = np.asarray(matrix, dtype=np.float64).astype(np.float32).ravel()
+    return ",".join(np.format_float_scientific(v, unique=True) + "f" for v in values)
+
+
+@functools.lru_cache(maxsize=None)
+def _winograd_defines(m: int) -> tuple:
+    """The compile-time constants of winograd.cl for F(m x m, 3 x 3), as (name, value) pairs."""
+    at, g, bt = winograd_matrices(m, 3)
+    return (("WINO_M", m), ("WG", WG), ("WINO_AT", _float_literals(at)),
+            ("WINO_G", _float_literals(g)), ("WINO_BT", _float_literals(bt)))
+
+
+def _winograd_kernel(rt: Runtime, name: str, dtype, m: int):
+    return rt.kernel("winograd.cl", name, dtype, dict(_winograd_defines(m)))
+
+
+def winograd_cache(rt: Runtime) -> dict:
+    """The runtime's cache of transformed weights: (w.data.int_ptr, w.shape, dtype, m) -> (w, U).
+
+    The entry keeps ``w`` alive, so its buffer (and address) cannot be reused by another array
+    while U is cached. Weights changed *in place* are not detected: call ``clear_winograd_cache``.
+    """
+    cache = getattr(rt, "_winograd_cache", None)
+    if cache is None:
+        cache = {}
+        setattr(rt, "_winograd_cache", cache)
+    return cache
+
+
+def clear_winograd_cache(rt: Runtime) -> None:
+    """Forget every transformed weight tensor (e.g. after loading new weights in place)."""
+    winograd_cache(rt).clear()
+
+
+def transformed_weights(rt: Runtime, w, m: int):
+    """U = G g G^T of the weights w (O, C, 3, 3) as (alpha^2, O, C), computed on the device
+    by one launch of ``winograd_filter_transform`` the first time, then taken from the cache."""
+    key = (w.data.int_ptr, tuple(w.shape), w.dtype.str, m)
+    cache = winograd_cache(rt)
+    if key not in cache:
+        o, c = w.shape[:2]
+        alpha = m + 2
+        u = cla.empty(rt.queue, (alpha * alpha, o, c), w.dtype)  # persistent: a cache, not a temp
+        kernel = _winograd_kernel(rt, "winograd_filter_transform", w.dtype, m)
+        rt.launch(kernel, (c, o), (WG, 1), w, u, o, c)
+        rt.count_cache(u.nbytes)
+        cache[key] = (w, u)
+    return cache[key][1]
+
+
+def conv2d_winograd(rt: Runtime, x, w, b, padding, m: int):
+    """3x3 stride-1 convolution by Winograd F(m x m, 3 x 3): 3 launches (4 with new weights),
+    temporaries V (alpha^2, C, T) and M (alpha^2, O, T) in x's dtype."""
+    n, c, h, wd = x.shape
+    o = w.shape[0]
+    ph, pw = padding
+    alpha = m + 2
+    ho, wo = h + 2 * ph - 2, wd + 2 * pw - 2
+    tiles_h, tiles_w = -(-ho // m), -(-wo // m)
+    t = n * tiles_h * tiles_w
+
+    u = transformed_weights(rt, w, m)
+
+    v = rt.temp((alpha * alpha, c, t), x.dtype)
+    rt.launch(_winograd_kernel(rt, "winograd_input_transform", x.dtype, m), (t, c), (WG, 1),
+              x, v, c, h, wd, ph, pw, tiles_h, tiles_w, t)
+
+    mt = rt.temp((alpha * alpha, o, t), x.dtype)
+    gemm_batched(rt, u, v, mt, m=o, n=t, k=c, batch=alpha * alpha,
+                 a_strides=(o * c, c, 1), b_strides=(c * t, t, 1), c_strides=(o * t, t, 1))
+
+    y = rt.empty((n, o, ho, wo), x.dtype)
+    rt.launch(_winograd_kernel(rt, "winograd_output_transform", x.dtype, m), (t, o), (WG, 1),
+              mt, b if b is not None else rt.dummy(x.dtype), b is not None, y,
+              o, ho, wo, tiles_h, tiles_w, t)
+    return y

@@ -22,7 +22,7 @@ def backend():
     return OpenCLBackend(poison=True)
 
 
-@pytest.fixture(params=[np.float32, np.float16], ids=["fp32", "fp16"])
+@pytest.fixture(scope="session", params=[np.float32, np.float16], ids=["fp32", "fp16"])
 def dtype(request):
     return np.dtype(request.param)
 

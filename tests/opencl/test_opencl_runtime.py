@@ -70,3 +70,16 @@ def test_linear_is_one_gemm_launch(backend, seed, rows, fin, fout, bias):
 def test_poison_fills_outputs_with_nan(backend):
     out = backend.rt.empty((5,), np.float32)
     assert np.all(np.isnan(out.get()))
+
+
+def test_elementwise_helpers_match_the_numpy_backend(backend, dtype):
+    from backends import get_backend
+
+    ref = get_backend("numpy")
+    x = random_array(1, (2, 3, 4, 5)).astype(dtype)
+    y = random_array(2, (2, 3, 4, 5)).astype(dtype)
+    v = random_array(3, (2, 3)).astype(dtype)
+    dx, dy, dv = backend.asarray(x), backend.asarray(y), backend.asarray(v)
+    for got, want in ((backend.add(dx, dy), ref.add(x, y)), (backend.add_broadcast(dx, dv), ref.add_broadcast(x, v)),
+                      (backend.mul_scalar(dx, 0.3), ref.mul_scalar(x, 0.3))):
+        assert_matches(backend.to_numpy(got), want.astype(np.float64), dtype)

@@ -1,0 +1,279 @@
+/* Scaled dot-product attention three ways (host side and plan: backends/opencl/attention.py).
+ *
+ *   A = scale * Q K^T   (N x M per batch*head),   P = softmax(A) along M,   O = P V
+ *
+ * Q (BH, N, d), K (BH, M, d), V (BH, M, dv) and O (BH, N, dv) are storage_t tensors (float or
+ * half storage); the score tensor A, the probabilities P and the row statistics are float
+ * buffers whatever the storage (a kernel reading them is built with STORAGE_HALF=0, or takes
+ * them as `float *`). All arithmetic is float. Offsets into per-head slabs are size_t, so
+ * B*H*N*M may exceed 2^31; storage_t tensors are addressed by offset, never by pointer arithmetic
+ * (half is only a pointer type without cl_khr_fp16).
+ *
+ *   naive:           attention_scores -> softmax_rows (A -> P)   -> attention_pv
+ *   partial softmax: attention_scores -> softmax_stats (A -> L,S) -> attention_pv_softmax
+ *   flash:           flash_attention (one kernel, A never stored)
+ */
+#ifndef TS
+#define TS 16 /* GEMM tile: a work-group computes a TS x TS tile of its output */
+#endif
+#ifndef ROW_WG
+#define ROW_WG 64 /* work-items per row in the row reductions (a power of two) */
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * Row statistics (L, S): L = max_m a[m], S = sum_m exp(a[m] - L). Two partial statistics of
+ * disjoint column sets merge as (reference/attention.py merge_stats)
+ *     L = max(La, Lb),   S = Sa exp(La - L) + Sb exp(Lb - L).
+ * The empty set is (-inf, 0); merging two empty sets must not compute exp(-inf - -inf) = NaN.
+ */
+float2 merge_stats(const float2 a, const float2 b)
+{
+    const float L = fmax(a.x, b.x);
+    if (L == -INFINITY)
+        return a;
+    return (float2)(L, a.y * exp(a.x - L) + b.y * exp(b.x - L));
+}
+
+/* merge_stats(s, (x, 1)) for one more value x, with one exp instead of two. */
+float2 stats_add(const float2 s, const float x)
+{
+    return x > s.x ? (float2)(x, s.y * exp(s.x - x) + 1.0f) : (float2)(s.x, s.y + exp(x - s.x));
+}
+
+/* The (L, S) of the M values A[row_start ...], block-wise: work-item i reduces its own block of columns
+ * {i, i + ROW_WG, i + 2 ROW_WG, ...} (strided, so neighbouring items read neighbouring addresses)
+ * with an online (max, sum); the ROW_WG partial pairs are then merged in __local memory by a
+ * tree reduction. Every work-item of the group returns the row's statistics. Must be called by
+ * the whole work-group (it contains barriers). */
+float2 row_stats(const __global storage_t *A, const size_t row_start, const int M, __local float2 *partial)
+{
+    const int lid = get_local_id(0);
+    float2 s = (float2)(-INFINITY, 0.0f);
+    for (int m = lid; m < M; m += ROW_WG)
+        s = stats_add(s, LOAD(A, row_start + m));
+    partial[lid] = s;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int half_size = ROW_WG / 2; half_size > 0; half_size /= 2) {
+        if (lid < half_size)
+            partial[lid] = merge_stats(partial[lid], partial[lid + half_size]);
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    return partial[0];
+}
+
+/* The paper's reduction kernel: one work-group per row of A (rows, M) writes stats[row] = (L, S).
+ * Global size (rows * ROW_WG), local (ROW_WG): rows go along dimension 0, whose group count is
+ * not limited to 65535 on NVIDIA (B*H*N = 2*8*4096 rows in SD's self-attention). */
+__kernel __attribute__((reqd_work_group_size(ROW_WG, 1, 1)))
+void softmax_stats(const __global storage_t *A, __global float *stats, const int M)
+{
+    __local float2 partial[ROW_WG];
+    const size_t row = get_group_id(0);
+    const float2 s = row_stats(A, row * M, M, partial);
+    if (get_local_id(0) == 0) {
+        stats[2 * row] = s.x;
+        stats[2 * row + 1] = s.y;
+    }
+}
+
+/* The naive softmax: the same reduction, then P = exp(A - L) / S written to a second N x M
+ * buffer. Built with float storage (A and P are float). Global size (rows * ROW_WG), local (ROW_WG). */
+__kernel __attribute__((reqd_work_group_size(ROW_WG, 1, 1)))
+void softmax_rows(const __global storage_t *A, __global storage_t *P, const int M)
+{
+    __local float2 partial[ROW_WG];
+    const size_t row = get_group_id(0);
+    const float2 s = row_stats(A, row * M, M, partial);
+    for (int m = get_local_id(0); m < M; m += ROW_WG)
+        STORE(P, row * M + m, exp(LOAD(A, row * M + m) - s.x) / s.y);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * A[bh, n, m] = scale * sum_c Q[bh, n, c] K[bh, m, c]: a GEMM with K read transposed, tiled
+ * like kernels/gemm.cl. Each work-group computes a TS x TS tile (TS rows n, TS columns m),
+ * walking the head dimension d in TS-wide slabs staged in __local memory. A is float.
+ * Global size (M, N, BH), local (TS, TS, 1).
+ */
+__kernel __attribute__((reqd_work_group_size(TS, TS, 1)))
+void attention_scores(const __global storage_t *Q, const __global storage_t *K, __global float *A,
+                      const int N, const int M, const int d, const float scale)
+{
+    const int m = get_global_id(0), n = get_global_id(1), bh = get_global_id(2);
+    const int lc = get_local_id(0), lr = get_local_id(1);
+    const int m0 = get_group_id(0) * TS;
+    const size_t q0 = (size_t)bh * N * d, k0 = (size_t)bh * M * d; /* this head's slabs */
+    __local float Qs[TS][TS + 1]; /* Qs[row n][c] */
+    __local float Ks[TS][TS + 1]; /* Ks[column m][c]: loaded along c, so the reads are coalesced */
+    float acc = 0.0f;
+    for (int c0 = 0; c0 < d; c0 += TS) {
+        const int c = c0 + lc;
+        Qs[lr][lc] = (n < N && c < d) ? LOAD(Q, q0 + (size_t)n * d + c) : 0.0f;
+        Ks[lr][lc] = (m0 + lr < M && c < d) ? LOAD(K, k0 + (size_t)(m0 + lr) * d + c) : 0.0f;
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int cc = 0; cc < TS; ++cc)
+            acc = fma(Qs[lr][cc], Ks[lc][cc], acc);
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (n < N && m < M)
+        A[((size_t)bh * N + n) * M + m] = scale * acc;
+}
+
+/* O[bh, n, :] = sum_m W[n, m] V[bh, m, :] over TS x TS tiles of O (TS rows n, TS columns c),
+ * walking M in TS-wide slabs. The weight tile is loaded from the float tensor A:
+ *   normalize == 0:  W = A                      (A holds the probabilities P: the naive path)
+ *   normalize == 1:  W = exp(A - L[n]), and the finished sum is divided by S[n]
+ *                    (the paper's fused normalization: P is never stored)
+ * Shared by the two kernels below (`normalize` is a constant there, so each is specialized); Ws and
+ * Vs are their __local TS x TS tiles with rows padded to TS + 1 floats. */
+void pv_product(const __global float *A, const __global float *stats, const __global storage_t *V,
+                __global storage_t *O, const int N, const int M, const int dv, const int normalize,
+                __local float *Ws, __local float *Vs)
+{
+    const int c = get_global_id(0), n = get_global_id(1), bh = get_global_id(2);
+    const int lc = get_local_id(0), lr = get_local_id(1);
+    const __global float *a = A + (size_t)bh * N * M;
+    const size_t v0 = (size_t)bh * M * dv;
+    const float row_max = (normalize && n < N) ? stats[2 * ((size_t)bh * N + n)] : 0.0f;
+    float acc = 0.0f;
+    for (int m0 = 0; m0 < M; m0 += TS) {
+        const int mw = m0 + lc, mv = m0 + lr;
+        float w = 0.0f;
+        if (n < N && mw < M) {
+            w = a[(size_t)n * M + mw];
+            if (normalize)
+                w = exp(w - row_max); /* the softmax numerator, applied as the tile is loaded */
+        }
+        Ws[lr * (TS + 1) + lc] = w;
+        Vs[lr * (TS + 1) + lc] = (mv < M && c < dv) ? LOAD(V, v0 + (size_t)mv * dv + c) : 0.0f;
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int mm = 0; mm < TS; ++mm)
+            acc = fma(Ws[lr * (TS + 1) + mm], Vs[mm * (TS + 1) + lc], acc);
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (n < N && c < dv) {
+        if (normalize)
+            acc /= stats[2 * ((size_t)bh * N + n) + 1]; /* the softmax denominator S[n] */
+        STORE(O, ((size_t)bh * N + n) * dv + c, acc);
+    }
+}
+
+/* Naive: O = P V with P read from the second N x M buffer. Global (dv, N, BH), local (TS, TS, 1). */
+__kernel __attribute__((reqd_work_group_size(TS, TS, 1)))
+void attention_pv(const __global float *P, const __global storage_t *V, __global storage_t *O,
+                  const int N, const int M, const int dv)
+{
+    __local float Ws[TS * (TS + 1)], Vs[TS * (TS + 1)]; /* TS x TS tiles, rows padded to TS + 1 */
+    pv_product(P, P, V, O, N, M, dv, 0, Ws, Vs); /* stats unused when normalize == 0 */
+}
+
+/* Partially fused softmax: O = sum_m exp(A[n, m] - L[n]) V[m, :] / S[n] from the scores A and the
+ * (L, S) statistics. Global (dv, N, BH), local (TS, TS, 1). */
+__kernel __attribute__((reqd_work_group_size(TS, TS, 1)))
+void attention_pv_softmax(const __global float *A, const __global float *stats, const __global storage_t *V,
+                          __global storage_t *O, const int N, const int M, const int dv)
+{
+    __local float Ws[TS * (TS + 1)], Vs[TS * (TS + 1)]; /* TS x TS tiles, rows padded to TS + 1 */
+    pv_product(A, stats, V, O, N, M, dv, 1, Ws, Vs);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * FlashAttention forward, one launch. Compile-time: D, DV (head dims), BQ (query rows per
+ * work-group), BK (keys per block), DT (work-items sharing one query row).
+ *
+ * Work-group (DT, BQ): work-item (t, r) owns query row n = n0 + r and the output columns
+ * t, t + DT, t + 2 DT, ... (COLS of them) of that row, whose float accumulator stays in
+ * registers. The query block is staged once in __local; then for every block of BK keys:
+ *   1. stage K_j and V_j in __local (zeros past M, so ragged blocks add nothing);
+ *   2. S = scale * Q K_j^T for the BQ x BK tile, spread over all work-items (-inf past M);
+ *   3. each item finds its row's new max m_new = max(m, rowmax S) and writes its share of
+ *      P = exp(S - m_new);
+ *   4. each item rescales by exp(m - m_new):  l = l c + rowsum P,  acc = acc c + P V_j.
+ * Finally O = acc / l. Nothing of size N x M is ever stored.
+ * Global (DT, ceil(N / BQ) * BQ, BH), local (DT, BQ, 1).
+ */
+#ifdef D
+#define WG (DT * BQ)
+#define COLS ((DV + DT - 1) / DT)
+#define KSTRIDE (D | 1) /* odd row stride of Ks: items reading column c of different keys hit different banks */
+
+__kernel __attribute__((reqd_work_group_size(DT, BQ, 1)))
+void flash_attention(const __global storage_t *Q, const __global storage_t *K, const __global storage_t *V,
+                     __global storage_t *O, const int N, const int M, const float scale)
+{
+    const int t = get_local_id(0), r = get_local_id(1), lid = r * DT + t;
+    const int n0 = get_group_id(1) * BQ, n = n0 + r, bh = get_global_id(2);
+    const size_t q0 = ((size_t)bh * N + n0) * D;                    /* this work-group's query rows */
+    const size_t k0 = (size_t)bh * M * D, v0 = (size_t)bh * M * DV; /* this head's keys and values */
+    __local float Qs[BQ * D];        /* the query block, rows past N are zero */
+    __local float Ks[BK * KSTRIDE];  /* the current key block */
+    __local float Vs[BK * DV];       /* the current value block */
+    __local float Ss[BQ * BK];       /* scores of the current block */
+    __local float Ps[BQ * BK];       /* exp(S - m_new) of the current block */
+
+    for (int i = lid; i < BQ * D; i += WG)
+        Qs[i] = (n0 + i / D < N) ? LOAD(Q, q0 + i) : 0.0f;
+
+    float m_run = -INFINITY; /* running row max */
+    float l_run = 0.0f;      /* running row sum of exp(A - m_run) */
+    float acc[COLS];         /* running unnormalized output columns t + j*DT */
+    for (int j = 0; j < COLS; ++j)
+        acc[j] = 0.0f;
+
+    for (int j0 = 0; j0 < M; j0 += BK) {
+        /* 1. stage the key and value block (contiguous in global memory) */
+        for (int i = lid; i < BK * D; i += WG) {
+            const int key = i / D;
+            Ks[key * KSTRIDE + (i - key * D)] = (j0 + key < M) ? LOAD(K, k0 + (size_t)j0 * D + i) : 0.0f;
+        }
+        for (int i = lid; i < BK * DV; i += WG)
+            Vs[i] = (j0 + i / DV < M) ? LOAD(V, v0 + (size_t)j0 * DV + i) : 0.0f;
+        barrier(CLK_LOCAL_MEM_FENCE);
+
+        /* 2. the BQ x BK score tile, one dot product of length D per entry */
+        for (int i = lid; i < BQ * BK; i += WG) {
+            const int row = i / BK, key = i - row * BK;
+            float s = 0.0f;
+            for (int c = 0; c < D; ++c)
+                s = fma(Qs[row * D + c], Ks[key * KSTRIDE + c], s);
+            Ss[i] = (j0 + key < M) ? scale * s : -INFINITY;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+
+        /* 3. the new row max (every key block holds at least one real key, so it is finite), and
+         *    this item's share of the exponentials */
+        float m_new = m_run;
+        for (int key = 0; key < BK; ++key)
+            m_new = fmax(m_new, Ss[r * BK + key]);
+        for (int key = t; key < BK; key += DT)
+            Ps[r * BK + key] = exp(Ss[r * BK + key] - m_new);
+        barrier(CLK_LOCAL_MEM_FENCE);
+
+        /* 4. rescale the running sum and accumulator to the new max, add this block */
+        const float correction = exp(m_run - m_new); /* 0 on the first block (m_run = -inf) */
+        float l_blk = 0.0f;
+        for (int key = 0; key < BK; ++key)
+            l_blk += Ps[r * BK + key];
+        l_run = l_run * correction + l_blk;
+        for (int j = 0; j < COLS; ++j)
+            acc[j] *= correction;
+        for (int key = 0; key < BK; ++key) {
+            const float p = Ps[r * BK + key];
+            for (int j = 0; j < COLS; ++j) {
+                const int col = t + j * DT;
+                if (col < DV)
+                    acc[j] = fma(p, Vs[key * DV + col], acc[j]);
+            }
+        }
+        m_run = m_new;
+        barrier(CLK_LOCAL_MEM_FENCE); /* before the next block overwrites Ks, Vs, Ss, Ps */
+    }
+
+    if (n < N) {
+        for (int j = 0; j < COLS; ++j) {
+            const int col = t + j * DT;
+            if (col < DV)
+                STORE(O, ((size_t)bh * N + n) * DV + col, acc[j] / l_run);
+        }
+    }
+}
+#endif

@@ -1,0 +1,224 @@
+/* Normalizations and softmax: GroupNorm (fused, and the unfused 3-4 kernel baseline),
+ * LayerNorm and softmax. Host side: ../normalization.py (the math and the launch plans).
+ *
+ * Every reduction kernel runs ONE work-group of WG items per reduced slab (a (sample, group)
+ * slab for GroupNorm, a row for LayerNorm and softmax). Items stride over the slab with step WG,
+ * so consecutive items read consecutive elements (coalesced), accumulate in float, and then
+ * combine their partials with a __local tree reduction (wg_sum / wg_max). WG is a compile-time
+ * power of two (define WG); every barrier is reached by all items of the work-group.
+ *
+ * Variance is always the centred (two-pass) form, corrected for the rounding of the mean
+ * (Chan, Golub & LeVeque's "corrected two-pass" algorithm):
+ *     m0  = sum(x) / n                                    pass 1
+ *     d   = sum(x - m0),   q = sum((x - m0)^2)            pass 2
+ *     mean = m0 + d / n,   var = q / n - (d / n)^2
+ * d is zero in exact arithmetic; in float it removes the rounding error of m0. Unlike
+ * E[x^2] - E[x]^2 this does not cancel when |mean| >> std (mean 1e3, std 0.1 in fp32).
+ */
+#ifndef WG
+#define WG 256
+#endif
+
+/* Sum of v over the work-group, returned to every item. scratch holds WG floats. */
+float wg_sum(float v, __local float *scratch)
+{
+    const int lid = get_local_id(0);
+    scratch[lid] = v;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int stride = WG / 2; stride > 0; stride >>= 1) {
+        if (lid < stride)
+            scratch[lid] += scratch[lid + stride];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    const float total = scratch[0];
+    barrier(CLK_LOCAL_MEM_FENCE);  /* everyone has read scratch[0] before it is reused */
+    return total;
+}
+
+/* Maximum of v over the work-group, returned to every item. */
+float wg_max(float v, __local float *scratch)
+{
+    const int lid = get_local_id(0);
+    scratch[lid] = v;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int stride = WG / 2; stride > 0; stride >>= 1) {
+        if (lid < stride)
+            scratch[lid] = fmax(scratch[lid], scratch[lid + stride]);
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    const float total = scratch[0];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    return total;
+}
+
+/* sigmoid(w) without overflow (as in activations.cl): exp(-|w|) <= 1. */
+float sigmoid(const float w)
+{
+    const float e = exp(-fabs(w));
+    return (w >= 0.0f ? 1.0f : e) / (1.0f + e);
+}
+
+/* Mean and rstd = 1/sqrt(var + eps) of the n values x[base .. base+n), corrected two-pass.
+ * Called by the whole work-group (it contains barriers). */
+float2 wg_mean_rstd(const __global storage_t *x, const long base, const int n, const float eps,
+                    __local float *scratch)
+{
+    const int lid = get_local_id(0);
+    float s = 0.0f;
+    for (int i = lid; i < n; i += WG)
+        s += LOAD(x, base + i);
+    const float m0 = wg_sum(s, scratch) / n;
+
+    float d = 0.0f, q = 0.0f;
+    for (int i = lid; i < n; i += WG) {
+        const float v = LOAD(x, base + i) - m0;
+        d += v;
+        q = fma(v, v, q);
+    }
+    const float dm = wg_sum(d, scratch) / n;
+    const float var = fmax(wg_sum(q, scratch) / n - dm * dm, 0.0f);
+    return (float2)(m0 + dm, rsqrt(var + eps));
+}
+
+/* ---------------------------------------------------------------- GroupNorm, fused (1 launch)
+ * Grid: one work-group per (sample, group) = N*G work-groups of WG items.
+ * In NCHW the C/G channels of a group are consecutive, so the slab of group ng is the
+ * contiguous range [ng * n, (ng + 1) * n) with n = (C/G) * spatial. The kernel reads it for the
+ * mean, again for the centred sums, and a third time to write
+ *     y = (x - mean) * rstd * weight[c] + bias[c]        (then y * sigmoid(y) if apply_silu)
+ * Nothing is stored between the passes except two floats in registers: no temporaries.
+ */
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void group_norm_fused(const __global storage_t *x, const __global storage_t *weight,
+                      const __global storage_t *bias, __global storage_t *y,
+                      const int has_weight, const int has_bias, const int groups,
+                      const int group_channels, const int spatial, const float eps,
+                      const int apply_silu)
+{
+    __local float scratch[WG];
+    const int ng = get_group_id(0);                 /* sample * groups + group */
+    const int n = group_channels * spatial;          /* elements in the slab */
+    const long base = (long)ng * n;
+    const int c0 = (ng % groups) * group_channels;   /* first channel of the group */
+
+    const float2 stats = wg_mean_rstd(x, base, n, eps, scratch);
+
+    for (int i = get_local_id(0); i < n; i += WG) {
+        const int c = c0 + i / spatial;
+        float v = (LOAD(x, base + i) - stats.x) * stats.y;
+        if (has_weight)
+            v *= LOAD(weight, c);
+        if (has_bias)
+            v += LOAD(bias, c);
+        if (apply_silu)
+            v *= sigmoid(v);
+        STORE(y, base + i, v);
+    }
+}
+
+/* ------------------------------------------------- GroupNorm, unfused baseline (3 launches)
+ * The "before" of the paper: statistics go through global temporaries of N*G floats.
+ * 1. group_mean:  one work-group per (sample, group) writes mean[ng]
+ * 2. group_var:   one work-group per (sample, group) reads mean[ng], writes the centred var[ng]
+ * 3. group_norm_apply: one item per element, reads mean/var of its group and the affine
+ * (4. SiLU, a separate elementwise launch from activations.cl, when asked for.)
+ */
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void group_mean(const __global storage_t *x, __global float *mean, const int n)
+{
+    __local float scratch[WG];
+    const int ng = get_group_id(0);
+    const long base = (long)ng * n;
+    float s = 0.0f;
+    for (int i = get_local_id(0); i < n; i += WG)
+        s += LOAD(x, base + i);
+    const float total = wg_sum(s, scratch);
+    if (get_local_id(0) == 0)
+        mean[ng] = total / n;
+}
+
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void group_var(const __global storage_t *x, const __global float *mean, __global float *var,
+               const int n)
+{
+    __local float scratch[WG];
+    const int ng = get_group_id(0);
+    const long base = (long)ng * n;
+    const float m = mean[ng];
+    float q = 0.0f;
+    for (int i = get_local_id(0); i < n; i += WG) {
+        const float v = LOAD(x, base + i) - m;
+        q = fma(v, v, q);
+    }
+    const float total = wg_sum(q, scratch);
+    if (get_local_id(0) == 0)
+        var[ng] = total / n;
+}
+
+/* One item per element i of x (N, C, spatial): its slab is i / n, its channel (i / spatial) % C. */
+__kernel void group_norm_apply(const __global storage_t *x, const __global float *mean,
+                               const __global float *var, const __global storage_t *weight,
+                               const __global storage_t *bias, __global storage_t *y,
+                               const int has_weight, const int has_bias, const int channels,
+                               const int n, const int spatial, const int total, const float eps)
+{
+    const int i = get_global_id(0);
+    if (i >= total)
+        return;
+    const int ng = i / n;
+    const int c = (i / spatial) % channels;
+    float v = (LOAD(x, i) - mean[ng]) * rsqrt(var[ng] + eps);
+    if (has_weight)
+        v *= LOAD(weight, c);
+    if (has_bias)
+        v += LOAD(bias, c);
+    STORE(y, i, v);
+}
+
+/* ---------------------------------------------------------------- LayerNorm (1 launch)
+ * One work-group per row of `cols` values (the last axis); corrected two-pass statistics as
+ * above, then y = (x - mean) * rstd * weight[j] + bias[j].
+ */
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void layer_norm(const __global storage_t *x, const __global storage_t *weight,
+                const __global storage_t *bias, __global storage_t *y,
+                const int has_weight, const int has_bias, const int cols, const float eps)
+{
+    __local float scratch[WG];
+    const long base = (long)get_group_id(0) * cols;
+    const float2 stats = wg_mean_rstd(x, base, cols, eps, scratch);
+    for (int j = get_local_id(0); j < cols; j += WG) {
+        float v = (LOAD(x, base + j) - stats.x) * stats.y;
+        if (has_weight)
+            v *= LOAD(weight, j);
+        if (has_bias)
+            v += LOAD(bias, j);
+        STORE(y, base + j, v);
+    }
+}
+
+/* ---------------------------------------------------------------- softmax (1 launch)
+ * One work-group per row: the row maximum (wg_max), the sum of exp(x - max) (wg_sum), then
+ * y = exp(x - max) / sum. Subtracting the maximum keeps exp from overflowing. The row is read
+ * three times; nothing is stored in between.
+ */
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void softmax_rows(const __global storage_t *x, __global storage_t *y, const int cols)
+{
+    __local float scratch[WG];
+    const int lid = get_local_id(0);
+    const long base = (long)get_group_id(0) * cols;
+
+    float m = -INFINITY;
+    for (int j = lid; j < cols; j += WG)
+        m = fmax(m, LOAD(x, base + j));
+    m = wg_max(m, scratch);
+
+    float s = 0.0f;
+    for (int j = lid; j < cols; j += WG)
+        s += exp(LOAD(x, base + j) - m);
+    s = wg_sum(s, scratch);
+
+    for (int j = lid; j < cols; j += WG)
+        STORE(y, base + j, exp(LOAD(x, base + j) - m) / s);
+}
