@@ -7,7 +7,7 @@ import numpy as np
 from reference import attention as ref_attention
 from reference import ops as ref
 from reference import winograd as ref_winograd
-from reference._checks import check_array
+from reference._checks import check_array, check_concat
 
 from .base import Backend
 
@@ -76,3 +76,6 @@ class NumpyBackend(Backend):
 
     def mul_scalar(self, x, s):
         return (x * np.asarray(s, dtype=x.dtype)).astype(x.dtype)
+
+    def concat(self, arrays, axis=1):
+        return np.concatenate(arrays, axis=check_concat(arrays, axis))

@@ -189,3 +189,22 @@ def check_block(name: str, block) -> int:
     if not isinstance(block, (int, np.integer)) or block < 1:
         raise ValueError(f"{name}: expected a positive int, got {block!r}")
     return int(block)
+
+
+def check_concat(arrays, axis, array_type=np.ndarray) -> int:
+    """Validate a concatenation; return the axis as a non-negative int."""
+    if not isinstance(arrays, (list, tuple)) or not arrays:
+        raise ValueError(f"arrays: expected a non-empty list of arrays, got {type(arrays).__name__}")
+    for i, a in enumerate(arrays):
+        check_array(f"arrays[{i}]", a, array_type=array_type)
+    first = arrays[0]
+    if not isinstance(axis, (int, np.integer)) or not -first.ndim <= axis < first.ndim:
+        raise ValueError(f"axis: {axis!r} is out of range for arrays of {first.ndim} dimensions")
+    axis = int(axis) % first.ndim
+    for i, a in enumerate(arrays[1:], start=1):
+        if a.ndim != first.ndim or any(a.shape[d] != first.shape[d] for d in range(first.ndim) if d != axis):
+            raise ValueError(
+                f"arrays[{i}]: shape {tuple(a.shape)} does not match arrays[0] {tuple(first.shape)} outside axis {axis}"
+            )
+    check_same_dtype(**{f"arrays[{i}]": a for i, a in enumerate(arrays)})
+    return axis

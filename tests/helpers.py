@@ -7,6 +7,7 @@ hypothesis draws the seed, the shape and the scale.
 import os
 
 import numpy as np
+from hypothesis import settings
 from hypothesis import strategies as st
 
 #: True under the thorough profile: tests may draw larger shapes.
@@ -22,3 +23,9 @@ def random_array(seed: int, shape, scale: float = 1.0, dtype=np.float64, offset:
     rng = np.random.default_rng(seed)
     return (offset + scale * rng.standard_normal(shape)).astype(dtype)
 
+
+
+def examples(n: int | None = None):
+    """Hypothesis settings for a slower test: ``n`` examples under the ``ci`` profile (10 n under
+    ``thorough``); None keeps the profile's count."""
+    return settings() if n is None else settings(max_examples=10 * n if THOROUGH else n)

@@ -189,3 +189,23 @@ def mul_scalar(rt: Runtime, x, s: float):
     n = _count(x)
     _elementwise(rt, "scale_shift", n, x.dtype, x, y, n, float(s), 0.0)
     return y
+
+
+# ----------------------------------------------------------------------------------- layout
+
+
+def concat(rt: Runtime, arrays, axis: int):
+    """Concatenate along ``axis`` (the UNet's skip connections join channels): one
+    ``copy_into_slice`` launch per input, no temporaries."""
+    first = arrays[0]
+    _same_dtype(**{f"arrays[{i}]": a for i, a in enumerate(arrays)})
+    total = sum(int(a.shape[axis]) for a in arrays)
+    out_shape = first.shape[:axis] + (total,) + first.shape[axis + 1:]
+    y = rt.empty(out_shape, first.dtype)
+    inner = math.prod(first.shape[axis + 1:])
+    offset = 0
+    for a in arrays:
+        n = _count(a)
+        _elementwise(rt, "copy_into_slice", n, a.dtype, a, y, n, int(a.shape[axis]), inner, total, offset)
+        offset += int(a.shape[axis])
+    return y

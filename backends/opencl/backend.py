@@ -128,6 +128,12 @@ class OpenCLBackend(Backend):
         self._check("x", x)
         return activations.mul_scalar(self.rt, x, float(s))
 
+    def concat(self, arrays, axis=1):
+        """Concatenate along ``axis`` (default: NCHW channels): one copy launch per input."""
+        axis = checks.check_concat(arrays, axis, array_type=A)
+        self._check_all(**{f"arrays[{i}]": a for i, a in enumerate(arrays)})
+        return activations.concat(self.rt, list(arrays), axis)
+
     # -- matrix products --------------------------------------------------------------------
 
     def linear(self, x, weight, bias=None):

@@ -27,9 +27,10 @@ def dtype(request):
     return np.dtype(request.param)
 
 
-#: The absolute resolution of each storage dtype near zero (its subnormal spacing): values smaller
-#: than the smallest normal number (6.1e-5 in fp16) keep only this absolute precision.
-STORAGE_FLOOR = {np.dtype(np.float32): 2.0**-149, np.dtype(np.float16): 2.0**-24}
+#: The absolute resolution of each storage dtype near zero: values below the smallest normal number
+#: keep only this absolute precision. fp16: its subnormal spacing 2^-24 (6e-8); fp32: its smallest
+#: normal 2^-126, since GPUs may flush fp32 subnormals to zero.
+STORAGE_FLOOR = {np.dtype(np.float32): float(np.finfo(np.float32).tiny), np.dtype(np.float16): 2.0**-24}
 
 
 def assert_matches(actual, expected, dtype, rel_tol=None, name="output"):

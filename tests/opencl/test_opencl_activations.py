@@ -18,34 +18,18 @@ from reference import ops
 from reference.numerics import assert_close
 
 from ..helpers import random_array, scales, seeds
-from .conftest import REL_TOL, assert_matches, rounded
+from .conftest import REL_TOL, STORAGE_FLOOR, assert_matches, rounded
 
 shapes = st.lists(st.integers(1, 9), min_size=1, max_size=4).map(tuple)
-
-#: The absolute resolution of a storage dtype below its smallest normal number: fp16 keeps its
-#: subnormal spacing 2^-24; fp32 subnormals may be flushed to zero (GPUs), so its floor is 2^-126.
-TINY_FLOOR = {np.dtype(np.float16): 2.0**-24, np.dtype(np.float32): float(np.finfo(np.float32).tiny)}
-
-
-def matches(actual, expected, dtype, name):
-    """assert_matches, except where every reference value is below the dtype's smallest normal
-    number (e.g. silu(-100) = -3.7e-42, or geglu of 1e-3-scaled inputs in fp16): storage holds
-    no relative precision there, so the elements are compared to the absolute floor."""
-    if np.max(np.abs(expected)) < np.finfo(dtype).tiny:
-        assert actual.dtype == dtype
-        assert_close(actual, expected, atol=TINY_FLOOR[np.dtype(dtype)], rtol=0, name=name)
-    else:
-        assert_matches(actual, expected, dtype, name=name)
-
 
 def matches_unfused(actual, expected, dtype, magnitude, name):
     """The unfused graph computes 1 + erf(x/sqrt 2) (or 1 + tanh) as a node of its own, which
     cancels for negative x: its error is a few ulps of ``magnitude`` (max |x| for GELU, max |a b|
     for GEGLU) in absolute terms, not relative to a tiny output, plus a rounding or two at the
-    dtype's subnormal floor (TINY_FLOOR). Every element is checked so."""
+    dtype's subnormal floor (STORAGE_FLOOR). Every element is checked so."""
     tol = REL_TOL[np.dtype(dtype)]
     assert actual.dtype == dtype
-    atol = tol * magnitude + 2 * TINY_FLOOR[np.dtype(dtype)]
+    atol = tol * magnitude + 2 * STORAGE_FLOOR[np.dtype(dtype)]
     assert_close(actual, expected, atol=atol, rtol=20 * tol, name=name)
 
 
@@ -64,7 +48,7 @@ def test_gelu_fused_and_unfused_match_reference(backend, dtype, seed, shape, sca
     with backend.measure() as counted:
         fused = backend.to_numpy(backend.gelu(backend.asarray(x), approximate=approximate, fused=True))
     assert counted.launches == 1 and counted.kernels == ["gelu"] and counted.temp_bytes == 0
-    matches(fused, expected, dtype, f"gelu fused approximate={approximate}")
+    assert_matches(fused, expected, dtype, name=f"gelu fused approximate={approximate}")
 
     with backend.measure() as counted:
         unfused = backend.to_numpy(backend.gelu(backend.asarray(x), approximate=approximate, fused=False))
@@ -118,7 +102,7 @@ def test_geglu_fused_and_unfused_match_reference(backend, dtype, seed, lead, fea
         fused = backend.to_numpy(backend.geglu(backend.asarray(x), approximate=approximate, fused=True))
     assert counted.launches == 1 and counted.kernels == ["geglu"] and counted.temp_bytes == 0
     assert fused.shape == lead + (features,)
-    matches(fused, expected, dtype, f"geglu fused approximate={approximate}")
+    assert_matches(fused, expected, dtype, name=f"geglu fused approximate={approximate}")
 
     with backend.measure() as counted:
         unfused = backend.to_numpy(backend.geglu(backend.asarray(x), approximate=approximate, fused=False))
@@ -141,7 +125,7 @@ def test_silu_and_quick_gelu_match_reference(backend, dtype, seed, shape, scale)
         with backend.measure() as counted:
             y = getattr(backend, name)(backend.asarray(x))
         assert counted.launches == 1 and counted.kernels == [name] and counted.temp_bytes == 0
-        matches(backend.to_numpy(y), reference(x64), dtype, name)
+        assert_matches(backend.to_numpy(y), reference(x64), dtype, name=name)
 
 
 def test_sigmoid_does_not_overflow_for_very_negative_inputs(backend):
@@ -188,7 +172,7 @@ def test_add_add_broadcast_and_mul_scalar(backend, dtype, seed, shape, scale, s)
         with backend.measure() as counted:
             y = run()
         assert counted.launches == 1 and counted.kernels == [kernel] and counted.temp_bytes == 0
-        matches(y.get(), expected, dtype, kernel)
+        assert_matches(y.get(), expected, dtype, name=kernel)
 
 
 def test_elementwise_shape_errors_name_the_argument(backend):

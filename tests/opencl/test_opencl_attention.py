@@ -3,23 +3,16 @@ paper's N x 2 statistics, and what each variant launches and stores (the paper's
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from backends.opencl import attention as ocl_attention
 from reference import attention as att
 
-from ..helpers import THOROUGH, random_array, scales, seeds
+from ..helpers import examples, random_array, scales, seeds
 from .conftest import REL_TOL, assert_matches, rounded
 
 METHODS = ("naive", "partial_softmax", "flash")
-
-
-def examples(n=None):
-    """Hypothesis settings for tests that take the (function-scoped, constant) `dtype` fixture;
-    n: fewer examples than the profile's for the slower tests (10x more under `thorough`)."""
-    extra = {} if n is None else {"max_examples": 10 * n if THOROUGH else n}
-    return settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow], **extra)
 
 
 shapes = st.tuples(

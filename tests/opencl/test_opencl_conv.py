@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from backends.opencl import conv
@@ -19,7 +19,7 @@ from reference import ops
 from reference import winograd as wg
 from reference.numerics import relative_frobenius_error
 
-from ..helpers import random_array, scales, seeds
+from ..helpers import examples, random_array, scales, seeds
 from .conftest import assert_matches, rounded
 
 #: Relative Frobenius bound vs float64 on the same rounded inputs, per dtype and tile (issue #2).
@@ -34,12 +34,6 @@ FP16_SCALES = st.sampled_from([0.1, 1.0, 10.0])
 
 
 
-def fixture_ok(**kwargs):
-    """settings for tests using the function-scoped ``dtype`` fixture: it only selects a dtype,
-    so sharing it between hypothesis examples is safe."""
-    return settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow], **kwargs)
-
-
 def _inputs(backend, dtype, seed, x_shape, w_shape, scale, bias, w_scale=1.0):
     """Device arrays (x, w, b) rounded to ``dtype`` and the same values in float64."""
     x, x64 = rounded(random_array(seed, x_shape, scale), dtype)
@@ -52,7 +46,7 @@ def _inputs(backend, dtype, seed, x_shape, w_shape, scale, bias, w_scale=1.0):
 # ----------------------------------------------------------------------------------- direct
 
 
-@fixture_ok()
+@examples()
 @given(seed=seeds, n=st.integers(1, 2), c=st.integers(1, 6), o=st.integers(1, 9),
        h=st.integers(1, 13), w=st.integers(1, 13), k=st.sampled_from([1, 3, 5]),
        stride=st.sampled_from([1, 2]), ph=st.integers(0, 2), pw=st.integers(0, 2),
@@ -98,7 +92,7 @@ def _check_winograd_call(counted, dtype, m, x_shape, o, padding, new_weights):
 
 
 @pytest.mark.parametrize("m", [2, 4, 6])
-@fixture_ok(max_examples=4)
+@examples(4)
 @given(seed=seeds, c=st.sampled_from([16, 24, 32]), o=st.sampled_from([16, 32]), h=st.integers(12, 16),
        w=st.integers(12, 16), bias=st.booleans(), data=st.data())
 def test_winograd_sd_like_layer_within_the_error_bound(backend, dtype, m, seed, c, o, h, w, bias, data):
@@ -119,7 +113,7 @@ def test_winograd_sd_like_layer_within_the_error_bound(backend, dtype, m, seed, 
 
 
 @pytest.mark.parametrize("m", [2, 4, 6])
-@fixture_ok(max_examples=6)
+@examples(6)
 @given(seed=seeds, n=st.integers(1, 2), c=st.integers(2, 8), o=st.integers(1, 8),
        h=st.sampled_from([7, 9, 13]), w=st.sampled_from([7, 9, 13]), ph=st.integers(0, 1), pw=st.integers(0, 1),
        bias=st.booleans())

@@ -83,3 +83,24 @@ def test_elementwise_helpers_match_the_numpy_backend(backend, dtype):
     for got, want in ((backend.add(dx, dy), ref.add(x, y)), (backend.add_broadcast(dx, dv), ref.add_broadcast(x, v)),
                       (backend.mul_scalar(dx, 0.3), ref.mul_scalar(x, 0.3))):
         assert_matches(backend.to_numpy(got), want.astype(np.float64), dtype)
+
+
+@given(seed=seeds, sizes=st.lists(st.integers(1, 5), min_size=1, max_size=4), axis=st.integers(0, 3))
+def test_concat_is_one_copy_per_input(backend, dtype, seed, sizes, axis):
+    base = [2, 3, 4, 5]
+    parts = []
+    for i, s in enumerate(sizes):
+        shape = list(base)
+        shape[axis] = s
+        parts.append(random_array(seed + i, tuple(shape)).astype(dtype))
+    with backend.measure() as counted:
+        y = backend.concat([backend.asarray(p) for p in parts], axis=axis)
+    assert counted.launches == len(parts) and counted.temp_bytes == 0
+    assert np.array_equal(backend.to_numpy(y), np.concatenate(parts, axis=axis))
+
+
+def test_concat_rejects_mismatched_shapes(backend):
+    a = backend.asarray(np.ones((1, 2, 3, 3), np.float32))
+    b = backend.asarray(np.ones((1, 2, 4, 3), np.float32))
+    with pytest.raises(ValueError, match=r"arrays\[1\]: shape \(1, 2, 4, 3\) does not match"):
+        backend.concat([a, b], axis=1)

@@ -159,3 +159,15 @@ __kernel void split_halves(const __global storage_t *x, __global storage_t *a,
     STORE(a, i, LOAD(x, at));
     STORE(b, i, LOAD(x, at + features));
 }
+
+/* One input of a concatenation: src viewed as (outer, len, inner) is copied into dst viewed as
+ * (outer, total, inner) at [:, offset:offset + len, :]. One launch per input. */
+__kernel void copy_into_slice(const __global storage_t *src, __global storage_t *dst, const int n,
+                              const int len, const int inner, const int total, const int offset)
+{
+    const int i = get_global_id(0);
+    if (i >= n)
+        return;
+    const int k = i % inner, j = (i / inner) % len, o = i / (inner * len);
+    STORE(dst, (o * total + offset + j) * inner + k, LOAD(src, i));
+}
