@@ -100,7 +100,7 @@ def main(argv=None):
     print("| case | rel. error vs float64 | launches | temp MiB | ms |")
     print("|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['case']} | {r['error']:.2e} | {r['launches']} | {r["temp_mib"]:.3f} | {r['ms']:.2f} |")
+        print(f"| {r['case']} | {r['error']:.2e} | {r['launches']} | {r['temp_mib']:.3f} | {r['ms']:.2f} |")
 
 
 if __name__ == "__main__":
