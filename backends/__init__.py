@@ -1,4 +1,4 @@
-"""Backends: the op interface of ../shared/DESIGN.md on NumPy (the reference) and OpenCL.
+"""Backends: the op interface of ../shared/DESIGN.md on NumPy (the reference), OpenCL and JAX.
 
     from backends import get_backend, Optimizations
     be = get_backend("opencl", optimizations=Optimizations.paper())
@@ -18,6 +18,7 @@ __all__ = ["get_backend", "available_backends", "Optimizations"]
 _BACKENDS = {
     "numpy": ("backends.numpy_backend", "NumpyBackend"),
     "opencl": ("backends.opencl", "OpenCLBackend"),
+    "jax": ("backends.jax", "JaxBackend"),
 }
 
 
@@ -26,8 +27,8 @@ def available_backends() -> list[str]:
 
 
 def get_backend(name: str, **options):
-    """A backend by name: ``"numpy"`` or ``"opencl"`` (options: ``optimizations=``, and for
-    OpenCL ``device=``, ``poison=``)."""
+    """A backend by name: ``"numpy"``, ``"opencl"`` or ``"jax"`` (options: ``optimizations=``; for
+    OpenCL ``device=``, ``poison=``; for JAX ``interpret=``)."""
     if name not in _BACKENDS:
         raise ValueError(f"name: unknown backend {name!r}; available: {', '.join(available_backends())}")
     import importlib

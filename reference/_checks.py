@@ -11,9 +11,16 @@ import math
 
 import numpy as np
 
-#: Floating dtypes every op accepts. float16 means fp16 *storage*: the reference computes in
-#: float32 and rounds the result back, as the GPU kernels do (DESIGN.md, "Numerics").
+#: Floating dtypes every op accepts. float16 (and bfloat16, from ml_dtypes, which JAX ships) mean
+#: *storage*: the reference computes in float32 and rounds the result back, as the GPU kernels do
+#: (DESIGN.md, "Numerics").
 SUPPORTED_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+try:
+    import ml_dtypes
+
+    SUPPORTED_DTYPES += (np.dtype(ml_dtypes.bfloat16),)
+except ImportError:  # pragma: no cover - ml_dtypes comes with jax
+    pass
 
 
 def check_array(name: str, x, ndim: int | tuple[int, ...] | None = None, array_type=np.ndarray):
@@ -26,7 +33,7 @@ def check_array(name: str, x, ndim: int | tuple[int, ...] | None = None, array_t
         raise TypeError(f"{name}: expected a {expected}, got {type(x).__name__}{hint}")
     if x.dtype not in SUPPORTED_DTYPES:
         raise TypeError(
-            f"{name}: unsupported dtype {x.dtype}; expected one of float16, float32, float64"
+            f"{name}: unsupported dtype {x.dtype}; expected one of {', '.join(str(d) for d in SUPPORTED_DTYPES)}"
         )
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else ndim

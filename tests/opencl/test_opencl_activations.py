@@ -17,8 +17,8 @@ from backends.opencl import activations
 from reference import ops
 from reference.numerics import assert_close
 
-from ..helpers import random_array, scales, seeds
-from .conftest import REL_TOL, STORAGE_FLOOR, assert_matches, rounded
+from ..helpers import REL_TOL, STORAGE_FLOOR, assert_matches, random_array, rounded, scales, seeds
+
 
 shapes = st.lists(st.integers(1, 9), min_size=1, max_size=4).map(tuple)
 

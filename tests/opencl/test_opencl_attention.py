@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from backends.opencl import attention as ocl_attention
 from reference import attention as att
 
-from ..helpers import examples, random_array, scales, seeds
-from .conftest import REL_TOL, assert_matches, rounded
+from ..helpers import REL_TOL, assert_matches, examples, random_array, rounded, scales, seeds
+
 
 METHODS = ("naive", "partial_softmax", "flash")
 

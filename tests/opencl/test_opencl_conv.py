@@ -19,8 +19,8 @@ from reference import ops
 from reference import winograd as wg
 from reference.numerics import relative_frobenius_error
 
-from ..helpers import examples, random_array, scales, seeds
-from .conftest import assert_matches, rounded
+from ..helpers import assert_matches, examples, random_array, rounded, scales, seeds
+
 
 #: Relative Frobenius bound vs float64 on the same rounded inputs, per dtype and tile (issue #2).
 BOUNDS = {
@@ -31,7 +31,6 @@ WINOGRAD_KERNELS = ["winograd_input_transform", "gemm_batched", "winograd_output
 #: fp16 storage overflows (65504) for large inputs, V and U growing with m, and loses relative
 #: precision in the subnormals for tiny ones: keep fp16 inputs to moderate scales.
 FP16_SCALES = st.sampled_from([0.1, 1.0, 10.0])
-
 
 
 def _inputs(backend, dtype, seed, x_shape, w_shape, scale, bias, w_scale=1.0):

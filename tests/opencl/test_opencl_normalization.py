@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from reference import ops
 from reference.numerics import relative_frobenius_error
 
-from ..helpers import random_array, scales, seeds
-from .conftest import REL_TOL, assert_matches, rounded
+from ..helpers import REL_TOL, assert_matches, random_array, rounded, scales, seeds
+
 
 spatial_shapes = st.lists(st.integers(1, 7), min_size=0, max_size=3).map(tuple)
 lead_shapes = st.lists(st.integers(1, 3), min_size=0, max_size=2).map(tuple)

@@ -9,8 +9,7 @@ from backends.opencl import runtime
 from backends.opencl.runtime import KernelBuildError, Runtime
 from reference import ops
 
-from ..helpers import random_array, seeds
-from .conftest import assert_matches, rounded
+from ..helpers import assert_matches, random_array, rounded, seeds
 
 
 def test_select_device_by_index_and_by_name():

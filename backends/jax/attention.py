@@ -1,0 +1,357 @@
+"""Scaled dot-product attention three ways in JAX: naive (jnp), the paper's partially fused softmax
+(jnp scores + two Pallas kernels) and FlashAttention (one Pallas kernel).
+
+With q (B, H, N, d), k (B, H, M, d), v (B, H, M, dv) and s = scale (reference/attention.py):
+
+    A = s Q K^T   (N x M per batch*head),   P = softmax(A) along M,   O = P V   (B, H, N, dv)
+
+The variants compute the same O and differ in what they store, which is the paper's point
+(Chen et al. 2023, "Attention"):
+
+=================  ==========================================  ==================================
+method             steps                                       N x M arrays in memory
+=================  ==========================================  ==================================
+"naive"            jnp: A = s Q K^T, P = softmax(A), O = P V   A and P (float32)
+"partial_softmax"  jnp: A = s Q K^T (stored);                  A only (float32)
+                   Pallas ``softmax_stats``: (L, S) per row;
+                   Pallas ``attention_pv_softmax``:
+                   O = exp(A - L) V / S, tile by tile
+"flash"            one Pallas kernel ``flash_attention``       none
+=================  ==========================================  ==================================
+
+Partially fused softmax. The statistics kernel gives each program ``block_n`` rows of A; it walks
+their M columns in blocks of ``block_m``, reduces each block to (L_b, S_b) = (row max, row sum of
+exp(A - L_b)) and merges it into the running pair with the associative step of
+reference.attention.merge_stats:
+
+    L = max(L_a, L_b),    S = S_a exp(L_a - L) + S_b exp(L_b - L).
+
+The product kernel gives each program ``block_n`` rows of A and walks the same column blocks,
+applying the normalization as it loads each tile: O = sum_m exp(A[n, m] - L[n]) V[m, :] / S[n].
+The normalized P is never written.
+
+Flash (FA2 style, after jax/experimental/pallas/ops/gpu/attention.py): grid (B*H, N / block_q).
+A program keeps its (block_q, d_pad) Q tile, loops over K/V blocks of ``block_k`` keys with
+``lax.fori_loop`` and carries the running row max m, row sum l and a float32 (block_q, dv_pad)
+accumulator:
+
+    m' = max(m, rowmax(S_j)),   l = l e^(m - m') + rowsum(e^(S_j - m')),
+    acc = acc e^(m - m') + e^(S_j - m') V_j,   m = m',      finally O = acc / l.
+
+Padding, all inside the wrapper functions (callers never pad). The Triton lowering wants
+power-of-two tiles and dots with every dimension >= 16, so the head dims d and dv are zero-padded
+to ``padded_dim`` (max(16, next power of two): 40 -> 64, 80 -> 128, 160 -> 256, 512 stays); zero
+columns in q and k add nothing to Q K^T, and the padded output columns are cropped. N and M are
+zero-padded to multiples of the blocks; padded keys get the score -inf inside the kernels (masked
+by column index < M), padded query rows compute finite garbage that is cropped.
+
+Block sizes (``block_sizes``): powers of two in [16, 64], at most the next power of two of N (rows)
+or M (keys), and small enough that every tile carrying a head dimension (Q, K, V, the
+accumulator) holds at most ``TILE_ELEMENTS`` = 8192 float32 values (32 KiB), i.e.
+block <= 8192 / max(d_pad, dv_pad): 64 for d <= 128, 32 for d = 160 (d_pad 256), 16 for the VAE's
+d = 512. The same rule gives block_q and block_k of flash and block_n, block_m of the partially
+fused kernels. On a GPU the kernels run with 4 warps up to d_pad = 64 and 8 above (as jax's own
+kernel does).
+
+Precision: float32 arithmetic whatever the storage dtype. Q K^T takes its operands in the storage
+dtype with float32 accumulation (products of float16/bfloat16 numbers are exact in float32) and
+``Precision.HIGHEST`` (float32 operands: no TF32); P V multiplies float32 P by V cast to float32,
+with HIGHEST. The scores A and the statistics are float32 arrays; the output has q's dtype.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.experimental import pallas as pl
+
+try:  # Triton compiler parameters (num_warps); only used when the kernels are compiled for a GPU
+    from jax.experimental.pallas import triton as _pallas_triton
+except ImportError:  # pragma: no cover - a jax without the Triton backend
+    _pallas_triton = None
+
+__all__ = ["METHODS", "attention", "attention_naive", "attention_partial_softmax", "attention_flash",
+           "softmax_stats", "block_sizes", "padded_dim"]
+
+METHODS = ("naive", "partial_softmax", "flash")
+F32 = jnp.float32
+HIGHEST = lax.Precision.HIGHEST
+#: Smallest block and padded head dim: a dot in a Triton kernel needs every dimension >= 16.
+MIN_BLOCK = 16
+#: Largest block (rows or keys per tile).
+MAX_BLOCK = 64
+#: Most float32 elements of a tile that carries a head dimension (block x d_pad): 32 KiB.
+TILE_ELEMENTS = 8192
+
+
+# -- public entry point ---------------------------------------------------------------------------
+
+
+@functools.partial(jax.jit, static_argnames=("scale", "method", "interpret"))
+def attention(q, k, v, scale: float, method: str, interpret: bool):
+    """O = softmax(scale q k^T) v by ``method`` ("naive" | "partial_softmax" | "flash"), of q's dtype."""
+    if method == "naive":
+        return attention_naive(q, k, v, scale)
+    if method == "partial_softmax":
+        return attention_partial_softmax(q, k, v, scale, interpret)
+    if method == "flash":
+        return attention_flash(q, k, v, scale, interpret)
+    raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
+
+
+# -- sizes and padding ----------------------------------------------------------------------------
+
+
+def padded_dim(d: int) -> int:
+    """A head dim padded for the kernels: the next power of two, at least MIN_BLOCK (40 -> 64)."""
+    return max(MIN_BLOCK, pl.next_power_of_2(int(d)))
+
+
+def block_sizes(n: int, m: int, head_dim_padded: int) -> tuple[int, int]:
+    """(rows per block, keys per block) for N query rows, M keys and the larger padded head dim.
+
+    Powers of two in [MIN_BLOCK, MAX_BLOCK], no larger than needed for N (or M), and at most
+    TILE_ELEMENTS / head_dim_padded so that a (block, d_pad) tile stays within 32 KiB of float32.
+    """
+    cap = max(MIN_BLOCK, min(MAX_BLOCK, TILE_ELEMENTS // int(head_dim_padded)))
+    return min(cap, padded_dim(n)), min(cap, padded_dim(m))
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def _pad_to(x, shape):
+    """Zero-pad x at the end of each axis up to ``shape`` (a no-op where the sizes agree)."""
+    widths = [(0, size - have) for have, size in zip(x.shape, shape)]
+    return x if not any(hi for _, hi in widths) else jnp.pad(x, widths)
+
+
+def _compiler_params(head_dim_padded: int, interpret: bool):
+    """Triton launch parameters of a compiled kernel whose widest tile has ``head_dim_padded``
+    columns: 4 warps up to 64 columns, 8 above. None in interpret mode."""
+    if interpret or _pallas_triton is None:
+        return None
+    return _pallas_triton.CompilerParams(num_warps=4 if head_dim_padded <= 64 else 8, num_stages=2)
+
+
+def _scores(q, k, scale: float):
+    """A = scale q k^T in float32 (jnp; operands in their storage dtype, float32 accumulation)."""
+    dots = jnp.einsum("bhnd,bhmd->bhnm", q, k, precision=HIGHEST, preferred_element_type=F32)
+    return scale * dots
+
+
+# -- kernel helpers (traced inside the Pallas kernels) --------------------------------------------
+
+
+def _mask_keys(tile, start, num_keys: int, padded_keys: int):
+    """-inf in the columns of a (rows, block) score tile whose key index start + c is >= num_keys.
+
+    Statically a no-op when M needs no padding."""
+    if num_keys == padded_keys:
+        return tile
+    column = start + lax.broadcasted_iota(jnp.int32, tile.shape, 1)
+    return jnp.where(column < num_keys, tile, -jnp.inf)
+
+
+def _key_block(j, block: int):
+    """The slice of key block j (start hinted as a multiple of the block for the compiler)."""
+    return pl.ds(pl.multiple_of(j * block, block), block)
+
+
+# -- naive ----------------------------------------------------------------------------------------
+
+
+def attention_naive(q, k, v, scale: float):
+    """The unfused baseline in plain jnp: A, then P = softmax(A), then O = P V."""
+    a = _scores(q, k, scale)
+    e = jnp.exp(a - jnp.max(a, axis=-1, keepdims=True))
+    p = e / jnp.sum(e, axis=-1, keepdims=True)
+    out = jnp.einsum("bhnm,bhmd->bhnd", p, v.astype(F32), precision=HIGHEST, preferred_element_type=F32)
+    return out.astype(q.dtype)
+
+
+# -- partially fused softmax ----------------------------------------------------------------------
+
+
+def _stats_kernel(a_ref, max_ref, sum_ref, *, num_keys: int, block_m: int):
+    """(L, S) of block_n rows of A: walk the column blocks, merging (max, sum) pairs online."""
+    rows, padded_keys = a_ref.shape
+
+    def merge_block(j, stats):
+        row_max, row_sum = stats
+        start = j * block_m
+        tile = _mask_keys(a_ref[:, _key_block(j, block_m)], start, num_keys, padded_keys)
+        # this block's own statistics (every block holds at least one real key, so L_b is finite)
+        block_max = jnp.max(tile, axis=1)
+        block_sum = jnp.sum(jnp.exp(tile - block_max[:, None]), axis=1)
+        # merge_stats: L = max(L_a, L_b), S = S_a e^(L_a - L) + S_b e^(L_b - L)
+        new_max = jnp.maximum(row_max, block_max)
+        new_sum = row_sum * jnp.exp(row_max - new_max) + block_sum * jnp.exp(block_max - new_max)
+        return new_max, new_sum
+
+    empty = (jnp.full((rows,), -jnp.inf, F32), jnp.zeros((rows,), F32))  # e^(-inf - L) = 0 at the first merge
+    row_max, row_sum = lax.fori_loop(0, padded_keys // block_m, merge_block, empty)
+    max_ref[...] = row_max
+    sum_ref[...] = row_sum
+
+
+def _stats_call(a, num_keys: int, block_n: int, block_m: int, interpret: bool):
+    """Row max L and row sum S (two float32 (R,) arrays) of a float32 score matrix a (R, M_pad)
+    whose R is a multiple of block_n, M_pad one of block_m; columns >= num_keys are ignored."""
+    rows, padded_keys = a.shape
+    kernel = functools.partial(_stats_kernel, num_keys=num_keys, block_m=block_m)
+    row_spec = pl.BlockSpec((block_n,), lambda i: (i,))
+    return pl.pallas_call(
+        kernel,
+        out_shape=(jax.ShapeDtypeStruct((rows,), F32),) * 2,
+        grid=(rows // block_n,),
+        in_specs=[pl.BlockSpec((block_n, padded_keys), lambda i: (i, 0))],
+        out_specs=(row_spec, row_spec),
+        interpret=interpret,
+        compiler_params=_compiler_params(block_m, interpret),  # (block_n, block_m) tiles: 4 warps
+        name="softmax_stats",
+    )(a)
+
+
+@functools.partial(jax.jit, static_argnames=("interpret",))
+def softmax_stats(a, interpret: bool):
+    """The paper's N x 2 statistics of a score tensor a (..., N, M): float32 (..., N, 2) holding
+    the row max L and the row sum S of exp(a - L) (reference.attention.softmax_stats), from the
+    Pallas statistics kernel. Float32 whatever a's storage: L and S feed exponents and divisions."""
+    *lead, n, m = a.shape
+    rows = math.prod(lead) * n
+    block_n, block_m = block_sizes(rows, m, MIN_BLOCK)
+    padded = _pad_to(a.astype(F32).reshape(rows, m), (_round_up(rows, block_n), _round_up(m, block_m)))
+    row_max, row_sum = _stats_call(padded, m, block_n, block_m, interpret)
+    return jnp.stack([row_max[:rows], row_sum[:rows]], axis=-1).reshape(*lead, n, 2)
+
+
+def _pv_softmax_kernel(a_ref, max_ref, sum_ref, v_ref, o_ref, *, num_keys: int, block_m: int):
+    """O rows = sum over column blocks of exp(A - L) V, divided by S at the end; P never stored."""
+    rows, padded_keys = a_ref.shape
+    row_max = max_ref[...][:, None]
+
+    def accumulate(j, acc):
+        start = j * block_m
+        scores = _mask_keys(a_ref[:, _key_block(j, block_m)], start, num_keys, padded_keys)
+        p_unnormalized = jnp.exp(scores - row_max)  # 0 in padded key columns
+        v_block = v_ref[_key_block(j, block_m), :].astype(F32)
+        return acc + jnp.dot(p_unnormalized, v_block, precision=HIGHEST, preferred_element_type=F32)
+
+    acc = lax.fori_loop(0, padded_keys // block_m, accumulate, jnp.zeros((rows, v_ref.shape[1]), F32))
+    o_ref[...] = (acc / sum_ref[...][:, None]).astype(o_ref.dtype)
+
+
+def attention_partial_softmax(q, k, v, scale: float, interpret: bool):
+    """A = scale q k^T stored by jnp (float32), the (L, S) statistics kernel, then the fused
+    O = exp(A - L) V / S kernel. The only N x M array is A."""
+    b, h, n, _ = q.shape
+    m, dv = k.shape[2], v.shape[3]
+    dv_pad = padded_dim(dv)
+    block_n, block_m = block_sizes(n, m, dv_pad)
+    n_pad, m_pad = _round_up(n, block_n), _round_up(m, block_m)
+    bh = b * h
+
+    # 1. the scores, stored (the paper's A). Zero rows of the padded q and k give finite scores in
+    #    padded rows (cropped) and padded columns (masked in the kernels), so A is never re-padded.
+    a = _scores(_pad_to(q, (b, h, n_pad, q.shape[3])), _pad_to(k, (b, h, m_pad, k.shape[3])), scale)
+    a = a.reshape(bh, n_pad, m_pad)
+
+    # 2. the (B, H, N, 2) statistics, as two (B*H*N_pad,) arrays L and S
+    row_max, row_sum = _stats_call(a.reshape(bh * n_pad, m_pad), m, block_n, block_m, interpret)
+
+    # 3. O = exp(A - L) V / S, a (block_n, dv_pad) output tile per program
+    v_pad = _pad_to(v, (b, h, m_pad, dv_pad)).reshape(bh, m_pad, dv_pad)
+    kernel = functools.partial(_pv_softmax_kernel, num_keys=m, block_m=block_m)
+    stats_spec = pl.BlockSpec((None, block_n), lambda i, r: (i, r))
+    out = pl.pallas_call(
+        kernel,
+        out_shape=jax.ShapeDtypeStruct((bh, n_pad, dv_pad), q.dtype),
+        grid=(bh, n_pad // block_n),
+        in_specs=[
+            pl.BlockSpec((None, block_n, m_pad), lambda i, r: (i, r, 0)),  # A rows
+            stats_spec,                                                   # L
+            stats_spec,                                                   # S
+            pl.BlockSpec((None, m_pad, dv_pad), lambda i, r: (i, 0, 0)),  # all of V of head i
+        ],
+        out_specs=pl.BlockSpec((None, block_n, dv_pad), lambda i, r: (i, r, 0)),
+        interpret=interpret,
+        compiler_params=_compiler_params(dv_pad, interpret),
+        name="attention_pv_softmax",
+    )(a, row_max.reshape(bh, n_pad), row_sum.reshape(bh, n_pad), v_pad)
+    return out[:, :n, :dv].reshape(b, h, n, dv)
+
+
+# -- flash ----------------------------------------------------------------------------------------
+
+
+def _flash_kernel(q_ref, k_ref, v_ref, o_ref, *, scale: float, num_keys: int, block_k: int):
+    """One (block_q, dv_pad) output tile: loop over key blocks with an online softmax."""
+    block_q = q_ref.shape[0]
+    padded_keys = k_ref.shape[0]
+    q = q_ref[...]  # the Q tile, kept for the whole loop (storage dtype)
+
+    def step(j, carry):
+        acc, row_max, row_sum = carry
+        start = j * block_k
+        # S_j = scale Q K_j^T: (block_q, block_k), float32 accumulation, -inf for padded keys
+        k_block = k_ref[_key_block(j, block_k), :]
+        scores = lax.dot_general(q, k_block, (((1,), (1,)), ((), ())), precision=HIGHEST,
+                                 preferred_element_type=F32)
+        scores = _mask_keys(scale * scores, start, num_keys, padded_keys)
+        # online softmax: rescale what was accumulated under the old max
+        new_max = jnp.maximum(row_max, jnp.max(scores, axis=1))
+        correction = jnp.exp(row_max - new_max)
+        p = jnp.exp(scores - new_max[:, None])
+        row_sum = row_sum * correction + jnp.sum(p, axis=1)
+        v_block = v_ref[_key_block(j, block_k), :].astype(F32)
+        acc = acc * correction[:, None] + jnp.dot(p, v_block, precision=HIGHEST, preferred_element_type=F32)
+        return acc, new_max, row_sum
+
+    init = (jnp.zeros((block_q, v_ref.shape[1]), F32),
+            jnp.full((block_q,), -jnp.inf, F32),  # the first block has a real key: its max is finite
+            jnp.zeros((block_q,), F32))
+    acc, _, row_sum = lax.fori_loop(0, padded_keys // block_k, step, init)
+    o_ref[...] = (acc / row_sum[:, None]).astype(o_ref.dtype)
+
+
+def attention_flash(q, k, v, scale: float, interpret: bool, block_q: int | None = None,
+                    block_k: int | None = None):
+    """FlashAttention forward in one pallas_call; no N x M array exists outside a tile.
+
+    ``block_q``, ``block_k`` override ``block_sizes`` (powers of two >= 16, for tuning)."""
+    b, h, n, d = q.shape
+    m, dv = k.shape[2], v.shape[3]
+    d_pad, dv_pad = padded_dim(d), padded_dim(dv)
+    default_q, default_k = block_sizes(n, m, max(d_pad, dv_pad))
+    block_q, block_k = block_q or default_q, block_k or default_k
+    for name, block in (("block_q", block_q), ("block_k", block_k)):
+        if block < MIN_BLOCK or block & (block - 1):
+            raise ValueError(f"{name}: expected a power of two >= {MIN_BLOCK}, got {block!r}")
+    n_pad, m_pad = _round_up(n, block_q), _round_up(m, block_k)
+    bh = b * h
+
+    q_pad = _pad_to(q, (b, h, n_pad, d_pad)).reshape(bh, n_pad, d_pad)
+    k_pad = _pad_to(k, (b, h, m_pad, d_pad)).reshape(bh, m_pad, d_pad)
+    v_pad = _pad_to(v, (b, h, m_pad, dv_pad)).reshape(bh, m_pad, dv_pad)
+    kernel = functools.partial(_flash_kernel, scale=float(scale), num_keys=m, block_k=block_k)
+    out = pl.pallas_call(
+        kernel,
+        out_shape=jax.ShapeDtypeStruct((bh, n_pad, dv_pad), q.dtype),
+        grid=(bh, n_pad // block_q),
+        in_specs=[
+            pl.BlockSpec((None, block_q, d_pad), lambda i, r: (i, r, 0)),  # this program's Q tile
+            pl.BlockSpec((None, m_pad, d_pad), lambda i, r: (i, 0, 0)),    # K of head i (read blockwise)
+            pl.BlockSpec((None, m_pad, dv_pad), lambda i, r: (i, 0, 0)),   # V of head i (read blockwise)
+        ],
+        out_specs=pl.BlockSpec((None, block_q, dv_pad), lambda i, r: (i, r, 0)),
+        interpret=interpret,
+        compiler_params=_compiler_params(max(d_pad, dv_pad), interpret),
+        name="flash_attention",
+    )(q_pad, k_pad, v_pad)
+    return out[:, :n, :dv].reshape(b, h, n, dv)

@@ -1,0 +1,204 @@
+"""JAX attention: naive (jnp), partially fused softmax (jnp scores + Pallas statistics and fused
+P V kernels) and flash (one Pallas kernel) against the float64 reference, the paper's N x 2
+statistics, padding of head dims and ragged N, M, and what each variant holds in memory (read
+from the jaxpr). On a CPU the Pallas kernels run interpreted, so shapes stay small."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from backends.jax import attention as jax_attention
+from reference import attention as att
+
+from ..helpers import REL_TOL, assert_matches, examples, random_array, rounded, scales, seeds
+
+METHODS = ("naive", "partial_softmax", "flash")
+
+shapes = st.tuples(
+    st.integers(1, 2),             # B
+    st.integers(1, 2),             # H
+    st.integers(1, 100),           # N: ragged against every block
+    st.integers(1, 100),           # M: ragged against every block (padded keys are masked)
+    st.sampled_from([8, 40, 80]),  # d (40, 80: SD 1.4's 64x64 and 32x32 levels; 8 pads to 16)
+)
+
+
+def qkv(seed, shape, dtype, scale=1.0, dv=None):
+    """Rounded q, k (entries of size sqrt(scale), so the scores are of size ~scale) and v, and the
+    same values in float64."""
+    b, h, n, m, d = shape
+    q, q64 = rounded(random_array(seed, (b, h, n, d), scale=np.sqrt(scale)), dtype)
+    k, k64 = rounded(random_array(seed + 1, (b, h, m, d), scale=np.sqrt(scale)), dtype)
+    v, v64 = rounded(random_array(seed + 2, (b, h, m, dv or d)), dtype)
+    return (q, k, v), (q64, k64, v64)
+
+
+def tolerance(q64, k64, dtype):
+    """The dtype's bound, plus the conditioning of softmax: an error e in a score is a relative error
+    e in its weight, and a float32 dot product carries an error of a few eps * scale * sum|q k|. We
+    allow 16 eps (2^-20) times the largest such sum; for unit-size scores it adds < 1e-5."""
+    bound = np.max(np.einsum("bhnd,bhmd->bhnm", np.abs(q64), np.abs(k64))) / np.sqrt(q64.shape[-1])
+    return REL_TOL[np.dtype(dtype)] + 2.0**-20 * bound
+
+
+def check_all_methods(backend, inputs, inputs64, dtype):
+    expected = att.attention(*inputs64)
+    tol = tolerance(inputs64[0], inputs64[1], dtype)
+    for method in METHODS:
+        out = backend.attention(*(backend.asarray(x) for x in inputs), method=method)
+        assert out.shape == expected.shape and out.dtype == dtype, method
+        assert_matches(backend.to_numpy(out), expected, dtype, rel_tol=tol, name=method)
+
+
+# -- all three methods against the reference ----------------------------------------------------
+
+
+@examples(3)
+@given(seed=seeds, shape=shapes, scale=scales, dv_extra=st.sampled_from([0, 10]))
+def test_three_methods_match_the_reference(backend, dtype, seed, shape, scale, dv_extra):
+    # dv = d + 10 (e.g. 50 against d = 40) pads to its own power of two
+    inputs, inputs64 = qkv(seed, shape, dtype, scale=scale, dv=shape[-1] + dv_extra)
+    check_all_methods(backend, inputs, inputs64, dtype)
+
+
+@examples(1)
+@given(seed=seeds, n=st.integers(1, 40))
+def test_cross_attention_with_77_text_tokens(backend, dtype, seed, n):
+    # SD 1.4's cross-attention: M = 77 CLIP tokens (padded to 128 keys, 51 of them masked), d = 40
+    inputs, inputs64 = qkv(seed, (1, 2, n, 77, 40), dtype)
+    check_all_methods(backend, inputs, inputs64, dtype)
+
+
+@pytest.mark.parametrize("d", [160, 512], ids=["d160", "vae_d512"])
+@examples(1)
+@given(seed=seeds, n=st.integers(1, 9), m=st.integers(17, 40))
+def test_large_head_dims(backend, dtype, d, seed, n, m):
+    # d = 160 (SD 1.4's 16x16 level) pads to 256 with 32-key blocks; the VAE's d = 512 uses 16-key
+    # blocks, so M >= 17 spans at least two key blocks of the online softmax
+    inputs, inputs64 = qkv(seed, (1, 1, n, m, d), dtype)
+    check_all_methods(backend, inputs, inputs64, dtype)
+
+
+@examples(1)
+@given(seed=seeds, n=st.integers(1, 40), m=st.integers(33, 100))
+def test_flash_with_many_key_blocks(backend, dtype, seed, n, m):
+    # 16-key blocks: 3 to 7 rounds of the online softmax, the last one ragged
+    (q, k, v), (q64, k64, v64) = qkv(seed, (1, 2, n, m, 40), dtype)
+    out = jax_attention.attention_flash(jnp.asarray(q), jnp.asarray(k), jnp.asarray(v), 40**-0.5,
+                                        backend.interpret, block_q=16, block_k=16)
+    assert_matches(np.asarray(out), att.attention(q64, k64, v64), dtype, rel_tol=tolerance(q64, k64, dtype))
+
+
+@pytest.mark.parametrize("blocks", [(8, 16), (16, 24)])
+def test_flash_blocks_must_be_powers_of_two_of_at_least_16(blocks):
+    x = jnp.ones((1, 1, 4, 8), jnp.float32)
+    with pytest.raises(ValueError, match="power of two"):
+        jax_attention.attention_flash(x, x, x, 1.0, True, block_q=blocks[0], block_k=blocks[1])
+
+
+# -- large scores ---------------------------------------------------------------------------------
+
+
+@examples(1)
+@given(seed=seeds, shape=shapes)
+def test_scores_of_size_1e3_stay_finite_and_accurate(backend, dtype, seed, shape):
+    inputs, inputs64 = qkv(seed, shape, dtype, scale=1e3)
+    check_all_methods(backend, inputs, inputs64, dtype)  # assert_matches rejects non-finite output
+
+
+def test_equal_huge_scores_give_the_mean_of_v(backend, dtype):
+    # every score equal to 1e4: exp without subtracting the row max overflows (inf / inf = NaN);
+    # the softmax is uniform, so the output is the mean of v's rows
+    b, h, n, m, d = 1, 2, 9, 77, 40
+    c = np.sqrt(1e4 / np.sqrt(d))  # q = k = c: scale * q.k = c^2 d / sqrt(d) = 1e4
+    q = np.full((b, h, n, d), c, dtype=dtype)
+    v, v64 = rounded(random_array(3, (b, h, m, d)), dtype)
+    expected = np.broadcast_to(v64.mean(axis=2, keepdims=True), (b, h, n, d))
+    for method in METHODS:
+        out = backend.attention(backend.asarray(q), backend.asarray(q[:, :, :1].repeat(m, 2)),
+                                backend.asarray(v), method=method)
+        assert_matches(backend.to_numpy(out), expected, dtype, name=method)
+
+
+# -- the paper's statistics -----------------------------------------------------------------------
+
+
+@examples(3)
+@given(seed=seeds, rows=st.tuples(st.integers(1, 3), st.integers(1, 20)), m=st.integers(1, 300),
+       scale=scales, offset=st.sampled_from([0.0, -50.0, 1e3]))
+@example(seed=1, rows=(2, 5), m=150, scale=1.0, offset=-50.0)  # every row max negative, 3 blocks
+def test_softmax_stats_is_row_max_and_row_sum_of_exp(backend, dtype, seed, rows, m, scale, offset):
+    # M up to 300: up to 5 column blocks merged online, the last one ragged (masked). The max is
+    # compared exactly, so a running max that starts at 0 instead of -inf fails on negative rows.
+    a, a64 = rounded(random_array(seed, rows + (m,), scale=scale, offset=offset), dtype)
+    stats = np.asarray(jax_attention.softmax_stats(backend.asarray(a), backend.interpret))
+    expected = att.softmax_stats(a64)
+    assert stats.shape == rows + (2,) and stats.dtype == np.float32
+    np.testing.assert_array_equal(stats[..., 0], expected[..., 0])  # the max of the stored values is exact
+    assert_matches(stats[..., 1], expected[..., 1], np.float32, name="row sum S")
+
+
+# -- jit, block sizes, memory ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_jit_through_the_backend(backend, method):
+    (q, k, v), (q64, k64, v64) = qkv(7, (2, 1, 19, 23, 8), np.float16, dv=5)
+    run = jax.jit(lambda q, k, v: backend.attention(q, k, v, method=method))
+    out = run(*(backend.asarray(x) for x in (q, k, v)))
+    assert out.shape == (2, 1, 19, 5) and out.dtype == np.float16
+    assert_matches(np.asarray(out), att.attention(q64, k64, v64), np.float16)
+
+
+def test_unknown_method_is_rejected():
+    x = jnp.ones((1, 1, 4, 8), jnp.float32)
+    with pytest.raises(ValueError, match="method"):
+        jax_attention.attention(x, x, x, 1.0, "sparse", True)
+
+
+def test_head_dims_pad_to_powers_of_two_and_blocks_shrink_with_them():
+    assert [jax_attention.padded_dim(d) for d in (8, 40, 64, 80, 160, 512)] == [16, 64, 64, 128, 256, 512]
+    # block <= 8192 / d_pad, within [16, 64]; no larger than N (or M) needs
+    assert jax_attention.block_sizes(4096, 4096, 64) == (64, 64)
+    assert jax_attention.block_sizes(4096, 77, 128) == (64, 64)
+    assert jax_attention.block_sizes(256, 256, 256) == (32, 32)
+    assert jax_attention.block_sizes(4096, 4096, 512) == (16, 16)
+    assert jax_attention.block_sizes(3, 20, 64) == (16, 32)
+
+
+def _equations_outside_kernels(jaxpr):
+    """(primitive name, output aval) of every equation, recursing into jit bodies but not into the
+    Pallas kernels (whose tiles may be N x M-sized for tiny N, M)."""
+    for eqn in jaxpr.eqns:
+        for var in eqn.outvars:
+            yield eqn.primitive.name, var.aval
+        if eqn.primitive.name == "pallas_call":
+            continue
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, (tuple, list)) else (param,):
+                inner = getattr(sub, "jaxpr", sub)  # ClosedJaxpr -> Jaxpr
+                if hasattr(inner, "eqns"):
+                    yield from _equations_outside_kernels(inner)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_which_n_by_m_arrays_exist(backend, method):
+    # N = M = 64 (and no other dim 64): an N x M intermediate is an aval with two dims of 64
+    (q, k, v), _ = qkv(0, (1, 2, 64, 64, 8), np.float16)
+    run = jax.jit(lambda q, k, v: backend.attention(q, k, v, method=method))
+    closed = jax.make_jaxpr(run)(*(backend.asarray(x) for x in (q, k, v)))
+    eqns = list(_equations_outside_kernels(closed.jaxpr))
+    assert "pallas_call" in [name for name, _ in eqns] or method == "naive"
+    n_by_m = [(name, aval) for name, aval in eqns if list(getattr(aval, "shape", ())).count(64) >= 2]
+    exps = [aval for name, aval in n_by_m if name == "exp"]
+    if method == "flash":
+        assert n_by_m == []  # only tiles inside the kernel
+    elif method == "partial_softmax":
+        # A is stored (float32) and fed to the kernels, but exp(A - L) is only formed tile by tile
+        assert n_by_m and all(aval.dtype == jnp.float32 for _, aval in n_by_m)
+        assert exps == []
+    else:
+        assert exps  # the naive softmax exponentiates the whole N x M score matrix
