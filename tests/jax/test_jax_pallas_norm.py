@@ -23,41 +23,7 @@ from backends.jax import pallas_norm
 from reference import ops
 from reference.numerics import relative_frobenius_error
 
-from ..helpers import REL_TOL, THOROUGH, assert_matches, examples, random_array, rounded, scales, seeds
-
-
-def check(actual, expected, dtype, name, rel_tol=None):
-    """assert_matches, except that an all-zero reference (one-element slabs without bias normalize
-    to exactly 0) is compared exactly: its relative error is undefined."""
-    actual = np.asarray(actual)
-    if not np.any(expected):
-        assert actual.dtype == dtype and np.array_equal(actual, expected), f"{name}: expected exact zeros"
-    else:
-        assert_matches(actual, expected, dtype, rel_tol=rel_tol, name=name)
-
-
-def group_norm_tolerance(x64, groups, eps, dtype):
-    """The dtype's bound plus the problem's conditioning: normalizing amplifies the float32 rounding
-    of values of size max|x_g| by 1 / sqrt(var_g + eps), large when a slab's values nearly agree."""
-    slabs = x64.reshape(x64.shape[0], groups, -1)
-    kappa = np.max(np.abs(slabs).max(-1) / np.sqrt(slabs.var(-1) + eps))
-    return REL_TOL[np.dtype(dtype)] + 8 * 2.0**-24 * kappa
-
-
-def affine(seed, c, dtype, with_weight, with_bias):
-    """((weight, weight64) or (None, None), (bias, bias64) or (None, None)), rounded to dtype."""
-    w = rounded(random_array(seed + 1, (c,), offset=1.0), dtype) if with_weight else (None, None)
-    b = rounded(random_array(seed + 2, (c,)), dtype) if with_bias else (None, None)
-    return w, b
-
-
-def device(backend, a):
-    return None if a is None else backend.asarray(a)
-
-
-def group_norm_reference(x64, groups, w64, b64, eps, silu):
-    y = ops.group_norm(x64, groups, w64, b64, eps)
-    return ops.silu(y) if silu else y
+from ..helpers import REL_TOL, THOROUGH, affine_params, assert_matches, examples, group_norm_reference, group_norm_tolerance, random_array, rounded, scales, seeds, to_device
 
 
 # ----------------------------------------------------------------------------------- one pallas_call
@@ -131,11 +97,10 @@ def test_group_norm_matches_reference(backend, dtype, seed, n, groups, per, spat
                                       with_weight, with_bias, eps, silu):
     c = groups * per
     x, x64 = rounded(random_array(seed, (n, c) + spatial, scale=scale, offset=offset * scale), dtype)
-    (w, w64), (b, b64) = affine(seed, c, dtype, with_weight, with_bias)
-    y = backend.group_norm(backend.asarray(x), groups, device(backend, w), device(backend, b), eps,
+    (w, w64), (b, b64) = affine_params(seed, c, dtype, with_weight, with_bias)
+    y = backend.group_norm(backend.asarray(x), groups, to_device(backend, w), to_device(backend, b), eps,
                            fused=True, silu=silu)
-    check(backend.to_numpy(y), group_norm_reference(x64, groups, w64, b64, eps, silu), dtype,
-          f"group_norm silu={silu}", rel_tol=group_norm_tolerance(x64, groups, eps, dtype))
+    assert_matches(backend.to_numpy(y), group_norm_reference(x64, groups, w64, b64, eps, silu), dtype, name=f"group_norm silu={silu}", rel_tol=group_norm_tolerance(x64, groups, eps, dtype))
 
 
 @pytest.mark.parametrize("shape, groups", [((2, 6, 17, 19), 2),     # slab 969: one padded block
@@ -146,12 +111,11 @@ def test_group_norm_matches_reference(backend, dtype, seed, n, groups, per, spat
 def test_group_norm_long_and_degenerate_slabs(backend, dtype, shape, groups):
     c = shape[1]
     x, x64 = rounded(random_array(7, shape, scale=2.0, offset=-1.0), dtype)
-    (w, w64), (b, b64) = affine(7, c, dtype, True, True)
+    (w, w64), (b, b64) = affine_params(7, c, dtype, True, True)
     for silu in (False, True):
         y = backend.group_norm(backend.asarray(x), groups, backend.asarray(w), backend.asarray(b),
                                fused=True, silu=silu)
-        check(backend.to_numpy(y), group_norm_reference(x64, groups, w64, b64, 1e-5, silu), dtype,
-              f"{shape} silu={silu}")
+        assert_matches(backend.to_numpy(y), group_norm_reference(x64, groups, w64, b64, 1e-5, silu), dtype, name=f"{shape} silu={silu}")
 
 
 def test_group_norm_variance_survives_a_large_mean(backend):
@@ -176,11 +140,10 @@ if THOROUGH:
 def test_group_norm_sd_sizes_float32(backend, shape, groups):
     c = shape[1]
     x, x64 = rounded(random_array(11, shape, scale=1.5, offset=0.5), np.float32)
-    (w, w64), (b, b64) = affine(11, c, np.float32, True, True)
+    (w, w64), (b, b64) = affine_params(11, c, np.float32, True, True)
     y = backend.group_norm(backend.asarray(x), groups, backend.asarray(w), backend.asarray(b), fused=True,
                            silu=True)
-    check(backend.to_numpy(y), group_norm_reference(x64, groups, w64, b64, 1e-5, True), np.float32,
-          f"{shape} silu")
+    assert_matches(backend.to_numpy(y), group_norm_reference(x64, groups, w64, b64, 1e-5, True), np.float32, name=f"{shape} silu")
 
 
 @pytest.mark.skipif(not hasattr(jax_ops, "group_norm"), reason="backends/jax/ops.py has no group_norm yet")
@@ -190,12 +153,11 @@ def test_group_norm_sd_sizes_float32(backend, shape, groups):
 def test_fused_group_norm_equals_the_jnp_baseline(backend, seed, groups, per, hw, silu, with_affine):
     c = groups * per
     x, x64 = rounded(random_array(seed, (2, c, hw), scale=3.0, offset=1.0), np.float32)
-    (w, _), (b, _) = affine(seed, c, np.float32, with_affine, with_affine)
-    args = (backend.asarray(x), groups, device(backend, w), device(backend, b))
+    (w, _), (b, _) = affine_params(seed, c, np.float32, with_affine, with_affine)
+    args = (backend.asarray(x), groups, to_device(backend, w), to_device(backend, b))
     fused = backend.to_numpy(backend.group_norm(*args, fused=True, silu=silu))
     baseline = backend.to_numpy(backend.group_norm(*args, fused=False, silu=silu))
-    check(fused, baseline.astype(np.float64), np.float32, "fused vs jnp baseline",
-          rel_tol=2 * group_norm_tolerance(x64, groups, 1e-5, np.float32))
+    assert_matches(fused, baseline.astype(np.float64), np.float32, name="fused vs jnp baseline", rel_tol=2 * group_norm_tolerance(x64, groups, 1e-5, np.float32))
 
 
 def test_group_norm_jits_through_the_backend(backend):
@@ -233,7 +195,7 @@ def test_erfc_matches_scipy_to_float32_resolution():
 def test_gelu_matches_reference(backend, dtype, seed, shape, scale, approximate):
     x, x64 = rounded(random_array(seed, shape, scale=scale), dtype)
     y = backend.gelu(backend.asarray(x), approximate=approximate, fused=True)
-    check(backend.to_numpy(y), ops.gelu(x64, approximate), dtype, f"gelu approximate={approximate}")
+    assert_matches(backend.to_numpy(y), ops.gelu(x64, approximate), dtype, name=f"gelu approximate={approximate}")
 
 
 @examples(4)
@@ -245,7 +207,7 @@ def test_geglu_matches_reference(backend, dtype, seed, lead, features, scale, ap
     x, x64 = rounded(random_array(seed, lead + (2 * features,), scale=scale), dtype)
     y = backend.to_numpy(backend.geglu(backend.asarray(x), approximate=approximate, fused=True))
     assert y.shape == lead + (features,)
-    check(y, ops.geglu(x64, approximate), dtype, f"geglu approximate={approximate}")
+    assert_matches(y, ops.geglu(x64, approximate), dtype, name=f"geglu approximate={approximate}")
 
 
 @pytest.mark.parametrize("shape", [(2, 2 * 1100), (3, 2 * 1024)])  # F ragged over nine blocks; F one block
@@ -253,7 +215,7 @@ def test_geglu_long_rows(backend, shape):
     x, x64 = rounded(random_array(5, shape, scale=2.0), np.float32)
     for approximate in (False, True):
         y = backend.to_numpy(backend.geglu(backend.asarray(x), approximate=approximate, fused=True))
-        check(y, ops.geglu(x64, approximate), np.float32, f"geglu {shape} approximate={approximate}")
+        assert_matches(y, ops.geglu(x64, approximate), np.float32, name=f"geglu {shape} approximate={approximate}")
 
 
 def test_fused_gelu_is_the_exact_erfc_form_to_a_few_ulps(backend):

@@ -14,44 +14,11 @@ from hypothesis import strategies as st
 from reference import ops
 from reference.numerics import relative_frobenius_error
 
-from ..helpers import REL_TOL, assert_matches, random_array, rounded, scales, seeds
+from ..helpers import REL_TOL, affine_params, assert_matches, group_norm_reference, group_norm_tolerance, random_array, rounded, scales, seeds, to_device
 
 
 spatial_shapes = st.lists(st.integers(1, 7), min_size=0, max_size=3).map(tuple)
 lead_shapes = st.lists(st.integers(1, 3), min_size=0, max_size=2).map(tuple)
-
-
-def check(actual, expected, dtype, name, rel_tol=None):
-    """assert_matches, except that an all-zero reference (a one-element slab or row without
-    bias normalizes to exactly 0) is compared exactly: its relative error is undefined."""
-    if not np.any(expected):
-        assert actual.dtype == dtype and np.array_equal(actual, expected), f"{name}: expected exact zeros"
-    else:
-        assert_matches(actual, expected, dtype, rel_tol=rel_tol, name=name)
-
-
-def group_norm_tolerance(x64, groups, eps, dtype):
-    """The dtype's bound plus the problem's conditioning: normalizing amplifies the fp32 rounding of
-    values of size max|x_g| by 1 / sqrt(var_g + eps), which is large when a slab's values nearly agree
-    (e.g. two elements 0.300 and 0.301)."""
-    slabs = x64.reshape(x64.shape[0], groups, -1)
-    kappa = np.max(np.abs(slabs).max(-1) / np.sqrt(slabs.var(-1) + eps))
-    return REL_TOL[np.dtype(dtype)] + 8 * 2.0**-24 * kappa
-
-
-def affine(seed, c, dtype, with_weight, with_bias):
-    w = rounded(random_array(seed + 1, (c,), offset=1.0), dtype) if with_weight else (None, None)
-    b = rounded(random_array(seed + 2, (c,)), dtype) if with_bias else (None, None)
-    return w, b
-
-
-def device(backend, a):
-    return None if a is None else backend.asarray(a)
-
-
-def group_norm_reference(x64, groups, w64, b64, eps, silu):
-    y = ops.group_norm(x64, groups, w64, b64, eps)
-    return ops.silu(y) if silu else y
 
 
 # ----------------------------------------------------------------------------------- GroupNorm
@@ -65,23 +32,21 @@ def test_group_norm_fused_and_unfused_match_reference(backend, dtype, seed, n, g
                                                       scale, offset, with_weight, with_bias, eps, silu):
     c = groups * per
     x, x64 = rounded(random_array(seed, (n, c) + spatial, scale=scale, offset=offset * scale), dtype)
-    (w, w64), (b, b64) = affine(seed, c, dtype, with_weight, with_bias)
+    (w, w64), (b, b64) = affine_params(seed, c, dtype, with_weight, with_bias)
     expected = group_norm_reference(x64, groups, w64, b64, eps, silu)
-    args = (backend.asarray(x), groups, device(backend, w), device(backend, b), eps)
+    args = (backend.asarray(x), groups, to_device(backend, w), to_device(backend, b), eps)
     results = {}
     for fused in (True, False):
         with backend.measure() as counted:
             y = backend.group_norm(*args, fused=fused, silu=silu)
         results[fused] = backend.to_numpy(y)
-        check(results[fused], expected, dtype, f"group_norm fused={fused} silu={silu}",
-              rel_tol=group_norm_tolerance(x64, groups, eps, dtype))
+        assert_matches(results[fused], expected, dtype, name=f"group_norm fused={fused} silu={silu}", rel_tol=group_norm_tolerance(x64, groups, eps, dtype))
         if fused:
             assert counted.launches == 1 and counted.temp_bytes == 0
         else:
             assert counted.launches == 3 + silu and counted.temp_bytes > 0
     # the unfused baseline computes the same function as the fused kernel
-    check(results[False], results[True].astype(np.float64), dtype, "unfused vs fused",
-          rel_tol=2 * group_norm_tolerance(x64, groups, eps, dtype))
+    assert_matches(results[False], results[True].astype(np.float64), dtype, name="unfused vs fused", rel_tol=2 * group_norm_tolerance(x64, groups, eps, dtype))
 
 
 @pytest.mark.parametrize("shape, groups", [((2, 6, 17, 19), 2),    # slab 969: 3.8 work-groups' worth, ragged
@@ -91,13 +56,13 @@ def test_group_norm_fused_and_unfused_match_reference(backend, dtype, seed, n, g
 def test_group_norm_long_and_degenerate_slabs(backend, dtype, shape, groups):
     c = shape[1]
     x, x64 = rounded(random_array(7, shape, scale=2.0, offset=-1.0), dtype)
-    (w, w64), (b, b64) = affine(7, c, dtype, True, True)
+    (w, w64), (b, b64) = affine_params(7, c, dtype, True, True)
     for silu in (False, True):
         expected = group_norm_reference(x64, groups, w64, b64, 1e-5, silu)
         for fused in (True, False):
             y = backend.group_norm(backend.asarray(x), groups, backend.asarray(w), backend.asarray(b),
                                    fused=fused, silu=silu)
-            check(backend.to_numpy(y), expected, dtype, f"{shape} fused={fused} silu={silu}")
+            assert_matches(backend.to_numpy(y), expected, dtype, name=f"{shape} fused={fused} silu={silu}")
 
 
 @pytest.mark.parametrize("fused", [True, False])
@@ -134,19 +99,19 @@ def test_group_norm_launch_and_temporary_counts(backend, dtype):
        offset=st.sampled_from([0.0, 5.0]), with_weight=st.booleans(), with_bias=st.booleans())
 def test_layer_norm_matches_reference(backend, dtype, seed, lead, cols, scale, offset, with_weight, with_bias):
     x, x64 = rounded(random_array(seed, lead + (cols,), scale=scale, offset=offset * scale), dtype)
-    (w, w64), (b, b64) = affine(seed, cols, dtype, with_weight, with_bias)
+    (w, w64), (b, b64) = affine_params(seed, cols, dtype, with_weight, with_bias)
     with backend.measure() as counted:
-        y = backend.layer_norm(backend.asarray(x), device(backend, w), device(backend, b))
+        y = backend.layer_norm(backend.asarray(x), to_device(backend, w), to_device(backend, b))
     assert counted.launches == 1 and counted.kernels == ["layer_norm"] and counted.temp_bytes == 0
-    check(backend.to_numpy(y), ops.layer_norm(x64, w64, b64), dtype, "layer_norm")
+    assert_matches(backend.to_numpy(y), ops.layer_norm(x64, w64, b64), dtype, name="layer_norm")
 
 
 @pytest.mark.parametrize("cols", [2049, 3001])  # the 256-item work-group, ragged rows
 def test_layer_norm_long_rows_and_large_mean(backend, dtype, cols):
     x, x64 = rounded(random_array(3, (3, cols), scale=0.5, offset=20.0), dtype)
-    (w, w64), (b, b64) = affine(3, cols, dtype, True, True)
+    (w, w64), (b, b64) = affine_params(3, cols, dtype, True, True)
     y = backend.layer_norm(backend.asarray(x), backend.asarray(w), backend.asarray(b))
-    check(backend.to_numpy(y), ops.layer_norm(x64, w64, b64), dtype, f"layer_norm cols={cols}")
+    assert_matches(backend.to_numpy(y), ops.layer_norm(x64, w64, b64), dtype, name=f"layer_norm cols={cols}")
     if dtype == np.float32:
         big = random_array(4, (2, cols), scale=0.1, offset=1e3).astype(np.float32)
         out = backend.to_numpy(backend.layer_norm(backend.asarray(big)))
@@ -164,7 +129,7 @@ def test_softmax_matches_reference(backend, dtype, seed, lead, cols, scale):
         y = backend.softmax(backend.asarray(x))
     assert counted.launches == 1 and counted.kernels == ["softmax_rows"] and counted.temp_bytes == 0
     actual = backend.to_numpy(y)
-    check(actual, ops.softmax(x64), dtype, "softmax")
+    assert_matches(actual, ops.softmax(x64), dtype, name="softmax")
     np.testing.assert_allclose(actual.astype(np.float64).sum(-1), 1.0, rtol=0, atol=3e-5 if dtype == np.float32 else 1e-3)
 
 
@@ -172,6 +137,6 @@ def test_softmax_matches_reference(backend, dtype, seed, lead, cols, scale):
 def test_softmax_single_element_and_long_rows(backend, dtype, cols):
     x, x64 = rounded(random_array(5, (4, cols), scale=30.0), dtype)
     y = backend.to_numpy(backend.softmax(backend.asarray(x)))
-    check(y, ops.softmax(x64), dtype, f"softmax cols={cols}")
+    assert_matches(y, ops.softmax(x64), dtype, name=f"softmax cols={cols}")
     if cols == 1:
         assert np.all(y == 1)
