@@ -18,7 +18,7 @@ def main(argv=None):
     written = winograd_table.build(args.out, seeds=args.seeds)
     for path in written:
         print(f"wrote {path}")
-    print("Not reproducible yet: the end-to-end ablation (needs the backends and the SD network).")
+    print("Not reproducible yet: the end-to-end ablation (needs the Stable Diffusion network on the backends).")
 
 
 if __name__ == "__main__":
