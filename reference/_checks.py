@@ -11,13 +11,14 @@ import math
 
 import numpy as np
 
-#: Floating dtypes every op accepts. float16 (and bfloat16, from ml_dtypes, which JAX ships) mean
-#: *storage*: the reference computes in float32 and rounds the result back, as the GPU kernels do
-#: (DESIGN.md, "Numerics").
 try:
     import ml_dtypes  # ships with jax
 except ImportError:  # pragma: no cover
     ml_dtypes = None
+
+#: Floating dtypes every op accepts. float16 (and bfloat16, from ml_dtypes, which JAX ships) mean
+#: *storage*: the reference computes in float32 and rounds the result back, as the GPU kernels do
+#: (DESIGN.md, "Numerics").
 SUPPORTED_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)) + (
     (np.dtype(ml_dtypes.bfloat16),) if ml_dtypes is not None else ()
 )
