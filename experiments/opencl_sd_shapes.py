@@ -25,7 +25,7 @@ import numpy as np
 
 from backends.opencl import OpenCLBackend
 from reference import attention as ref_attention
-from reference import ops, winograd
+from reference import ops
 from reference.numerics import relative_frobenius_error
 
 

@@ -11,6 +11,7 @@ import numpy as np
 from hypothesis import settings
 from hypothesis import strategies as st
 
+from reference import attention as ref_attention
 from reference import ops
 from reference.numerics import assert_close
 
@@ -106,3 +107,48 @@ def group_norm_tolerance(x64, groups, eps, dtype):
     slabs = x64.reshape(x64.shape[0], groups, -1)
     kappa = np.max(np.abs(slabs).max(-1) / np.sqrt(slabs.var(-1) + eps))
     return REL_TOL[np.dtype(dtype)] + 8 * 2.0**-24 * kappa
+
+
+# --------------------------------------------------------------------------- attention test helpers
+
+
+def attention_inputs(seed, shape, dtype, scale=1.0, dv=None):
+    """Rounded q, k (entries of size sqrt(scale), so the scores are of size ~scale) and v, and the
+    same values in float64."""
+    b, h, n, m, d = shape
+    q, q64 = rounded(random_array(seed, (b, h, n, d), scale=np.sqrt(scale)), dtype)
+    k, k64 = rounded(random_array(seed + 1, (b, h, m, d), scale=np.sqrt(scale)), dtype)
+    v, v64 = rounded(random_array(seed + 2, (b, h, m, dv or d)), dtype)
+    return (q, k, v), (q64, k64, v64)
+
+
+def attention_tolerance(q64, k64, dtype):
+    """The dtype's bound, plus the conditioning of softmax: an error e in a score is a relative error
+    e in its weight, and a float32 dot product carries an error of a few eps * scale * sum|q k|. We
+    allow 16 eps (2^-20) times the largest such sum; for unit-size scores it adds < 1e-5."""
+    bound = np.max(np.einsum("bhnd,bhmd->bhnm", np.abs(q64), np.abs(k64))) / np.sqrt(q64.shape[-1])
+    return REL_TOL[np.dtype(dtype)] + 2.0**-20 * bound
+
+
+def check_attention_methods(backend, inputs, inputs64, dtype):
+    expected = ref_attention.attention(*inputs64)
+    tol = attention_tolerance(inputs64[0], inputs64[1], dtype)
+    for method in ("naive", "partial_softmax", "flash"):
+        out = backend.attention(*(backend.asarray(x) for x in inputs), method=method)
+        assert out.shape == expected.shape and out.dtype == dtype, method
+        assert_matches(backend.to_numpy(out), expected, dtype, rel_tol=tol, name=method)
+
+
+def check_fused_gelu_accuracy(backend, tail_rel_tol):
+    """The fused GELU in float32 over [-8, 8] (4001 points, so several ragged blocks): within 2e-6 of
+    the reference in both forms, and in the negative tail, where x/2 (1 + erf(x / sqrt 2)) cancels,
+    within ``tail_rel_tol`` relative (an fp32 1 + erf(...) is 5% off at x = -5). The tail bound
+    allows the float32 rounding of -x/sqrt 2, amplified by 2 t^2 at t = x / sqrt 2."""
+    x = np.linspace(-8, 8, 4001).astype(np.float32)
+    x64 = x.astype(np.float64)
+    y = backend.to_numpy(backend.gelu(backend.asarray(x), fused=True)).astype(np.float64)
+    assert np.max(np.abs(y - ops.gelu(x64))) < 2e-6
+    approx = backend.to_numpy(backend.gelu(backend.asarray(x), approximate=True, fused=True))
+    assert np.max(np.abs(approx - ops.gelu(x64, approximate=True))) < 2e-6
+    tail = x < -2
+    assert np.max(np.abs(y[tail] / ops.gelu(x64[tail]) - 1)) < tail_rel_tol

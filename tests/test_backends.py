@@ -1,6 +1,5 @@
 """The backend registry, the paper's switches, and how variants resolve (numpy backend)."""
 
-import numpy as np
 import pytest
 
 from backends import Optimizations, available_backends, get_backend

@@ -13,7 +13,10 @@ from hypothesis import strategies as st
 from backends.jax import attention as jax_attention
 from reference import attention as att
 
-from ..helpers import REL_TOL, assert_matches, examples, random_array, rounded, scales, seeds
+from ..helpers import (
+    assert_matches, attention_inputs, attention_tolerance, check_attention_methods, examples,
+    random_array, rounded, scales, seeds,
+)
 
 METHODS = ("naive", "partial_softmax", "flash")
 
@@ -26,33 +29,6 @@ shapes = st.tuples(
 )
 
 
-def qkv(seed, shape, dtype, scale=1.0, dv=None):
-    """Rounded q, k (entries of size sqrt(scale), so the scores are of size ~scale) and v, and the
-    same values in float64."""
-    b, h, n, m, d = shape
-    q, q64 = rounded(random_array(seed, (b, h, n, d), scale=np.sqrt(scale)), dtype)
-    k, k64 = rounded(random_array(seed + 1, (b, h, m, d), scale=np.sqrt(scale)), dtype)
-    v, v64 = rounded(random_array(seed + 2, (b, h, m, dv or d)), dtype)
-    return (q, k, v), (q64, k64, v64)
-
-
-def tolerance(q64, k64, dtype):
-    """The dtype's bound, plus the conditioning of softmax: an error e in a score is a relative error
-    e in its weight, and a float32 dot product carries an error of a few eps * scale * sum|q k|. We
-    allow 16 eps (2^-20) times the largest such sum; for unit-size scores it adds < 1e-5."""
-    bound = np.max(np.einsum("bhnd,bhmd->bhnm", np.abs(q64), np.abs(k64))) / np.sqrt(q64.shape[-1])
-    return REL_TOL[np.dtype(dtype)] + 2.0**-20 * bound
-
-
-def check_all_methods(backend, inputs, inputs64, dtype):
-    expected = att.attention(*inputs64)
-    tol = tolerance(inputs64[0], inputs64[1], dtype)
-    for method in METHODS:
-        out = backend.attention(*(backend.asarray(x) for x in inputs), method=method)
-        assert out.shape == expected.shape and out.dtype == dtype, method
-        assert_matches(backend.to_numpy(out), expected, dtype, rel_tol=tol, name=method)
-
-
 # -- all three methods against the reference ----------------------------------------------------
 
 
@@ -60,16 +36,16 @@ def check_all_methods(backend, inputs, inputs64, dtype):
 @given(seed=seeds, shape=shapes, scale=scales, dv_extra=st.sampled_from([0, 10]))
 def test_three_methods_match_the_reference(backend, dtype, seed, shape, scale, dv_extra):
     # dv = d + 10 (e.g. 50 against d = 40) pads to its own power of two
-    inputs, inputs64 = qkv(seed, shape, dtype, scale=scale, dv=shape[-1] + dv_extra)
-    check_all_methods(backend, inputs, inputs64, dtype)
+    inputs, inputs64 = attention_inputs(seed, shape, dtype, scale=scale, dv=shape[-1] + dv_extra)
+    check_attention_methods(backend, inputs, inputs64, dtype)
 
 
 @examples(1)
 @given(seed=seeds, n=st.integers(1, 40))
 def test_cross_attention_with_77_text_tokens(backend, dtype, seed, n):
     # SD 1.4's cross-attention: M = 77 CLIP tokens (padded to 128 keys, 51 of them masked), d = 40
-    inputs, inputs64 = qkv(seed, (1, 2, n, 77, 40), dtype)
-    check_all_methods(backend, inputs, inputs64, dtype)
+    inputs, inputs64 = attention_inputs(seed, (1, 2, n, 77, 40), dtype)
+    check_attention_methods(backend, inputs, inputs64, dtype)
 
 
 @pytest.mark.parametrize("d", [160, 512], ids=["d160", "vae_d512"])
@@ -78,18 +54,18 @@ def test_cross_attention_with_77_text_tokens(backend, dtype, seed, n):
 def test_large_head_dims(backend, dtype, d, seed, n, m):
     # d = 160 (SD 1.4's 16x16 level) pads to 256 with 32-key blocks; the VAE's d = 512 uses 16-key
     # blocks, so M >= 17 spans at least two key blocks of the online softmax
-    inputs, inputs64 = qkv(seed, (1, 1, n, m, d), dtype)
-    check_all_methods(backend, inputs, inputs64, dtype)
+    inputs, inputs64 = attention_inputs(seed, (1, 1, n, m, d), dtype)
+    check_attention_methods(backend, inputs, inputs64, dtype)
 
 
 @examples(1)
 @given(seed=seeds, n=st.integers(1, 40), m=st.integers(33, 100))
 def test_flash_with_many_key_blocks(backend, dtype, seed, n, m):
     # 16-key blocks: 3 to 7 rounds of the online softmax, the last one ragged
-    (q, k, v), (q64, k64, v64) = qkv(seed, (1, 2, n, m, 40), dtype)
+    (q, k, v), (q64, k64, v64) = attention_inputs(seed, (1, 2, n, m, 40), dtype)
     out = jax_attention.attention_flash(jnp.asarray(q), jnp.asarray(k), jnp.asarray(v), 40**-0.5,
                                         backend.interpret, block_q=16, block_k=16)
-    assert_matches(np.asarray(out), att.attention(q64, k64, v64), dtype, rel_tol=tolerance(q64, k64, dtype))
+    assert_matches(np.asarray(out), att.attention(q64, k64, v64), dtype, rel_tol=attention_tolerance(q64, k64, dtype))
 
 
 @pytest.mark.parametrize("blocks", [(8, 16), (16, 24)])
@@ -105,8 +81,8 @@ def test_flash_blocks_must_be_powers_of_two_of_at_least_16(blocks):
 @examples(1)
 @given(seed=seeds, shape=shapes)
 def test_scores_of_size_1e3_stay_finite_and_accurate(backend, dtype, seed, shape):
-    inputs, inputs64 = qkv(seed, shape, dtype, scale=1e3)
-    check_all_methods(backend, inputs, inputs64, dtype)  # assert_matches rejects non-finite output
+    inputs, inputs64 = attention_inputs(seed, shape, dtype, scale=1e3)
+    check_attention_methods(backend, inputs, inputs64, dtype)  # assert_matches rejects non-finite output
 
 
 def test_equal_huge_scores_give_the_mean_of_v(backend, dtype):
@@ -146,7 +122,7 @@ def test_softmax_stats_is_row_max_and_row_sum_of_exp(backend, dtype, seed, rows,
 
 @pytest.mark.parametrize("method", METHODS)
 def test_jit_through_the_backend(backend, method):
-    (q, k, v), (q64, k64, v64) = qkv(7, (2, 1, 19, 23, 8), np.float16, dv=5)
+    (q, k, v), (q64, k64, v64) = attention_inputs(7, (2, 1, 19, 23, 8), np.float16, dv=5)
     run = jax.jit(lambda q, k, v: backend.attention(q, k, v, method=method))
     out = run(*(backend.asarray(x) for x in (q, k, v)))
     assert out.shape == (2, 1, 19, 5) and out.dtype == np.float16
@@ -187,7 +163,7 @@ def _equations_outside_kernels(jaxpr):
 @pytest.mark.parametrize("method", METHODS)
 def test_which_n_by_m_arrays_exist(backend, method):
     # N = M = 64 (and no other dim 64): an N x M intermediate is an aval with two dims of 64
-    (q, k, v), _ = qkv(0, (1, 2, 64, 64, 8), np.float16)
+    (q, k, v), _ = attention_inputs(0, (1, 2, 64, 64, 8), np.float16)
     run = jax.jit(lambda q, k, v: backend.attention(q, k, v, method=method))
     closed = jax.make_jaxpr(run)(*(backend.asarray(x) for x in (q, k, v)))
     eqns = list(_equations_outside_kernels(closed.jaxpr))

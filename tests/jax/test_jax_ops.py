@@ -115,9 +115,11 @@ def test_softmax_matches_reference(backend, dtype, seed, shape, data):
 def test_gelu_and_geglu_match_reference(backend, dtype, seed, shape, approximate, data):
     x, x64 = rounded(random_array(seed, shape[:-1] + (2 * shape[-1],), scale=scale_for(dtype, data)), dtype)
     y = backend.gelu(backend.asarray(x), approximate=approximate, fused=False)
-    assert_matches(backend.to_numpy(y), ops.gelu(x64, approximate), dtype, name=f"gelu approximate={approximate}")
+    assert_matches(backend.to_numpy(y), ops.gelu(x64, approximate), dtype,
+                   name=f"gelu approximate={approximate}")
     y = backend.geglu(backend.asarray(x), approximate=approximate, fused=False)
-    assert_matches(backend.to_numpy(y), ops.geglu(x64, approximate), dtype, name=f"geglu approximate={approximate}")
+    assert_matches(backend.to_numpy(y), ops.geglu(x64, approximate), dtype,
+                   name=f"geglu approximate={approximate}")
 
 
 def test_gelu_is_the_erfc_form_and_approximate_the_tanh_form(backend):

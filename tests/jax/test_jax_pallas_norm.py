@@ -8,7 +8,6 @@ tests count. On a CPU the kernels run in the Pallas interpreter, which compiles 
 hypothesis tests draw few examples under the ``ci`` profile.
 """
 
-import math
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +22,10 @@ from backends.jax import pallas_norm
 from reference import ops
 from reference.numerics import relative_frobenius_error
 
-from ..helpers import REL_TOL, THOROUGH, affine_params, assert_matches, examples, group_norm_reference, group_norm_tolerance, random_array, rounded, scales, seeds, to_device
+from ..helpers import (
+    THOROUGH, affine_params, assert_matches, check_fused_gelu_accuracy, examples,
+    group_norm_reference, group_norm_tolerance, random_array, rounded, scales, seeds, to_device,
+)
 
 
 # ----------------------------------------------------------------------------------- one pallas_call
@@ -100,7 +102,8 @@ def test_group_norm_matches_reference(backend, dtype, seed, n, groups, per, spat
     (w, w64), (b, b64) = affine_params(seed, c, dtype, with_weight, with_bias)
     y = backend.group_norm(backend.asarray(x), groups, to_device(backend, w), to_device(backend, b), eps,
                            fused=True, silu=silu)
-    assert_matches(backend.to_numpy(y), group_norm_reference(x64, groups, w64, b64, eps, silu), dtype, name=f"group_norm silu={silu}", rel_tol=group_norm_tolerance(x64, groups, eps, dtype))
+    assert_matches(backend.to_numpy(y), group_norm_reference(x64, groups, w64, b64, eps, silu), dtype,
+                   name=f"group_norm silu={silu}", rel_tol=group_norm_tolerance(x64, groups, eps, dtype))
 
 
 @pytest.mark.parametrize("shape, groups", [((2, 6, 17, 19), 2),     # slab 969: one padded block
@@ -115,7 +118,8 @@ def test_group_norm_long_and_degenerate_slabs(backend, dtype, shape, groups):
     for silu in (False, True):
         y = backend.group_norm(backend.asarray(x), groups, backend.asarray(w), backend.asarray(b),
                                fused=True, silu=silu)
-        assert_matches(backend.to_numpy(y), group_norm_reference(x64, groups, w64, b64, 1e-5, silu), dtype, name=f"{shape} silu={silu}")
+        assert_matches(backend.to_numpy(y), group_norm_reference(x64, groups, w64, b64, 1e-5, silu), dtype,
+                       name=f"{shape} silu={silu}")
 
 
 def test_group_norm_variance_survives_a_large_mean(backend):
@@ -143,7 +147,8 @@ def test_group_norm_sd_sizes_float32(backend, shape, groups):
     (w, w64), (b, b64) = affine_params(11, c, np.float32, True, True)
     y = backend.group_norm(backend.asarray(x), groups, backend.asarray(w), backend.asarray(b), fused=True,
                            silu=True)
-    assert_matches(backend.to_numpy(y), group_norm_reference(x64, groups, w64, b64, 1e-5, True), np.float32, name=f"{shape} silu")
+    assert_matches(backend.to_numpy(y), group_norm_reference(x64, groups, w64, b64, 1e-5, True), np.float32,
+                   name=f"{shape} silu")
 
 
 @pytest.mark.skipif(not hasattr(jax_ops, "group_norm"), reason="backends/jax/ops.py has no group_norm yet")
@@ -157,7 +162,8 @@ def test_fused_group_norm_equals_the_jnp_baseline(backend, seed, groups, per, hw
     args = (backend.asarray(x), groups, to_device(backend, w), to_device(backend, b))
     fused = backend.to_numpy(backend.group_norm(*args, fused=True, silu=silu))
     baseline = backend.to_numpy(backend.group_norm(*args, fused=False, silu=silu))
-    assert_matches(fused, baseline.astype(np.float64), np.float32, name="fused vs jnp baseline", rel_tol=2 * group_norm_tolerance(x64, groups, 1e-5, np.float32))
+    assert_matches(fused, baseline.astype(np.float64), np.float32,
+                   name="fused vs jnp baseline", rel_tol=2 * group_norm_tolerance(x64, groups, 1e-5, np.float32))
 
 
 def test_group_norm_jits_through_the_backend(backend):
@@ -195,7 +201,8 @@ def test_erfc_matches_scipy_to_float32_resolution():
 def test_gelu_matches_reference(backend, dtype, seed, shape, scale, approximate):
     x, x64 = rounded(random_array(seed, shape, scale=scale), dtype)
     y = backend.gelu(backend.asarray(x), approximate=approximate, fused=True)
-    assert_matches(backend.to_numpy(y), ops.gelu(x64, approximate), dtype, name=f"gelu approximate={approximate}")
+    assert_matches(backend.to_numpy(y), ops.gelu(x64, approximate), dtype,
+                   name=f"gelu approximate={approximate}")
 
 
 @examples(4)
@@ -215,22 +222,12 @@ def test_geglu_long_rows(backend, shape):
     x, x64 = rounded(random_array(5, shape, scale=2.0), np.float32)
     for approximate in (False, True):
         y = backend.to_numpy(backend.geglu(backend.asarray(x), approximate=approximate, fused=True))
-        assert_matches(y, ops.geglu(x64, approximate), np.float32, name=f"geglu {shape} approximate={approximate}")
+        assert_matches(y, ops.geglu(x64, approximate), np.float32,
+                       name=f"geglu {shape} approximate={approximate}")
 
 
 def test_fused_gelu_is_the_exact_erfc_form_to_a_few_ulps(backend):
-    x = np.linspace(-8, 8, 4001).astype(np.float32)  # 4001 elements: four blocks, the last ragged
-    x64 = x.astype(np.float64)
-    y = backend.to_numpy(backend.gelu(backend.asarray(x), fused=True)).astype(np.float64)
-    assert np.max(np.abs(y - ops.gelu(x64))) < 2e-6
-    approx = backend.to_numpy(backend.gelu(backend.asarray(x), approximate=True, fused=True))
-    assert np.max(np.abs(approx - ops.gelu(x64, approximate=True))) < 2e-6
-    # In the negative tail 1 + erf(x/sqrt 2) cancels; the kernel's erfc spelling keeps relative
-    # accuracy there (an fp32 1 + erf(...) is 5% off at x = -5). The bound allows the float32
-    # rounding of -x/sqrt 2, amplified by 2 t^2 at t = x/sqrt 2.
-    tail = x < -2
-    truth = 0.5 * x64[tail] * special.erfc(-x64[tail] / math.sqrt(2))
-    assert np.max(np.abs(y[tail] / truth - 1)) < 1e-5
+    check_fused_gelu_accuracy(backend, tail_rel_tol=1e-5)
 
 
 def test_activations_jit_through_the_backend_and_keep_empty_shapes(backend):

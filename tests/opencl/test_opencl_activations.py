@@ -11,13 +11,15 @@ import pyopencl as cl
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from scipy import special
 
 from backends.opencl import activations
 from reference import ops
 from reference.numerics import assert_close
 
-from ..helpers import REL_TOL, STORAGE_FLOOR, assert_matches, random_array, rounded, scales, seeds
+from ..helpers import (
+    REL_TOL, STORAGE_FLOOR, assert_matches, check_fused_gelu_accuracy, random_array, rounded,
+    scales, seeds,
+)
 
 
 shapes = st.lists(st.integers(1, 9), min_size=1, max_size=4).map(tuple)
@@ -71,19 +73,7 @@ def test_unfused_gelu_is_the_op_by_op_graph(backend):
 
 
 def test_fused_gelu_is_the_exact_erf_form_to_a_few_ulps(backend):
-    # The tanh approximation is up to 5e-4 off (ops' own test), far beyond the first bound.
-    x = np.linspace(-8, 8, 4001).astype(np.float32)
-    x64 = x.astype(np.float64)
-    y = backend.to_numpy(backend.gelu(backend.asarray(x), fused=True)).astype(np.float64)
-    assert np.max(np.abs(y - ops.gelu(x64))) < 2e-6
-    approx = backend.to_numpy(backend.gelu(backend.asarray(x), approximate=True, fused=True))
-    assert np.max(np.abs(approx - ops.gelu(x64, approximate=True))) < 2e-6
-    # In the negative tail 1 + erf(x/sqrt 2) cancels (in float64 too: scipy's 1 + erf is 2% off at
-    # x = -8), so the truth there is x/2 * erfc(-x/sqrt 2); the kernel's erfc spelling keeps a
-    # relative accuracy that an fp32 1 + erf(...) loses entirely (5% off at x = -5).
-    tail = x < -2
-    truth = 0.5 * x64[tail] * special.erfc(-x64[tail] / math.sqrt(2))
-    assert np.max(np.abs(y[tail] / truth - 1)) < 2e-5
+    check_fused_gelu_accuracy(backend, tail_rel_tol=2e-5)
 
 
 # ----------------------------------------------------------------------------------- GEGLU

@@ -9,7 +9,10 @@ from hypothesis import strategies as st
 from backends.opencl import attention as ocl_attention
 from reference import attention as att
 
-from ..helpers import REL_TOL, assert_matches, examples, random_array, rounded, scales, seeds
+from ..helpers import (
+    assert_matches, attention_inputs, check_attention_methods, examples, random_array, rounded,
+    scales, seeds,
+)
 
 
 METHODS = ("naive", "partial_softmax", "flash")
@@ -24,46 +27,19 @@ shapes = st.tuples(
 )
 
 
-def qkv(seed, shape, dtype, scale=1.0, dv=None):
-    """Rounded q, k (entries of size sqrt(scale), so the scores are of size ~scale) and v, and the
-    same values in float64."""
-    b, h, n, m, d = shape
-    q, q64 = rounded(random_array(seed, (b, h, n, d), scale=np.sqrt(scale)), dtype)
-    k, k64 = rounded(random_array(seed + 1, (b, h, m, d), scale=np.sqrt(scale)), dtype)
-    v, v64 = rounded(random_array(seed + 2, (b, h, m, dv or d)), dtype)
-    return (q, k, v), (q64, k64, v64)
-
-
-def tolerance(q64, k64, dtype):
-    """The dtype's bound, plus the conditioning of softmax: an error e in a score is a relative error
-    e in its weight, and a float32 dot product carries an error of a few eps * scale * sum|q k|. We
-    allow 16 eps (2^-20) times the largest such sum; for unit-size scores it adds < 1e-5."""
-    bound = np.max(np.einsum("bhnd,bhmd->bhnm", np.abs(q64), np.abs(k64))) / np.sqrt(q64.shape[-1])
-    return REL_TOL[np.dtype(dtype)] + 2.0**-20 * bound
-
-
-def check_all_methods(backend, inputs, inputs64, dtype):
-    expected = att.attention(*inputs64)
-    tol = tolerance(inputs64[0], inputs64[1], dtype)
-    for method in METHODS:
-        out = backend.attention(*(backend.asarray(x) for x in inputs), method=method)
-        assert out.shape == expected.shape
-        assert_matches(backend.to_numpy(out), expected, dtype, rel_tol=tol, name=method)
-
-
 @examples()
 @given(seed=seeds, shape=shapes, scale=scales)
 def test_three_methods_match_the_reference(backend, dtype, seed, shape, scale):
-    inputs, inputs64 = qkv(seed, shape, dtype, scale=scale)
-    check_all_methods(backend, inputs, inputs64, dtype)
+    inputs, inputs64 = attention_inputs(seed, shape, dtype, scale=scale)
+    check_attention_methods(backend, inputs, inputs64, dtype)
 
 
 @examples(3)
 @given(seed=seeds, n=st.integers(1, 40))
 def test_cross_attention_with_77_text_tokens(backend, dtype, seed, n):
     # SD 1.4's cross-attention: M = 77 CLIP tokens (ragged against every block), d = 40
-    inputs, inputs64 = qkv(seed, (2, 2, n, 77, 40), dtype)
-    check_all_methods(backend, inputs, inputs64, dtype)
+    inputs, inputs64 = attention_inputs(seed, (2, 2, n, 77, 40), dtype)
+    check_attention_methods(backend, inputs, inputs64, dtype)
 
 
 @pytest.mark.parametrize("d", [160, 512], ids=["d160", "vae_d512"])
@@ -71,16 +47,16 @@ def test_cross_attention_with_77_text_tokens(backend, dtype, seed, n):
 @given(seed=seeds, n=st.integers(1, 9), m=st.integers(1, 40))
 def test_large_head_dims(backend, dtype, d, seed, n, m):
     # d = 160: SD 1.4's 16x16 level; d = 512: the VAE's single-head attention (flash uses 4-key blocks)
-    inputs, inputs64 = qkv(seed, (1, 1, n, m, d), dtype)
-    check_all_methods(backend, inputs, inputs64, dtype)
+    inputs, inputs64 = attention_inputs(seed, (1, 1, n, m, d), dtype)
+    check_attention_methods(backend, inputs, inputs64, dtype)
 
 
 @examples(3)
 @given(seed=seeds, n=st.integers(1, 30), m=st.integers(1, 30))
 def test_value_dim_may_differ_from_head_dim(backend, dtype, seed, n, m):
     # dv = 50 > d = 40; flash splits 50 columns over 8 work-items of 7 (the last one's are ragged)
-    inputs, inputs64 = qkv(seed, (1, 2, n, m, 40), dtype, dv=50)
-    check_all_methods(backend, inputs, inputs64, dtype)
+    inputs, inputs64 = attention_inputs(seed, (1, 2, n, m, 40), dtype, dv=50)
+    check_attention_methods(backend, inputs, inputs64, dtype)
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -100,11 +76,11 @@ def test_huge_scores_stay_finite(backend, dtype, method):
 @examples(4)
 @given(seed=seeds, shape=shapes)
 def test_scores_of_size_1e3_stay_finite_and_accurate(backend, dtype, seed, shape):
-    inputs, inputs64 = qkv(seed, shape, dtype, scale=1e3)
+    inputs, inputs64 = attention_inputs(seed, shape, dtype, scale=1e3)
     for method in METHODS:
         out = backend.to_numpy(backend.attention(*(backend.asarray(x) for x in inputs), method=method))
         assert np.all(np.isfinite(out)), method
-    check_all_methods(backend, inputs, inputs64, dtype)
+    check_attention_methods(backend, inputs, inputs64, dtype)
 
 
 @examples()
@@ -123,7 +99,7 @@ def test_softmax_stats_is_row_max_and_row_sum_of_exp(backend, dtype, seed, rows,
 @pytest.mark.parametrize("method", METHODS)
 def test_launches_and_temporaries(backend, method):
     b, h, n, m, d, dv = 2, 3, 19, 23, 8, 5
-    (q, k, v), _ = qkv(0, (b, h, n, m, d), np.float16, dv=dv)
+    (q, k, v), _ = attention_inputs(0, (b, h, n, m, d), np.float16, dv=dv)
     args = [backend.asarray(x) for x in (q, k, v)]
     with backend.measure() as counted:
         out = backend.attention(*args, method=method)

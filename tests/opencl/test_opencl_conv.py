@@ -125,7 +125,7 @@ def test_winograd_ragged_sizes_within_the_error_bound(backend, dtype, m, seed, n
 
 
 def test_winograd_weight_cache(backend, dtype):
-    m, alpha, x_shape = 4, 6, (1, 8, 10, 10)
+    m, x_shape = 4, (1, 8, 10, 10)
     (xd, wd, bd), (x64, w64, b64) = _inputs(backend, dtype, 11, x_shape, (6, 8, 3, 3), 1.0, True)
     cache = conv.winograd_cache(backend.rt)
 

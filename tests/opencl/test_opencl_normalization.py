@@ -14,7 +14,10 @@ from hypothesis import strategies as st
 from reference import ops
 from reference.numerics import relative_frobenius_error
 
-from ..helpers import REL_TOL, affine_params, assert_matches, group_norm_reference, group_norm_tolerance, random_array, rounded, scales, seeds, to_device
+from ..helpers import (
+    affine_params, assert_matches, group_norm_reference, group_norm_tolerance,
+    random_array, rounded, scales, seeds, to_device,
+)
 
 
 spatial_shapes = st.lists(st.integers(1, 7), min_size=0, max_size=3).map(tuple)
@@ -40,13 +43,15 @@ def test_group_norm_fused_and_unfused_match_reference(backend, dtype, seed, n, g
         with backend.measure() as counted:
             y = backend.group_norm(*args, fused=fused, silu=silu)
         results[fused] = backend.to_numpy(y)
-        assert_matches(results[fused], expected, dtype, name=f"group_norm fused={fused} silu={silu}", rel_tol=group_norm_tolerance(x64, groups, eps, dtype))
+        assert_matches(results[fused], expected, dtype,
+                       name=f"group_norm fused={fused} silu={silu}", rel_tol=group_norm_tolerance(x64, groups, eps, dtype))
         if fused:
             assert counted.launches == 1 and counted.temp_bytes == 0
         else:
             assert counted.launches == 3 + silu and counted.temp_bytes > 0
     # the unfused baseline computes the same function as the fused kernel
-    assert_matches(results[False], results[True].astype(np.float64), dtype, name="unfused vs fused", rel_tol=2 * group_norm_tolerance(x64, groups, eps, dtype))
+    assert_matches(results[False], results[True].astype(np.float64), dtype,
+                   name="unfused vs fused", rel_tol=2 * group_norm_tolerance(x64, groups, eps, dtype))
 
 
 @pytest.mark.parametrize("shape, groups", [((2, 6, 17, 19), 2),    # slab 969: 3.8 work-groups' worth, ragged
