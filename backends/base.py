@@ -35,6 +35,24 @@ class Backend:
     def __repr__(self):
         return f"{type(self).__name__}(optimizations={self.optimizations})"
 
+    # -- device memory -----------------------------------------------------------------------
+
+    def memory_stats(self) -> dict:
+        """Device memory held by this backend's arrays: ``{"in_use_bytes", "peak_bytes",
+        "peak_scope"}``. ``peak_scope`` says what the peak covers: ``"since reset"`` (since the
+        last ``reset_peak_memory``), ``"process"`` (the whole process; the device cannot reset
+        it) or ``"unavailable"`` (both numbers None). The base class (and the numpy backend)
+        knows nothing."""
+        return {"in_use_bytes": None, "peak_bytes": None, "peak_scope": "unavailable"}
+
+    def reset_peak_memory(self) -> None:
+        """Start a new peak window (where the backend can)."""
+
+    def synchronize(self, x=None):
+        """Wait until the device has finished the work queued so far (and ``x`` is ready); returns
+        ``x``. Timings must call it before reading the clock. A no-op for synchronous backends."""
+        return x
+
     # -- variant resolution ------------------------------------------------------------------
 
     def _fused(self, op: str, fused: bool | None) -> bool:

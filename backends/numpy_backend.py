@@ -7,7 +7,7 @@ import numpy as np
 from reference import attention as ref_attention
 from reference import ops as ref
 from reference import winograd as ref_winograd
-from reference._checks import check_array, check_concat
+from reference._checks import check_array, check_concat, check_reshape, check_transpose
 
 from .base import Backend
 
@@ -49,11 +49,11 @@ class NumpyBackend(Backend):
     def linear(self, x, weight, bias=None):
         return ref.linear(x, weight, bias)
 
-    def attention(self, q, k, v, scale=None, method=None):
+    def attention(self, q, k, v, scale=None, method=None, causal=False):
         method = self._attention_method(method, q.shape[-1] if getattr(q, "ndim", 0) == 4 else 0)
         fn = {"naive": ref_attention.attention, "partial_softmax": ref_attention.attention_partial_softmax,
               "flash": ref_attention.attention_flash}[method]
-        return fn(q, k, v, scale)
+        return fn(q, k, v, scale, causal=causal)
 
     def conv2d(self, x, w, b=None, stride=1, padding=0, method=None, tile=None):
         method, tile = self._conv_method(method, tile, w.shape, stride)
@@ -79,3 +79,10 @@ class NumpyBackend(Backend):
 
     def concat(self, arrays, axis=1):
         return np.concatenate(arrays, axis=check_concat(arrays, axis))
+
+    def reshape(self, x, shape):
+        return x.reshape(check_reshape(x, shape))
+
+    def transpose(self, x, axes):
+        """numpy.transpose, materialized (C-contiguous) as every backend returns it."""
+        return np.ascontiguousarray(np.transpose(x, check_transpose(x, axes)))

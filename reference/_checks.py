@@ -170,8 +170,11 @@ def check_winograd(x, w, b, padding, m, stride, array_type=np.ndarray) -> tuple[
     return ph, pw
 
 
-def check_qkv(q, k, v, scale, array_type=np.ndarray) -> float:
-    """Validate attention inputs q (B, H, N, d), k (B, H, M, d), v (B, H, M, dv); return the scale."""
+def check_qkv(q, k, v, scale, array_type=np.ndarray, causal=False) -> float:
+    """Validate attention inputs q (B, H, N, d), k (B, H, M, d), v (B, H, M, dv) and the ``causal``
+    flag; return the scale."""
+    if not isinstance(causal, (bool, np.bool_)):
+        raise TypeError(f"causal: expected True or False, got {causal!r}")
     check_array("q", q, ndim=4, array_type=array_type)
     check_array("k", k, ndim=4, array_type=array_type)
     check_array("v", v, ndim=4, array_type=array_type)
@@ -216,3 +219,29 @@ def check_concat(arrays, axis, array_type=np.ndarray) -> int:
             )
     check_same_dtype(**{f"arrays[{i}]": a for i, a in enumerate(arrays)})
     return axis
+
+
+def check_reshape(x, shape, array_type=np.ndarray) -> tuple[int, ...]:
+    """Validate a reshape of x to ``shape`` (a tuple of ints, no -1); return the shape."""
+    check_array("x", x, array_type=array_type)
+    try:
+        shape = tuple(int(s) for s in shape)
+    except TypeError:
+        raise TypeError(f"shape: expected a tuple of ints, got {shape!r}") from None
+    if any(s < 0 for s in shape) or math.prod(shape) != math.prod(x.shape):
+        raise ValueError(f"shape: expected non-negative sizes with {math.prod(x.shape)} elements in all "
+                         f"(x has shape {tuple(x.shape)}), got {shape}")
+    return shape
+
+
+def check_transpose(x, axes, array_type=np.ndarray) -> tuple[int, ...]:
+    """Validate a permutation ``axes`` of x's axes (as numpy.transpose); return it as a tuple."""
+    check_array("x", x, array_type=array_type)
+    try:
+        axes = tuple(int(a) for a in axes)
+    except TypeError:
+        raise TypeError(f"axes: expected a tuple of ints, got {axes!r}") from None
+    if sorted(axes) != list(range(x.ndim)):
+        raise ValueError(f"axes: expected a permutation of {tuple(range(x.ndim))} for x of shape "
+                         f"{tuple(x.shape)}, got {axes}")
+    return axes

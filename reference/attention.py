@@ -7,6 +7,9 @@ Shapes follow diffusers: q is (B, H, N, d), k is (B, H, M, d), v is (B, H, M, dv
     P = softmax(A) along M
     O = P V
 
+With ``causal=True`` (CLIP's text encoder) query i sees only keys j <= i: A[i, j] = -inf for
+j > i before the softmax. Column 0 is visible to every row, so every row max is finite.
+
 The three functions compute the same O and differ in what they hold in memory, which is the
 paper's point (section "Attention" of ../shared/paper.md):
 
@@ -33,15 +36,28 @@ from ._checks import check_array, check_block, check_qkv, compute_dtype
 __all__ = ["attention", "attention_partial_softmax", "attention_flash", "softmax_stats", "merge_stats"]
 
 
-def _scores(q, k, scale):
+def _scores(q, k, scale, causal=False, row_offset=0, col_offset=0):
+    """s * Q K^T; with ``causal`` the entries with key index > query index are -inf. The offsets
+    place a tile of rows/columns inside the full N x M matrix (for the flash tiles)."""
     ct = compute_dtype(q.dtype)
-    return scale * np.einsum("bhnd,bhmd->bhnm", q.astype(ct), k.astype(ct))
+    a = scale * np.einsum("bhnd,bhmd->bhnm", q.astype(ct), k.astype(ct))
+    if causal:
+        rows = row_offset + np.arange(a.shape[-2])[:, None]
+        cols = col_offset + np.arange(a.shape[-1])[None, :]
+        a = np.where(cols > rows, -np.inf, a)
+    return a
 
 
-def attention(q, k, v, scale=None):
+def _exp_shifted(x, shift):
+    """exp(x - shift), with 0 where shift = -inf (a block whose entries are all masked)."""
+    finite = np.isfinite(shift)
+    return np.where(finite, np.exp(x - np.where(finite, shift, 0)), 0)
+
+
+def attention(q, k, v, scale=None, causal: bool = False):
     """Naive attention: O = softmax(s * Q K^T) V, with A and P both materialized."""
-    scale = check_qkv(q, k, v, scale)
-    a = _scores(q, k, scale)
+    scale = check_qkv(q, k, v, scale, causal=causal)
+    a = _scores(q, k, scale, causal)
     p = np.exp(a - a.max(axis=-1, keepdims=True))
     p /= p.sum(axis=-1, keepdims=True)
     return np.einsum("bhnm,bhmd->bhnd", p, v.astype(p.dtype)).astype(q.dtype)
@@ -54,11 +70,13 @@ def merge_stats(stats_a, stats_b):
 
     ``stats_*`` have shape (..., 2) holding (L, S). This is the associative step that lets
     the statistics of a row be reduced in parallel over column blocks.
+    A block whose columns are all masked (causal attention) has L = -inf and S = 0 and merges as
+    the identity.
     """
     la, sa = stats_a[..., 0], stats_a[..., 1]
     lb, sb = stats_b[..., 0], stats_b[..., 1]
     lm = np.maximum(la, lb)
-    return np.stack([lm, sa * np.exp(la - lm) + sb * np.exp(lb - lm)], axis=-1)
+    return np.stack([lm, sa * _exp_shifted(la, lm) + sb * _exp_shifted(lb, lm)], axis=-1)
 
 
 def softmax_stats(a, block: int = 64):
@@ -78,13 +96,14 @@ def softmax_stats(a, block: int = 64):
     for start in range(0, a.shape[-1], block):
         tile = a[..., start : start + block].astype(ct)
         lb = tile.max(axis=-1)
-        sb = np.exp(tile - lb[..., None]).sum(axis=-1)
+        sb = _exp_shifted(tile, lb[..., None]).sum(axis=-1)
         partial = np.stack([lb, sb], axis=-1)
         stats = partial if stats is None else merge_stats(stats, partial)
     return stats
 
 
-def attention_partial_softmax(q, k, v, scale=None, block: int = 64, return_stats: bool = False):
+def attention_partial_softmax(q, k, v, scale=None, block: int = 64, return_stats: bool = False,
+                              causal: bool = False):
     """The paper's partially fused softmax attention.
 
     1. A = s * Q K^T is computed and stored (N x M per head).
@@ -97,9 +116,9 @@ def attention_partial_softmax(q, k, v, scale=None, block: int = 64, return_stats
 
     With ``return_stats=True`` returns (O, stats) with stats of shape (B, H, N, 2), for tests.
     """
-    scale = check_qkv(q, k, v, scale)
+    scale = check_qkv(q, k, v, scale, causal=causal)
     block = check_block("block", block)
-    a = _scores(q, k, scale)
+    a = _scores(q, k, scale, causal)
     stats = softmax_stats(a, block=block)
     row_max, row_sum = stats[..., 0:1], stats[..., 1:2]
     vc = v.astype(a.dtype)
@@ -111,7 +130,7 @@ def attention_partial_softmax(q, k, v, scale=None, block: int = 64, return_stats
     return (out, stats) if return_stats else out
 
 
-def attention_flash(q, k, v, scale=None, block_q: int = 64, block_k: int = 64):
+def attention_flash(q, k, v, scale=None, block_q: int = 64, block_k: int = 64, causal: bool = False):
     """FlashAttention's forward pass: tiled attention with an online softmax.
 
     For each block of block_q query rows, loop over key blocks j of block_k columns, holding
@@ -122,9 +141,11 @@ def attention_flash(q, k, v, scale=None, block_q: int = 64, block_k: int = 64):
         acc   = acc * exp(m - m_new) + exp(A_j - m_new) V_j
         m     = m_new
 
-    and finally O_blk = acc / l. No N x M tensor exists at any time.
+    and finally O_blk = acc / l. No N x M tensor exists at any time. With ``causal`` the key
+    blocks start at column 0 (visible to every row), so m is finite from the first block on and
+    fully masked tiles add exp(-inf) = 0.
     """
-    scale = check_qkv(q, k, v, scale)
+    scale = check_qkv(q, k, v, scale, causal=causal)
     block_q = check_block("block_q", block_q)
     block_k = check_block("block_k", block_k)
     ct = compute_dtype(q.dtype)
@@ -137,7 +158,7 @@ def attention_flash(q, k, v, scale=None, block_q: int = 64, block_k: int = 64):
         row_sum = np.zeros(q_blk.shape[:3] + (1,), dtype=ct)
         acc = np.zeros(q_blk.shape[:3] + (v.shape[3],), dtype=ct)
         for ks in range(0, m_keys, block_k):
-            tile = scale * np.einsum("bhnd,bhmd->bhnm", q_blk, kc[:, :, ks : ks + block_k])
+            tile = _scores(q_blk, kc[:, :, ks : ks + block_k], scale, causal, qs, ks)
             new_max = np.maximum(row_max, tile.max(axis=-1, keepdims=True))
             correction = np.exp(row_max - new_max)
             p = np.exp(tile - new_max)

@@ -53,6 +53,27 @@ d = 512. The same rule gives block_q and block_k of flash and block_n, block_m o
 fused kernels. On a GPU the kernels run with 4 warps up to d_pad = 64 and 8 above (as jax's own
 kernel does).
 
+Causal attention (``causal=True``, CLIP's text encoder): query row i sees keys j <= i only,
+A[i, j] = -inf for j > i before the softmax (top-left aligned, any N and M; reference/attention.py).
+Column 0 is visible to every row, so every row max L is finite and exp(-inf - L) = 0 removes the
+masked keys. Per method:
+
+* naive: ``jnp.where`` on A before the softmax.
+* partial_softmax: A is masked by jnp when it is formed (the select fuses with the scaling), so
+  the stored A holds -inf above the diagonal. A column block of the statistics kernel can then be
+  fully masked for a row (L_b = -inf), where exp(A - L_b) and the merge's exp(L_b - L) would be
+  exp(-inf + inf) = NaN; both use ``_exp_shifted``, which gives 0 there (as
+  reference.attention.merge_stats does). The product kernel divides by finite L only.
+* flash: the kernel extends its padded-key mask with column > row, from the true row and column
+  indices (padding is at the end, so they are the unpadded ones). The first key block holds
+  column 0, so the running max is finite from the first step on; later fully masked tiles add
+  exp(-inf - m) = 0 with correction 1. Key blocks entirely above the diagonal of a Q tile (first
+  column > last row) are skipped: the loop runs to ceil((r + 1) block_q / block_k) for Q tile r.
+
+None of this adds a kernel launch or a stored array: the mask is computed from indices (iota),
+inside the kernel for flash and, for naive and partial_softmax, in the elementwise pass that
+scales A (XLA fuses iota, compare and select into it).
+
 Precision: float32 arithmetic whatever the storage dtype. Q K^T takes its operands in the storage
 dtype with float32 accumulation (products of float16/bfloat16 numbers are exact in float32) and
 ``Precision.HIGHEST`` (float32 operands: no TF32); P V multiplies float32 P by V cast to float32,
@@ -91,15 +112,16 @@ TILE_ELEMENTS = 8192
 # -- public entry point ---------------------------------------------------------------------------
 
 
-@functools.partial(jax.jit, static_argnames=("scale", "method", "interpret"))
-def attention(q, k, v, scale: float, method: str, interpret: bool):
-    """O = softmax(scale q k^T) v by ``method`` ("naive" | "partial_softmax" | "flash"), of q's dtype."""
+@functools.partial(jax.jit, static_argnames=("scale", "method", "interpret", "causal"))
+def attention(q, k, v, scale: float, method: str, interpret: bool, causal: bool = False):
+    """O = softmax(scale q k^T) v by ``method`` ("naive" | "partial_softmax" | "flash"), of q's
+    dtype; with ``causal`` query i attends to keys j <= i only."""
     if method == "naive":
-        return attention_naive(q, k, v, scale)
+        return attention_naive(q, k, v, scale, causal)
     if method == "partial_softmax":
-        return attention_partial_softmax(q, k, v, scale, interpret)
+        return attention_partial_softmax(q, k, v, scale, interpret, causal)
     if method == "flash":
-        return attention_flash(q, k, v, scale, interpret)
+        return attention_flash(q, k, v, scale, interpret, causal=causal)
     raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
 
 
@@ -139,23 +161,42 @@ def _compiler_params(head_dim_padded: int, interpret: bool):
     return _pallas_triton.CompilerParams(num_warps=4 if head_dim_padded <= 64 else 8, num_stages=2)
 
 
-def _scores(q, k, scale: float):
-    """A = scale q k^T in float32 (jnp; operands in their storage dtype, float32 accumulation)."""
+def _scores(q, k, scale: float, causal: bool = False):
+    """A = scale q k^T in float32 (jnp; operands in their storage dtype, float32 accumulation);
+    with ``causal`` -inf where the key index exceeds the query index."""
     dots = jnp.einsum("bhnd,bhmd->bhnm", q, k, precision=HIGHEST, preferred_element_type=F32)
-    return scale * dots
+    a = scale * dots
+    if causal:
+        n, m = a.shape[-2:]
+        visible = lax.broadcasted_iota(jnp.int32, (n, m), 1) <= lax.broadcasted_iota(jnp.int32, (n, m), 0)
+        a = jnp.where(visible, a, -jnp.inf)
+    return a
 
 
 # -- kernel helpers (traced inside the Pallas kernels) --------------------------------------------
 
 
-def _mask_keys(tile, start, num_keys: int, padded_keys: int):
-    """-inf in the columns of a (rows, block) score tile whose key index start + c is >= num_keys.
+def _mask_keys(tile, start, num_keys: int, padded_keys: int, first_row=None):
+    """-inf in the columns of a (rows, block) score tile whose key index start + c is >= num_keys
+    (padding) and, if ``first_row`` (the query index of the tile's row 0) is given, whose key
+    index exceeds the row's query index first_row + r (causal).
 
-    Statically a no-op when M needs no padding."""
-    if num_keys == padded_keys:
+    Statically a no-op when M needs no padding and the attention is not causal."""
+    padded = num_keys != padded_keys
+    if not padded and first_row is None:
         return tile
     column = start + lax.broadcasted_iota(jnp.int32, tile.shape, 1)
-    return jnp.where(column < num_keys, tile, -jnp.inf)
+    keep = column < num_keys if padded else None
+    if first_row is not None:
+        row = first_row + lax.broadcasted_iota(jnp.int32, tile.shape, 0)
+        keep = column <= row if keep is None else (column <= row) & (column < num_keys)
+    return jnp.where(keep, tile, -jnp.inf)
+
+
+def _exp_shifted(x, shift):
+    """exp(x - shift) for shift >= x, and 0 where shift = -inf (then x = -inf too: a block whose
+    entries are all masked), where the plain formula gives exp(-inf + inf) = NaN."""
+    return jnp.exp(x - jnp.where(shift == -jnp.inf, 0.0, shift))
 
 
 def _key_block(j, block: int):
@@ -166,9 +207,10 @@ def _key_block(j, block: int):
 # -- naive ----------------------------------------------------------------------------------------
 
 
-def attention_naive(q, k, v, scale: float):
-    """The unfused baseline in plain jnp: A, then P = softmax(A), then O = P V."""
-    a = _scores(q, k, scale)
+def attention_naive(q, k, v, scale: float, causal: bool = False):
+    """The unfused baseline in plain jnp: A (masked if ``causal``), then P = softmax(A), then
+    O = P V. Column 0 is never masked, so every row max is finite."""
+    a = _scores(q, k, scale, causal)
     e = jnp.exp(a - jnp.max(a, axis=-1, keepdims=True))
     p = e / jnp.sum(e, axis=-1, keepdims=True)
     out = jnp.einsum("bhnm,bhmd->bhnd", p, v.astype(F32), precision=HIGHEST, preferred_element_type=F32)
@@ -186,12 +228,14 @@ def _stats_kernel(a_ref, max_ref, sum_ref, *, num_keys: int, block_m: int):
         row_max, row_sum = stats
         start = j * block_m
         tile = _mask_keys(a_ref[:, _key_block(j, block_m)], start, num_keys, padded_keys)
-        # this block's own statistics (every block holds at least one real key, so L_b is finite)
+        # this block's own statistics. Every block holds a real key, but with causal masking (or
+        # -inf scores) all of a row's entries in it can be -inf: then L_b = -inf and S_b = 0.
         block_max = jnp.max(tile, axis=1)
-        block_sum = jnp.sum(jnp.exp(tile - block_max[:, None]), axis=1)
-        # merge_stats: L = max(L_a, L_b), S = S_a e^(L_a - L) + S_b e^(L_b - L)
+        block_sum = jnp.sum(_exp_shifted(tile, block_max[:, None]), axis=1)
+        # merge_stats: L = max(L_a, L_b), S = S_a e^(L_a - L) + S_b e^(L_b - L); a pair with
+        # L = -inf, S = 0 merges as the identity (_exp_shifted gives 0, not NaN, if L is -inf too)
         new_max = jnp.maximum(row_max, block_max)
-        new_sum = row_sum * jnp.exp(row_max - new_max) + block_sum * jnp.exp(block_max - new_max)
+        new_sum = row_sum * _exp_shifted(row_max, new_max) + block_sum * _exp_shifted(block_max, new_max)
         return new_max, new_sum
 
     empty = (jnp.full((rows,), -jnp.inf, F32), jnp.zeros((rows,), F32))  # e^(-inf - L) = 0 at the first merge
@@ -222,7 +266,8 @@ def _stats_call(a, num_keys: int, block_n: int, block_m: int, interpret: bool):
 def softmax_stats(a, interpret: bool):
     """The paper's N x 2 statistics of a score tensor a (..., N, M): float32 (..., N, 2) holding
     the row max L and the row sum S of exp(a - L) (reference.attention.softmax_stats), from the
-    Pallas statistics kernel. Float32 whatever a's storage: L and S feed exponents and divisions."""
+    Pallas statistics kernel. Float32 whatever a's storage: L and S feed exponents and divisions.
+    Entries of -inf (masked scores) are allowed; a row of only -inf gets L = -inf, S = 0."""
     *lead, n, m = a.shape
     rows = math.prod(lead) * n
     block_n, block_m = block_sizes(rows, m, MIN_BLOCK)
@@ -239,7 +284,7 @@ def _pv_softmax_kernel(a_ref, max_ref, sum_ref, v_ref, o_ref, *, num_keys: int, 
     def accumulate(j, acc):
         start = j * block_m
         scores = _mask_keys(a_ref[:, _key_block(j, block_m)], start, num_keys, padded_keys)
-        p_unnormalized = jnp.exp(scores - row_max)  # 0 in padded key columns
+        p_unnormalized = jnp.exp(scores - row_max)  # 0 in padded and causally masked key columns
         v_block = v_ref[_key_block(j, block_m), :].astype(F32)
         return acc + jnp.dot(p_unnormalized, v_block, precision=HIGHEST, preferred_element_type=F32)
 
@@ -247,9 +292,13 @@ def _pv_softmax_kernel(a_ref, max_ref, sum_ref, v_ref, o_ref, *, num_keys: int, 
     o_ref[...] = (acc / sum_ref[...][:, None]).astype(o_ref.dtype)
 
 
-def attention_partial_softmax(q, k, v, scale: float, interpret: bool):
+def attention_partial_softmax(q, k, v, scale: float, interpret: bool, causal: bool = False):
     """A = scale q k^T stored by jnp (float32), the (L, S) statistics kernel, then the fused
-    O = exp(A - L) V / S kernel. The only N x M array is A."""
+    O = exp(A - L) V / S kernel. The only N x M array is A.
+
+    With ``causal`` the stored A holds -inf above the diagonal (masked as it is formed); the
+    statistics kernel merges fully masked blocks NaN-free and the product kernel needs nothing
+    more, since every row max L is finite (column 0 is visible to every row, padded rows too)."""
     b, h, n, _ = q.shape
     m, dv = k.shape[2], v.shape[3]
     dv_pad = padded_dim(dv)
@@ -259,7 +308,8 @@ def attention_partial_softmax(q, k, v, scale: float, interpret: bool):
 
     # 1. the scores, stored (the paper's A). Zero rows of the padded q and k give finite scores in
     #    padded rows (cropped) and padded columns (masked in the kernels), so A is never re-padded.
-    a = _scores(_pad_to(q, (b, h, n_pad, q.shape[3])), _pad_to(k, (b, h, m_pad, k.shape[3])), scale)
+    #    The causal mask uses the padded matrix's indices, which are the true ones for real rows.
+    a = _scores(_pad_to(q, (b, h, n_pad, q.shape[3])), _pad_to(k, (b, h, m_pad, k.shape[3])), scale, causal)
     a = a.reshape(bh, n_pad, m_pad)
 
     # 2. the (B, H, N, 2) statistics, as two (B*H*N_pad,) arrays L and S
@@ -290,11 +340,14 @@ def attention_partial_softmax(q, k, v, scale: float, interpret: bool):
 # -- flash ----------------------------------------------------------------------------------------
 
 
-def _flash_kernel(q_ref, k_ref, v_ref, o_ref, *, scale: float, num_keys: int, block_k: int):
+def _flash_kernel(q_ref, k_ref, v_ref, o_ref, *, scale: float, num_keys: int, block_k: int, causal: bool):
     """One (block_q, dv_pad) output tile: loop over key blocks with an online softmax."""
     block_q = q_ref.shape[0]
     padded_keys = k_ref.shape[0]
+    num_blocks = padded_keys // block_k
     q = q_ref[...]  # the Q tile, kept for the whole loop (storage dtype)
+    # causal: the query index of the tile's first row (grid axis 1 walks the Q tiles)
+    first_row = pl.program_id(1) * block_q if causal else None
 
     def step(j, carry):
         acc, row_max, row_sum = carry
@@ -303,8 +356,10 @@ def _flash_kernel(q_ref, k_ref, v_ref, o_ref, *, scale: float, num_keys: int, bl
         k_block = k_ref[_key_block(j, block_k), :]
         scores = lax.dot_general(q, k_block, (((1,), (1,)), ((), ())), precision=HIGHEST,
                                  preferred_element_type=F32)
-        scores = _mask_keys(scale * scores, start, num_keys, padded_keys)
-        # online softmax: rescale what was accumulated under the old max
+        scores = _mask_keys(scale * scores, start, num_keys, padded_keys, first_row)
+        # online softmax: rescale what was accumulated under the old max (with causal masking,
+        # m is finite from block 0 on, which holds column 0: a fully masked tile gives
+        # correction 1 and p = 0, never exp(-inf + inf))
         new_max = jnp.maximum(row_max, jnp.max(scores, axis=1))
         correction = jnp.exp(row_max - new_max)
         p = jnp.exp(scores - new_max[:, None])
@@ -314,15 +369,22 @@ def _flash_kernel(q_ref, k_ref, v_ref, o_ref, *, scale: float, num_keys: int, bl
         return acc, new_max, row_sum
 
     init = (jnp.zeros((block_q, v_ref.shape[1]), F32),
-            jnp.full((block_q,), -jnp.inf, F32),  # the first block has a real key: its max is finite
+            jnp.full((block_q,), -jnp.inf, F32),  # the first block has a visible key: its max is finite
             jnp.zeros((block_q,), F32))
-    acc, _, row_sum = lax.fori_loop(0, padded_keys // block_k, step, init)
+    if causal:
+        # skip the key blocks whose first column exceeds the tile's last row first_row + block_q - 1:
+        # ceil((first_row + block_q) / block_k) blocks (lax.div: the bound is a traced int32)
+        last = lax.div(first_row + block_q + block_k - 1, block_k)
+        acc, _, row_sum = lax.fori_loop(0, jnp.minimum(last, num_blocks), step, init)
+    else:
+        acc, _, row_sum = lax.fori_loop(0, num_blocks, step, init)
     o_ref[...] = (acc / row_sum[:, None]).astype(o_ref.dtype)
 
 
 def attention_flash(q, k, v, scale: float, interpret: bool, block_q: int | None = None,
-                    block_k: int | None = None):
-    """FlashAttention forward in one pallas_call; no N x M array exists outside a tile.
+                    block_k: int | None = None, causal: bool = False):
+    """FlashAttention forward in one pallas_call; no N x M array exists outside a tile. With
+    ``causal`` the kernel masks keys after each query and skips key blocks above the diagonal.
 
     ``block_q``, ``block_k`` override ``block_sizes`` (powers of two >= 16, for tuning)."""
     b, h, n, d = q.shape
@@ -339,7 +401,7 @@ def attention_flash(q, k, v, scale: float, interpret: bool, block_q: int | None 
     q_pad = _pad_to(q, (b, h, n_pad, d_pad)).reshape(bh, n_pad, d_pad)
     k_pad = _pad_to(k, (b, h, m_pad, d_pad)).reshape(bh, m_pad, d_pad)
     v_pad = _pad_to(v, (b, h, m_pad, dv_pad)).reshape(bh, m_pad, dv_pad)
-    kernel = functools.partial(_flash_kernel, scale=float(scale), num_keys=m, block_k=block_k)
+    kernel = functools.partial(_flash_kernel, scale=float(scale), num_keys=m, block_k=block_k, causal=bool(causal))
     out = pl.pallas_call(
         kernel,
         out_shape=jax.ShapeDtypeStruct((bh, n_pad, dv_pad), q.dtype),

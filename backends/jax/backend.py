@@ -5,6 +5,10 @@ errors as everywhere), resolves its variant from the backend's ``Optimizations``
 function of ``ops`` (jnp), ``pallas_norm``, ``attention`` or ``winograd``. Under ``jax.jit`` the
 validation runs once, at trace time, on the static shapes.
 
+``reshape``/``transpose`` are ``jnp.reshape``/``jnp.transpose`` after the shared validators.
+``memory_stats`` reads the XLA allocator's counters of the default device (a process-wide peak
+that JAX cannot reset; "unavailable" on the CPU), ``synchronize`` blocks on the array it is given.
+
 Precision: fp32 matrix products and convolutions run with ``Precision.HIGHEST`` (no TF32);
 float16 and bfloat16 are storage dtypes with float32 accumulation.
 """
@@ -34,7 +38,9 @@ class JaxBackend(Backend):
         recorded in ``choices``."""
         super().__init__(optimizations)
         platform = jax.default_backend()
-        self.vendor = jax.devices()[0].device_kind if platform != "cpu" else "cpu"
+        #: the device whose memory ``memory_stats`` reports (JAX's default device)
+        self.device = jax.devices()[0]
+        self.vendor = self.device.device_kind if platform != "cpu" else "cpu"
         self.interpret = (platform == "cpu") if interpret is None else bool(interpret)
         self.choices[("pallas", "interpret" if self.interpret else "compiled", platform)] += 1
 
@@ -52,6 +58,35 @@ class JaxBackend(Backend):
     def to_numpy(self, x):
         checks.check_array("x", x, array_type=A)
         return np.asarray(x)
+
+    # -- device memory and synchronization -------------------------------------------------------
+
+    def memory_stats(self) -> dict:
+        """``{"in_use_bytes", "peak_bytes", "peak_scope"}`` of the default device, from
+        ``jax.Device.memory_stats()`` ("bytes_in_use", "peak_bytes_in_use": the XLA allocator's
+        counters, for every array of the process on that device).
+
+        ``peak_scope`` is ``"process"``: JAX cannot reset the allocator's peak, so it is the peak
+        since the process started (``reset_peak_memory`` is a no-op). Where the device reports no
+        statistics (the CPU: ``memory_stats()`` is None) or lacks either key, both numbers are
+        None and the scope is ``"unavailable"``."""
+        stats = self.device.memory_stats()
+        if not stats or "bytes_in_use" not in stats or "peak_bytes_in_use" not in stats:
+            return super().memory_stats()
+        return {"in_use_bytes": int(stats["bytes_in_use"]), "peak_bytes": int(stats["peak_bytes_in_use"]),
+                "peak_scope": "process"}
+
+    def reset_peak_memory(self) -> None:
+        """A no-op: JAX has no call that resets the allocator's peak, which therefore covers the
+        whole process (``memory_stats()["peak_scope"] == "process"``). To measure the peak of one
+        computation, run it in a fresh process."""
+
+    def synchronize(self, x=None):
+        """Wait until ``x`` (an array or a pytree of arrays) has been computed
+        (``jax.block_until_ready``) and return it. JAX dispatches asynchronously per array and has
+        no device-wide barrier, so ``synchronize()`` without ``x`` waits for nothing: to time a
+        computation, pass its result."""
+        return x if x is None else jax.block_until_ready(x)
 
     def _check_dtype(self, name, x):
         if np.dtype(x.dtype) not in STORAGE_DTYPES:
@@ -133,6 +168,18 @@ class JaxBackend(Backend):
         axis = checks.check_concat(arrays, axis, array_type=A)
         return jnp.concatenate(arrays, axis=axis)
 
+    # -- layout -------------------------------------------------------------------------------
+
+    def reshape(self, x, shape):
+        """x with the same elements in C order and a new ``shape`` (a tuple of ints, no -1)."""
+        return jnp.reshape(x, checks.check_reshape(x, shape, array_type=A))
+
+    def transpose(self, x, axes):
+        """numpy.transpose(x, axes). A jax.Array has no strides: the result is a new array in the
+        default (row-major, i.e. C-contiguous) layout; under jit XLA may fuse the copy into the
+        consumer."""
+        return jnp.transpose(x, checks.check_transpose(x, axes, array_type=A))
+
     # -- matrix products --------------------------------------------------------------------
 
     def linear(self, x, weight, bias=None):
@@ -140,11 +187,11 @@ class JaxBackend(Backend):
         self._check_all(x=x)
         return ops.linear(x, weight, bias)
 
-    def attention(self, q, k, v, scale=None, method=None):
-        scale = checks.check_qkv(q, k, v, scale, array_type=A)
+    def attention(self, q, k, v, scale=None, method=None, causal=False):
+        scale = checks.check_qkv(q, k, v, scale, array_type=A, causal=causal)
         self._check_all(q=q)
         method = self._attention_method(method, q.shape[-1])
-        return attention.attention(q, k, v, scale, method, self.interpret)
+        return attention.attention(q, k, v, scale, method, self.interpret, bool(causal))
 
     def conv2d(self, x, w, b=None, stride=1, padding=0, method=None, tile=None):
         checks.check_array("w", w, ndim=4, array_type=A)

@@ -3,7 +3,8 @@
 Kernel sources are real .cl files in ``kernels/``; each idea has one host module here:
 ``normalization.py`` (GroupNorm fused and unfused, LayerNorm, softmax), ``activations.py``
 (GELU/GEGLU fused and unfused, SiLU, elementwise), ``attention.py`` (naive, partially fused
-softmax, flash), ``conv.py`` (direct and Winograd F(m x m, 3 x 3)), ``gemm.py`` (batched GEMM).
+softmax, flash), ``conv.py`` (direct and Winograd F(m x m, 3 x 3)), ``gemm.py`` (batched GEMM),
+``layout.py`` (reshape as a view, transpose in one launch).
 """
 
 from .backend import OpenCLBackend

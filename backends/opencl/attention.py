@@ -4,6 +4,9 @@ With q (B, H, N, d), k (B, H, M, d), v (B, H, M, dv) and s = scale (reference/at
 
     A = s Q K^T   (N x M per batch*head),   P = softmax(A) along M,   O = P V   (B, H, N, dv)
 
+With ``causal=True`` (CLIP's text encoder) query row n sees keys m <= n only: A[n, m] = -inf for
+m > n before the softmax (top-left aligned, any N and M).
+
 The three variants compute the same O and differ in what they store, which is the paper's point
 (Chen et al. 2023, "Attention"). Every launch works on all B*H heads at once.
 
@@ -36,6 +39,15 @@ accumulators each), a work-group has ``FLASH_WG`` items, and block_k is the larg
 <= 64 whose __local footprint fits ``FLASH_LOCAL_BUDGET`` (d = 40: 32 keys, 17 KiB; d = 160:
 16 keys, 23 KiB; the VAE's d = 512: 4 keys, 20 KiB). Ragged N and M are masked in the kernel.
 
+Causal masking changes no launch count and no temporary. The score, P V and flash kernels are
+built with the define CAUSAL = 0 or 1 (the unmasked build carries no mask code; PoCL also
+miscompiled the flash kernel with the flag as a runtime argument). ``attention_scores`` writes
+-inf right of the diagonal (and skips tiles masked as a whole); the row statistics skip -inf
+scores, so a work-item whose block of columns is all masked holds the empty statistics (-inf, 0),
+which merge as the identity (no exp(-inf - -inf) = NaN); the P V products stop after the key
+block of their tile's last row (masked weights are 0), and so does the flash key loop. Column 0
+is visible to every row, so every row max is finite.
+
 Storage choice: the scores A, the probabilities P and the statistics are float32 buffers
 whatever q's dtype. With fp16 storage a score of magnitude |A| would carry an absolute error of
 about |A| * 2^-11, i.e. a relative error of that size in exp(A - L) (1e-3 already at |A| = 2, 0.5
@@ -64,12 +76,13 @@ FLASH_MAX_COLS = 8
 FLASH_LOCAL_BUDGET = 24 * 1024
 
 
-def attention(rt: Runtime, q, k, v, scale: float, method: str):
-    """O = softmax(scale q k^T) v by ``method`` ("naive" | "partial_softmax" | "flash")."""
+def attention(rt: Runtime, q, k, v, scale: float, method: str, causal: bool = False):
+    """O = softmax(scale q k^T) v by ``method`` ("naive" | "partial_softmax" | "flash"); with
+    ``causal`` query row n sees keys m <= n only."""
     variants = {"naive": attention_naive, "partial_softmax": attention_partial_softmax, "flash": attention_flash}
     if method not in variants:
         raise ValueError(f"method: expected one of {tuple(variants)}, got {method!r}")
-    return variants[method](rt, q, k, v, float(scale))
+    return variants[method](rt, q, k, v, float(scale), bool(causal))
 
 
 def _dims(q, k, v):
@@ -78,11 +91,12 @@ def _dims(q, k, v):
     return b * h, n, k.shape[2], d, v.shape[3]
 
 
-def _scores(rt: Runtime, q, k, scale: float):
-    """A = scale q k^T as a float32 temporary (B, H, N, M): one launch."""
+def _scores(rt: Runtime, q, k, scale: float, causal: bool):
+    """A = scale q k^T (-inf right of the diagonal when causal) as a float32 temporary (B, H, N, M):
+    one launch."""
     bh, n, m, d, _ = _dims(q, k, k)
     a = rt.temp(q.shape[:3] + (m,), np.float32)
-    kernel = rt.kernel(SOURCE, "attention_scores", q.dtype, {"TS": TS})
+    kernel = rt.kernel(SOURCE, "attention_scores", q.dtype, {"TS": TS, "CAUSAL": causal})
     rt.launch(kernel, (m, n, bh), (TS, TS, 1), q, k, a, n, m, d, scale)
     return a
 
@@ -106,27 +120,28 @@ def softmax_stats(rt: Runtime, a):
     return stats
 
 
-def attention_naive(rt: Runtime, q, k, v, scale: float):
+def attention_naive(rt: Runtime, q, k, v, scale: float, causal: bool = False):
     """A, then P = softmax(A) into a second N x M buffer, then O = P V: 3 launches, 2 N x M temps."""
     bh, n, m, _, dv = _dims(q, k, v)
-    a = _scores(rt, q, k, scale)
+    a = _scores(rt, q, k, scale, causal)
     p = rt.temp(a.shape, np.float32)
     rt.launch(rt.kernel(SOURCE, "softmax_rows", np.float32, {"ROW_WG": ROW_WG}), (bh * n * ROW_WG,), (ROW_WG,),
               a, p, m)
     out = rt.empty(q.shape[:3] + (dv,), q.dtype)
-    rt.launch(rt.kernel(SOURCE, "attention_pv", q.dtype, {"TS": TS}), (dv, n, bh), (TS, TS, 1), p, v, out, n, m, dv)
+    rt.launch(rt.kernel(SOURCE, "attention_pv", q.dtype, {"TS": TS, "CAUSAL": causal}), (dv, n, bh), (TS, TS, 1),
+              p, v, out, n, m, dv)
     return out
 
 
-def attention_partial_softmax(rt: Runtime, q, k, v, scale: float):
+def attention_partial_softmax(rt: Runtime, q, k, v, scale: float, causal: bool = False):
     """A, the (B, H, N, 2) statistics, then O = exp(A - L) V / S fused: 3 launches, one N x M temp."""
     bh, n, m, _, dv = _dims(q, k, v)
-    a = _scores(rt, q, k, scale)
+    a = _scores(rt, q, k, scale, causal)
     stats = rt.temp(q.shape[:3] + (2,), np.float32)
     _launch_stats(rt, a, stats)
     out = rt.empty(q.shape[:3] + (dv,), q.dtype)
-    rt.launch(rt.kernel(SOURCE, "attention_pv_softmax", q.dtype, {"TS": TS}), (dv, n, bh), (TS, TS, 1),
-              a, stats, v, out, n, m, dv)
+    rt.launch(rt.kernel(SOURCE, "attention_pv_softmax", q.dtype, {"TS": TS, "CAUSAL": causal}), (dv, n, bh),
+              (TS, TS, 1), a, stats, v, out, n, m, dv)
     return out
 
 
@@ -168,7 +183,7 @@ def flash_plan(d: int, dv: int, local_mem_size: int = FLASH_LOCAL_BUDGET) -> Fla
     )
 
 
-def attention_flash(rt: Runtime, q, k, v, scale: float):
+def attention_flash(rt: Runtime, q, k, v, scale: float, causal: bool = False):
     """One launch, no temporaries: tiled attention with an online softmax."""
     bh, n, m, d, dv = _dims(q, k, v)
     plan = flash_plan(d, dv, rt.local_mem_size)
@@ -176,7 +191,7 @@ def attention_flash(rt: Runtime, q, k, v, scale: float):
         raise ValueError(f"v: flash attention with dv={dv} needs work-groups of {plan.threads_per_row * plan.block_q} "
                          f"items, over this device's {rt.max_work_group_size}; use method='partial_softmax'")
     out = rt.empty(q.shape[:3] + (dv,), q.dtype)
-    kernel = rt.kernel(SOURCE, "flash_attention", q.dtype, plan.defines(d, dv))
+    kernel = rt.kernel(SOURCE, "flash_attention", q.dtype, {**plan.defines(d, dv), "CAUSAL": causal})
     rt.launch(kernel, (plan.threads_per_row, -(-n // plan.block_q) * plan.block_q, bh),
               (plan.threads_per_row, plan.block_q, 1), q, k, v, out, n, m, scale)
     return out

@@ -3,6 +3,10 @@
 Arrays stay on the device between ops; ``asarray`` uploads, ``to_numpy`` downloads. Every op
 validates its arguments with the reference's validators (same errors as the reference), resolves
 its variant from the backend's ``Optimizations`` and calls one host module per idea.
+
+Device memory (``memory_stats``) is counted by the runtime, which is shared by every backend on
+the same device: the bytes of the live arrays it allocated (op outputs, temporaries, uploads),
+and their peak since ``reset_peak_memory``.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import pyopencl.array as cla
 from reference import _checks as checks
 
 from ..base import Backend
-from . import activations, attention, conv, normalization
+from . import activations, attention, conv, layout, normalization
 from .gemm import gemm_batched
 from .runtime import Runtime
 
@@ -48,11 +52,38 @@ class OpenCLBackend(Backend):
         x = np.asarray(x)
         if x.dtype not in (np.float32, np.float16):
             raise TypeError(f"x: the opencl backend stores float32 or float16, got {x.dtype}; convert with astype first")
-        return cla.to_device(self.rt.queue, np.ascontiguousarray(x))
+        return self.rt.to_device(x)
 
     def to_numpy(self, x):
         self._check("x", x)
         return x.get()
+
+    def reshape(self, x, shape):
+        """x with another shape (same elements, C order): a view of x's buffer, no copy, no launch."""
+        shape = checks.check_reshape(x, shape, array_type=A)
+        self._check("x", x)
+        return layout.reshape(self.rt, x, shape)
+
+    def transpose(self, x, axes):
+        """numpy.transpose(x, axes), materialized C-contiguous: one launch."""
+        axes = checks.check_transpose(x, axes, array_type=A)
+        self._check("x", x)
+        return layout.transpose(self.rt, x, axes)
+
+    # -- device memory ------------------------------------------------------------------------
+
+    def memory_stats(self) -> dict:
+        """``{"in_use_bytes", "peak_bytes", "peak_scope": "since reset"}`` of the device arrays the
+        runtime allocated (shared by the backends on this device; see runtime.py)."""
+        return {"in_use_bytes": self.rt.in_use_bytes, "peak_bytes": self.rt.peak_bytes, "peak_scope": "since reset"}
+
+    def reset_peak_memory(self) -> None:
+        self.rt.reset_peak_memory()
+
+    def synchronize(self, x=None):
+        """Wait for every command queued so far (the queue is in order, so x is ready); returns x."""
+        self.rt.finish()
+        return x
 
     def _check(self, name, x):
         checks.check_array(name, x, array_type=A)
@@ -148,11 +179,11 @@ class OpenCLBackend(Backend):
                      a_strides=(0, k, 1), b_strides=(0, 1, k), c_strides=(0, n, 1), bias=bias)
         return y
 
-    def attention(self, q, k, v, scale=None, method=None):
-        scale = checks.check_qkv(q, k, v, scale, array_type=A)
+    def attention(self, q, k, v, scale=None, method=None, causal=False):
+        scale = checks.check_qkv(q, k, v, scale, array_type=A, causal=causal)
         self._check_all(q=q, k=k, v=v)
         method = self._attention_method(method, q.shape[-1])
-        return attention.attention(self.rt, q, k, v, scale, method)
+        return attention.attention(self.rt, q, k, v, scale, method, causal=bool(causal))
 
     def conv2d(self, x, w, b=None, stride=1, padding=0, method=None, tile=None):
         checks.check_array("w", w, ndim=4, array_type=A)

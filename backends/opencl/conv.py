@@ -20,9 +20,9 @@ Winograd (``conv2d_winograd``), the TFLite GPU delegate's plan, alpha = m + 2:
 
 with T = N * tiles_h * tiles_w, tiles_h = ceil(Ho / m), tiles_w = ceil(Wo / m). Launches: 3 per
 call (steps 2-4), plus 1 the first time a weight tensor is seen with a given m (step 1). U is
-cached on the runtime (see ``transformed_weights``) and counted with ``rt.count_cache``; V and M
-are ``rt.temp`` buffers. U, V and M are stored in the input's dtype (fp16 storage, fp32
-arithmetic for float16), exactly as ``reference.winograd.conv2d_winograd`` emulates it.
+cached on the runtime (see ``transformed_weights``), allocated with ``rt.cache`` (counted in
+device memory and ``Counters.cache_bytes``); V and M are ``rt.temp`` buffers. U, V and M are
+stored in the input's dtype (fp16 storage, fp32 arithmetic for float16), exactly as ``reference.winograd.conv2d_winograd`` emulates it.
 
 The transform matrices come from ``reference.winograd.winograd_matrices(m)`` (Lavin's points),
 rounded to float32 and baked into the kernels as compile-time constants (one build per m and
@@ -35,7 +35,6 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-import pyopencl.array as cla
 
 from reference.winograd import winograd_matrices
 
@@ -142,10 +141,9 @@ def transformed_weights(rt: Runtime, w, m: int):
     if key not in cache:
         o, c = w.shape[:2]
         alpha = m + 2
-        u = cla.empty(rt.queue, (alpha * alpha, o, c), w.dtype)  # persistent: a cache, not a temp
+        u = rt.cache((alpha * alpha, o, c), w.dtype)  # persistent: a cache, not a temp
         kernel = _winograd_kernel(rt, "winograd_filter_transform", w.dtype, m)
         rt.launch(kernel, (c, o), (WG, 1), w, u, o, c)
-        rt.count_cache(u.nbytes)
         cache[key] = (w, u)
     return cache[key][1]
 

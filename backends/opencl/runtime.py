@@ -11,6 +11,15 @@ Everything a kernel wrapper needs goes through one ``Runtime`` per device:
 ``rt.measure()`` counts the launches, kernel names and temporary bytes of the calls made inside
 it: that is how the tests check the paper's fusion claims.
 
+Device memory: the runtime counts the bytes of the live device buffers it allocated
+(``empty``, ``temp``, ``cache``, ``to_device``, ``dummy``) in ``in_use_bytes``, and their
+maximum since ``reset_peak_memory()`` in ``peak_bytes``. A buffer counts from its allocation
+until the last array on it is garbage-collected: pyopencl's ``Buffer`` takes no weak
+references, so each array gets a ``weakref.finalize`` and a buffer keeps a count of its live
+arrays; a ``view`` (a reshape without a copy) joins its buffer's count, so it neither counts
+twice nor lets the bytes go while it lives. Buffers made elsewhere (``cla.empty`` directly) are
+not counted.
+
 Storage dtypes: float32, and float16 as *storage* (``vload_half``/``vstore_half``) with float32
 arithmetic; NVIDIA's OpenCL has no cl_khr_fp16. Every .cl file is compiled with the header
 ``common.h`` in front, which defines ``storage_t``, ``LOAD(p, i)`` and ``STORE(p, i, v)`` for the
@@ -21,8 +30,10 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import math
 import os
 import tempfile
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -172,6 +183,10 @@ class Runtime:
         self._kernels: dict = {}
         self._stack: list[Counters] = []
         self._dummy = {}
+        #: live buffers this runtime allocated: id(buffer) -> [buffer, bytes, live arrays on it]
+        self._live: dict = {}
+        self.in_use_bytes = 0
+        self.peak_bytes = 0
 
     def __repr__(self):
         return f"Runtime({self.device.platform.name} / {self.device.name})"
@@ -223,9 +238,28 @@ class Runtime:
     def empty(self, shape, dtype) -> "cla.Array":
         """An op's output array. With ``poison=True`` it is filled with NaN first, so a kernel
         that forgets to write an element is caught by the tests."""
-        out = cla.empty(self.queue, tuple(int(s) for s in shape), self.check_storage_dtype("dtype", dtype))
+        out = self._track(cla.empty(self.queue, tuple(int(s) for s in shape), self.check_storage_dtype("dtype", dtype)))
         if self.poison and out.size:
             self._fill_nan(out)
+        return out
+
+    def to_device(self, x: np.ndarray) -> "cla.Array":
+        """Upload a host array (a C-contiguous copy of it) to a new, counted device array."""
+        x = np.ascontiguousarray(x)
+        self.check_storage_dtype("x", x.dtype)
+        return self._track(cla.to_device(self.queue, x))
+
+    def view(self, x: "cla.Array", shape) -> "cla.Array":
+        """``x``'s data with another shape (same number of elements): no copy, no launch. ``x`` must
+        be C-contiguous with no offset; the view is too. It shares ``x``'s memory count."""
+        shape = tuple(int(s) for s in shape)
+        if not x.flags.c_contiguous or x.offset:
+            raise ValueError("x: a view needs a contiguous array with no offset; pass a copy")
+        if math.prod(shape) != x.size:
+            raise ValueError(f"shape: {shape} holds {math.prod(shape)} elements, x {tuple(x.shape)} holds {x.size}")
+        out = cla.Array(self.queue, shape, x.dtype, data=x.base_data if x.size else None)
+        if x.size and id(x.base_data) in self._live:
+            self._track(out)
         return out
 
     def _fill_nan(self, a: "cla.Array") -> None:
@@ -235,7 +269,7 @@ class Runtime:
 
     def temp(self, shape, dtype) -> "cla.Array":
         """An intermediate device buffer; its bytes are counted in ``Counters.temp_bytes``."""
-        buf = cla.empty(self.queue, tuple(int(s) for s in shape), np.dtype(dtype))
+        buf = self._track(cla.empty(self.queue, tuple(int(s) for s in shape), np.dtype(dtype)))
         for c in self._stack:
             c.temp_bytes += buf.nbytes
             c.temp_buffers.append((buf.shape, buf.dtype))
@@ -247,12 +281,47 @@ class Runtime:
         for c in self._stack:
             c.cache_bytes += int(nbytes)
 
+    def cache(self, shape, dtype) -> "cla.Array":
+        """A persistent device array (e.g. Winograd-transformed weights): counted in device memory
+        while it lives, and its bytes in ``Counters.cache_bytes``."""
+        out = self._track(cla.empty(self.queue, tuple(int(s) for s in shape), self.check_storage_dtype("dtype", dtype)))
+        self.count_cache(out.nbytes)
+        return out
+
     def dummy(self, dtype) -> "cla.Array":
         """A one-element buffer to pass where an optional argument (e.g. a bias) is absent."""
         dtype = np.dtype(dtype)
         if dtype.str not in self._dummy:
-            self._dummy[dtype.str] = cla.zeros(self.queue, (1,), dtype)
+            self._dummy[dtype.str] = self._track(cla.zeros(self.queue, (1,), dtype))
         return self._dummy[dtype.str]
+
+    # -- device memory -----------------------------------------------------------------------
+
+    def _track(self, a: "cla.Array") -> "cla.Array":
+        """Count ``a``'s buffer (once per buffer) until the last tracked array on it is collected."""
+        buf = a.base_data
+        if buf is None:  # an empty array owns no buffer
+            return a
+        key = id(buf)  # unique while the entry holds the buffer
+        entry = self._live.get(key)
+        if entry is None:
+            entry = self._live[key] = [buf, int(buf.size), 0]
+            self.in_use_bytes += entry[1]
+            self.peak_bytes = max(self.peak_bytes, self.in_use_bytes)
+        entry[2] += 1
+        weakref.finalize(a, self._release, key).atexit = False
+        return a
+
+    def _release(self, key) -> None:
+        entry = self._live[key]
+        entry[2] -= 1
+        if entry[2] == 0:
+            del self._live[key]  # drops the last reference to the buffer: OpenCL may free it
+            self.in_use_bytes -= entry[1]
+
+    def reset_peak_memory(self) -> None:
+        """Start a new peak window: ``peak_bytes`` = the bytes in use now."""
+        self.peak_bytes = self.in_use_bytes
 
     # -- launches ----------------------------------------------------------------------------
 
@@ -293,4 +362,5 @@ class Runtime:
             self._stack.remove(counters)
 
     def finish(self) -> None:
+        """Wait until every command enqueued so far has completed."""
         self.queue.finish()

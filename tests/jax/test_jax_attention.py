@@ -1,7 +1,8 @@
 """JAX attention: naive (jnp), partially fused softmax (jnp scores + Pallas statistics and fused
-P V kernels) and flash (one Pallas kernel) against the float64 reference, the paper's N x 2
-statistics, padding of head dims and ragged N, M, and what each variant holds in memory (read
-from the jaxpr). On a CPU the Pallas kernels run interpreted, so shapes stay small."""
+P V kernels) and flash (one Pallas kernel) against the float64 reference, causal (CLIP) attention
+of all three, the paper's N x 2 statistics (also with fully masked blocks), padding of head dims
+and ragged N, M, and what each variant holds in memory (read from the jaxpr). On a CPU the Pallas
+kernels run interpreted, so shapes stay small."""
 
 import jax
 import jax.numpy as jnp
@@ -75,6 +76,65 @@ def test_flash_blocks_must_be_powers_of_two_of_at_least_16(blocks):
         jax_attention.attention_flash(x, x, x, 1.0, True, block_q=blocks[0], block_k=blocks[1])
 
 
+# -- causal attention (CLIP's text encoder) ------------------------------------------------------
+
+
+def check_causal_methods(backend, inputs, inputs64, dtype, methods=METHODS):
+    """Every method with causal=True against reference.attention.attention(..., causal=True)."""
+    expected = att.attention(*inputs64, causal=True)
+    tol = attention_tolerance(inputs64[0], inputs64[1], dtype)
+    for method in methods:
+        out = backend.attention(*(backend.asarray(x) for x in inputs), method=method, causal=True)
+        assert out.shape == expected.shape and out.dtype == dtype, method
+        assert_matches(backend.to_numpy(out), expected, dtype, rel_tol=tol, name=f"causal {method}")
+
+
+@examples(1)
+@given(seed=seeds, shape=shapes, scale=scales)
+@example(seed=5, shape=(1, 2, 77, 77, 64), scale=1.0)  # CLIP ViT-L/14's text encoder: 77 tokens, d = 64
+@example(seed=6, shape=(1, 1, 100, 3, 8), scale=1e3)  # N > M: rows >= 3 see every key; huge scores
+def test_causal_methods_match_the_reference(backend, dtype, seed, shape, scale):
+    # ragged N, M (N != M both ways). With 64-row/key blocks, row block 0 has a fully masked key
+    # block 1 whenever M > 64 (the NaN case of the statistics merge); for N = M = 77 block 1 holds
+    # the last 13 rows and keys.
+    inputs, inputs64 = attention_inputs(seed, shape, dtype, scale=scale)
+    check_causal_methods(backend, inputs, inputs64, dtype)
+
+
+@pytest.mark.parametrize("blocks", [(32, 16), (16, 32)], ids=["tall_q_tiles", "wide_k_tiles"])
+@examples(1)
+@given(seed=seeds, n=st.integers(1, 70), m=st.integers(1, 70))
+@example(seed=2, n=1, m=70)  # one query row: only key 0, in the first of up to 5 key blocks
+def test_causal_flash_with_unequal_blocks(blocks, seed, n, m):
+    # block_q > block_k: key blocks inside the loop bound that are fully masked for a tile's first
+    # rows; block_q < block_k: the diagonal cuts the last key block. The loop bound skips the rest.
+    (q, k, v), (q64, k64, v64) = attention_inputs(seed, (1, 2, n, m, 8), np.float32)
+    out = jax_attention.attention_flash(jnp.asarray(q), jnp.asarray(k), jnp.asarray(v), 8**-0.5, True,
+                                        block_q=blocks[0], block_k=blocks[1], causal=True)
+    assert_matches(np.asarray(out), att.attention(q64, k64, v64, causal=True), np.float32,
+                   rel_tol=attention_tolerance(q64, k64, np.float32))
+
+
+def test_causal_rows_ignore_later_keys(backend):
+    # query i must not depend on keys or values j > i: change them all and compare exactly
+    (q, k, v), _ = attention_inputs(11, (1, 1, 20, 20, 8), np.float32)
+    k2, v2 = k.copy(), v.copy()
+    k2[..., 10:, :] *= -3.0
+    v2[..., 10:, :] += 100.0
+    for method in METHODS:
+        run = lambda k, v: backend.to_numpy(backend.attention(  # noqa: E731
+            backend.asarray(q), backend.asarray(k), backend.asarray(v), method=method, causal=True))
+        a, b = run(k, v), run(k2, v2)
+        np.testing.assert_array_equal(a[..., :10, :], b[..., :10, :], err_msg=method)
+        assert not np.allclose(a[..., 10:, :], b[..., 10:, :]), method
+
+
+def test_causal_must_be_a_bool(backend):
+    x = backend.asarray(np.ones((1, 1, 4, 8), np.float32))
+    with pytest.raises(TypeError, match="causal: expected True or False"):
+        backend.attention(x, x, x, causal="yes")
+
+
 # -- large scores ---------------------------------------------------------------------------------
 
 
@@ -117,16 +177,33 @@ def test_softmax_stats_is_row_max_and_row_sum_of_exp(backend, dtype, seed, rows,
     assert_matches(stats[..., 1], expected[..., 1], np.float32, name="row sum S")
 
 
+@examples(2)
+@given(seed=seeds, rows=st.integers(1, 20), m=st.integers(65, 200), shift=st.integers(-20, 5))
+def test_softmax_stats_merge_fully_masked_blocks_without_nan(backend, seed, rows, m, shift):
+    # causally masked scores (-inf where column > row + shift): with 64-column blocks a row's
+    # later blocks are all -inf (block max -inf), and rows with row + shift < 0 are -inf entirely.
+    # The reference gives L = -inf, S = 0 for those rows and the plain (L, S) of the visible keys
+    # for the others; exp(-inf - (-inf)) = NaN anywhere in the merge poisons S.
+    a = random_array(seed, (rows, m)).astype(np.float32)
+    a[np.arange(m)[None, :] > np.arange(rows)[:, None] + shift] = -np.inf
+    stats = np.asarray(jax_attention.softmax_stats(backend.asarray(a), backend.interpret))
+    expected = att.softmax_stats(a.astype(np.float64))
+    np.testing.assert_array_equal(stats[..., 0], expected[..., 0])
+    assert np.all(np.isfinite(stats[..., 1])), "NaN or inf in the row sums"
+    np.testing.assert_allclose(stats[..., 1], expected[..., 1], rtol=1e-5, atol=0)
+
+
 # -- jit, block sizes, memory ---------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
 @pytest.mark.parametrize("method", METHODS)
-def test_jit_through_the_backend(backend, method):
+def test_jit_through_the_backend(backend, method, causal):
     (q, k, v), (q64, k64, v64) = attention_inputs(7, (2, 1, 19, 23, 8), np.float16, dv=5)
-    run = jax.jit(lambda q, k, v: backend.attention(q, k, v, method=method))
+    run = jax.jit(lambda q, k, v: backend.attention(q, k, v, method=method, causal=causal))
     out = run(*(backend.asarray(x) for x in (q, k, v)))
     assert out.shape == (2, 1, 19, 5) and out.dtype == np.float16
-    assert_matches(np.asarray(out), att.attention(q64, k64, v64), np.float16)
+    assert_matches(np.asarray(out), att.attention(q64, k64, v64, causal=causal), np.float16)
 
 
 def test_unknown_method_is_rejected():
@@ -160,15 +237,23 @@ def _equations_outside_kernels(jaxpr):
                     yield from _equations_outside_kernels(inner)
 
 
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
 @pytest.mark.parametrize("method", METHODS)
-def test_which_n_by_m_arrays_exist(backend, method):
-    # N = M = 64 (and no other dim 64): an N x M intermediate is an aval with two dims of 64
+def test_which_n_by_m_arrays_exist(backend, method, causal):
+    # N = M = 64 (and no other dim 64): an N x M intermediate is an aval with two dims of 64.
+    # The causal mask must not change what is stored (it is built from iotas, inside the kernel
+    # for flash; jnp's N x M iota/compare/select intermediates of partial_softmax are fused).
     (q, k, v), _ = attention_inputs(0, (1, 2, 64, 64, 8), np.float16)
-    run = jax.jit(lambda q, k, v: backend.attention(q, k, v, method=method))
+    run = jax.jit(lambda q, k, v: backend.attention(q, k, v, method=method, causal=causal))
     closed = jax.make_jaxpr(run)(*(backend.asarray(x) for x in (q, k, v)))
     eqns = list(_equations_outside_kernels(closed.jaxpr))
     assert "pallas_call" in [name for name, _ in eqns] or method == "naive"
     n_by_m = [(name, aval) for name, aval in eqns if list(getattr(aval, "shape", ())).count(64) >= 2]
+    # the causal mask of naive and partial_softmax: iota, compare and select of A, which XLA fuses
+    # into one elementwise pass with the scaling; without causal there is no index array at all
+    index_arrays = [name for name, aval in n_by_m if not jnp.issubdtype(aval.dtype, jnp.floating)]
+    assert bool(index_arrays) == (causal and method != "flash"), index_arrays
+    n_by_m = [(name, aval) for name, aval in n_by_m if jnp.issubdtype(aval.dtype, jnp.floating)]
     exps = [aval for name, aval in n_by_m if name == "exp"]
     if method == "flash":
         assert n_by_m == []  # only tiles inside the kernel

@@ -10,7 +10,7 @@ from backends.opencl import attention as ocl_attention
 from reference import attention as att
 
 from ..helpers import (
-    assert_matches, attention_inputs, check_attention_methods, examples, random_array, rounded,
+    assert_matches, attention_inputs, attention_tolerance, check_attention_methods, examples, random_array, rounded,
     scales, seeds,
 )
 
@@ -126,3 +126,85 @@ def test_flash_plan_fits_local_memory(d, block_k):
     assert ocl_attention.flash_plan(d, d, local_mem_size=plan.local_bytes - 1).block_k < block_k
     with pytest.raises(ValueError, match="use method='partial_softmax'"):
         ocl_attention.flash_plan(d, d, local_mem_size=4 * d)
+
+
+# --------------------------------------------------------------------------- causal attention (CLIP)
+
+
+def check_causal_methods(backend, inputs, inputs64, dtype, methods=METHODS):
+    """Every method with causal=True against the float64 reference with causal=True."""
+    expected = att.attention(*inputs64, causal=True)
+    tol = attention_tolerance(inputs64[0], inputs64[1], dtype)
+    for method in methods:
+        out = backend.attention(*(backend.asarray(x) for x in inputs), method=method, causal=True)
+        assert out.shape == expected.shape and out.dtype == dtype, method
+        assert_matches(backend.to_numpy(out), expected, dtype, rel_tol=tol, name=f"causal {method}")
+
+
+@examples()
+@given(seed=seeds, shape=shapes, scale=scales)
+def test_causal_matches_the_reference(backend, dtype, seed, shape, scale):
+    # N < M, N = M and N > M (rows n >= M see every key), ragged against every tile and block
+    inputs, inputs64 = attention_inputs(seed, shape, dtype, scale=scale)
+    check_causal_methods(backend, inputs, inputs64, dtype)
+
+
+@examples(2)
+@given(seed=seeds)
+def test_causal_clip_text_encoder_shape(backend, dtype, seed):
+    # CLIP ViT-L/14: 77 tokens, 12 heads of d = 64 (2 heads here); 77 is ragged against 16, 32, 64
+    inputs, inputs64 = attention_inputs(seed, (1, 2, 77, 77, 64), dtype)
+    check_causal_methods(backend, inputs, inputs64, dtype)
+
+
+@examples(2)
+@given(seed=seeds, n=st.integers(1, 20), m=st.integers(1, 40))
+def test_causal_large_head_dim(backend, dtype, seed, n, m):
+    # d = 160: flash uses 4-row query blocks of 32 work-items each and 16-key blocks
+    inputs, inputs64 = attention_inputs(seed, (1, 1, n, m, 160), dtype, dv=100)
+    check_causal_methods(backend, inputs, inputs64, dtype)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_causal_masks_the_future_and_first_row_copies_v0(backend, method):
+    # row 0 sees only key 0, so O[0] = V[0] whatever the scores; row n ignores keys > n: adding 100
+    # to the last key's value changes only the last row, by 100 times that row's last weight
+    (q, k, v), (q64, k64, _) = attention_inputs(5, (1, 2, 40, 40, 8), np.float32)
+    v2 = v.copy()
+    v2[:, :, -1] += 100.0
+    out, out2 = (backend.to_numpy(backend.attention(*(backend.asarray(x) for x in (q, k, vv)), method=method,
+                                                    causal=True)) for vv in (v, v2))
+    np.testing.assert_allclose(out[:, :, 0], v[:, :, 0], rtol=1e-6)
+    np.testing.assert_array_equal(out[:, :, :-1], out2[:, :, :-1])
+    scores = np.einsum("bhd,bhmd->bhm", q64[:, :, -1], k64) / np.sqrt(8)
+    last_weight = np.exp(scores[..., -1] - scores.max(-1)) / np.exp(scores - scores.max(-1, keepdims=True)).sum(-1)
+    np.testing.assert_allclose(out2[:, :, -1] - out[:, :, -1], 100 * last_weight[..., None] * np.ones(8), rtol=1e-3)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_causal_huge_scores_stay_finite(backend, method):
+    # scores of size 1e4: a masked block whose max is -inf must not turn into exp(-inf + inf) = NaN
+    (q, k, v), (q64, k64, v64) = attention_inputs(11, (1, 2, 70, 70, 40), np.float32, scale=1e4)
+    out = backend.to_numpy(backend.attention(*(backend.asarray(x) for x in (q, k, v)), method=method, causal=True))
+    assert np.all(np.isfinite(out))
+    assert_matches(out, att.attention(q64, k64, v64, causal=True), np.float32,
+                   rel_tol=attention_tolerance(q64, k64, np.float32))
+
+
+def test_causal_flag_is_validated(backend):
+    q = backend.asarray(np.ones((1, 1, 3, 8), np.float32))
+    with pytest.raises(TypeError, match="causal: expected True or False, got 1"):
+        backend.attention(q, q, q, causal=1)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_causal_launches_and_temporaries_are_unchanged(backend, method):
+    b, h, n, m, d = 1, 2, 21, 17, 8
+    args = [backend.asarray(x) for x in attention_inputs(1, (b, h, n, m, d), np.float32)[0]]
+    counts = []
+    for causal in (False, True):
+        with backend.measure() as counted:
+            backend.attention(*args, method=method, causal=causal)
+        counts.append((counted.kernels, counted.temp_buffers, counted.temp_bytes))
+    assert counts[0] == counts[1]
+    assert len(counts[1][0]) == (1 if method == "flash" else 3)

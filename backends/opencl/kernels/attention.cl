@@ -12,6 +12,13 @@
  *   naive:           attention_scores -> softmax_rows (A -> P)   -> attention_pv
  *   partial softmax: attention_scores -> softmax_stats (A -> L,S) -> attention_pv_softmax
  *   flash:           flash_attention (one kernel, A never stored)
+ *
+ * Causal attention (CLIP's text encoder; compile-time CAUSAL = 0 or 1, so the usual build carries
+ * no mask at all): query row n sees keys m <= n only, A[n, m] = -inf for m > n (top-left
+ * aligned, any N and M). Column 0 is visible to every row, so every row max is finite; the
+ * masked entries become exp(-inf) = 0 in P, and the statistics skip them (stats_add), so no NaN
+ * arises from -inf - -inf. The kernels also skip work-group tiles that are masked as a whole (a
+ * condition uniform over the work-group, so the barriers stay in uniform control flow).
  */
 #ifndef TS
 #define TS 16 /* GEMM tile: a work-group computes a TS x TS tile of its output */
@@ -19,6 +26,11 @@
 #ifndef ROW_WG
 #define ROW_WG 64 /* work-items per row in the row reductions (a power of two) */
 #endif
+#ifndef CAUSAL
+#define CAUSAL 0 /* 1: query row n sees keys m <= n only */
+#endif
+/* Is key m masked for query row n? (A ternary: clang warns on `1 && x`.) */
+#define MASKED(m, n) (CAUSAL ? (m) > (n) : 0)
 
 /* ---------------------------------------------------------------------------------------------
  * Row statistics (L, S): L = max_m a[m], S = sum_m exp(a[m] - L). Two partial statistics of
@@ -34,9 +46,12 @@ float2 merge_stats(const float2 a, const float2 b)
     return (float2)(L, a.y * exp(a.x - L) + b.y * exp(b.x - L));
 }
 
-/* merge_stats(s, (x, 1)) for one more value x, with one exp instead of two. */
+/* merge_stats(s, (x, 1)) for one more value x, with one exp instead of two. A masked score
+ * x = -inf adds nothing (and must not: with s still empty, exp(x - s.x) would be NaN). */
 float2 stats_add(const float2 s, const float x)
 {
+    if (x == -INFINITY)
+        return s;
     return x > s.x ? (float2)(x, s.y * exp(s.x - x) + 1.0f) : (float2)(s.x, s.y + exp(x - s.x));
 }
 
@@ -92,7 +107,8 @@ void softmax_rows(const __global storage_t *A, __global storage_t *P, const int 
  * A[bh, n, m] = scale * sum_c Q[bh, n, c] K[bh, m, c]: a GEMM with K read transposed, tiled
  * like kernels/gemm.cl. Each work-group computes a TS x TS tile (TS rows n, TS columns m),
  * walking the head dimension d in TS-wide slabs staged in __local memory. A is float.
- * Global size (M, N, BH), local (TS, TS, 1).
+ * With CAUSAL the entries m > n are -inf, and a tile whose columns all lie right of its rows
+ * (m0 > n0 + TS - 1) skips the product. Global size (M, N, BH), local (TS, TS, 1).
  */
 __kernel __attribute__((reqd_work_group_size(TS, TS, 1)))
 void attention_scores(const __global storage_t *Q, const __global storage_t *K, __global float *A,
@@ -100,12 +116,13 @@ void attention_scores(const __global storage_t *Q, const __global storage_t *K, 
 {
     const int m = get_global_id(0), n = get_global_id(1), bh = get_global_id(2);
     const int lc = get_local_id(0), lr = get_local_id(1);
-    const int m0 = get_group_id(0) * TS;
+    const int m0 = get_group_id(0) * TS, n0 = get_group_id(1) * TS;
     const size_t q0 = (size_t)bh * N * d, k0 = (size_t)bh * M * d; /* this head's slabs */
     __local float Qs[TS][TS + 1]; /* Qs[row n][c] */
     __local float Ks[TS][TS + 1]; /* Ks[column m][c]: loaded along c, so the reads are coalesced */
     float acc = 0.0f;
-    for (int c0 = 0; c0 < d; c0 += TS) {
+    const int d_stop = MASKED(m0, n0 + TS - 1) ? 0 : d; /* the same for the whole work-group */
+    for (int c0 = 0; c0 < d_stop; c0 += TS) {
         const int c = c0 + lc;
         Qs[lr][lc] = (n < N && c < d) ? LOAD(Q, q0 + (size_t)n * d + c) : 0.0f;
         Ks[lr][lc] = (m0 + lr < M && c < d) ? LOAD(K, k0 + (size_t)(m0 + lr) * d + c) : 0.0f;
@@ -115,7 +132,7 @@ void attention_scores(const __global storage_t *Q, const __global storage_t *K, 
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     if (n < N && m < M)
-        A[((size_t)bh * N + n) * M + m] = scale * acc;
+        A[((size_t)bh * N + n) * M + m] = MASKED(m, n) ? -INFINITY : scale * acc;
 }
 
 /* O[bh, n, :] = sum_m W[n, m] V[bh, m, :] over TS x TS tiles of O (TS rows n, TS columns c),
@@ -124,7 +141,9 @@ void attention_scores(const __global storage_t *Q, const __global storage_t *K, 
  *   normalize == 1:  W = exp(A - L[n]), and the finished sum is divided by S[n]
  *                    (the paper's fused normalization: P is never stored)
  * Shared by the two kernels below (`normalize` is a constant there, so each is specialized); Ws and
- * Vs are their __local TS x TS tiles with rows padded to TS + 1 floats. */
+ * Vs are their __local TS x TS tiles with rows padded to TS + 1 floats. With CAUSAL the
+ * weights of the keys m > n are 0 (P is 0 there, A is -inf), so the walk stops after the key
+ * block of the tile's last row, n0 + TS - 1. */
 void pv_product(const __global float *A, const __global float *stats, const __global storage_t *V,
                 __global storage_t *O, const int N, const int M, const int dv, const int normalize,
                 __local float *Ws, __local float *Vs)
@@ -134,8 +153,9 @@ void pv_product(const __global float *A, const __global float *stats, const __gl
     const __global float *a = A + (size_t)bh * N * M;
     const size_t v0 = (size_t)bh * M * dv;
     const float row_max = (normalize && n < N) ? stats[2 * ((size_t)bh * N + n)] : 0.0f;
+    const int m_stop = CAUSAL ? min(M, (int)get_group_id(1) * TS + TS) : M; /* uniform in the group */
     float acc = 0.0f;
-    for (int m0 = 0; m0 < M; m0 += TS) {
+    for (int m0 = 0; m0 < m_stop; m0 += TS) {
         const int mw = m0 + lc, mv = m0 + lr;
         float w = 0.0f;
         if (n < N && mw < M) {
@@ -189,6 +209,10 @@ void attention_pv_softmax(const __global float *A, const __global float *stats, 
  *      P = exp(S - m_new);
  *   4. each item rescales by exp(m - m_new):  l = l c + rowsum P,  acc = acc c + P V_j.
  * Finally O = acc / l. Nothing of size N x M is ever stored.
+ * CAUSAL: scores of keys m > n are -inf, and the key loop stops after the block holding the
+ * work-group's last row n0 + BQ - 1 (later blocks are masked for all its rows). The first block
+ * holds key 0, visible to every row, so m_run is finite from then on; a later block masked for a
+ * row leaves m_new = m_run and adds exp(-inf) = 0.
  * Global (DT, ceil(N / BQ) * BQ, BH), local (DT, BQ, 1).
  */
 #ifdef D
@@ -219,7 +243,8 @@ void flash_attention(const __global storage_t *Q, const __global storage_t *K, c
     for (int j = 0; j < COLS; ++j)
         acc[j] = 0.0f;
 
-    for (int j0 = 0; j0 < M; j0 += BK) {
+    const int m_stop = CAUSAL ? min(M, n0 + BQ) : M; /* the same for the whole work-group */
+    for (int j0 = 0; j0 < m_stop; j0 += BK) {
         /* 1. stage the key and value block (contiguous in global memory) */
         for (int i = lid; i < BK * D; i += WG) {
             const int key = i / D;
@@ -229,17 +254,23 @@ void flash_attention(const __global storage_t *Q, const __global storage_t *K, c
             Vs[i] = (j0 + i / DV < M) ? LOAD(V, v0 + (size_t)j0 * DV + i) : 0.0f;
         barrier(CLK_LOCAL_MEM_FENCE);
 
-        /* 2. the BQ x BK score tile, one dot product of length D per entry */
+        /* 2. the BQ x BK score tile, one dot product of length D per entry; -inf past M and,
+         *    when causal, right of the diagonal */
         for (int i = lid; i < BQ * BK; i += WG) {
             const int row = i / BK, key = i - row * BK;
             float s = 0.0f;
             for (int c = 0; c < D; ++c)
                 s = fma(Qs[row * D + c], Ks[key * KSTRIDE + c], s);
-            Ss[i] = (j0 + key < M) ? scale * s : -INFINITY;
+#if CAUSAL
+            const int key_stop = min(M, n0 + row + 1); /* keys past the diagonal are masked */
+#else
+            const int key_stop = M;
+#endif
+            Ss[i] = (j0 + key < key_stop) ? scale * s : -INFINITY;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
 
-        /* 3. the new row max (every key block holds at least one real key, so it is finite), and
+        /* 3. the new row max (finite: the first block holds a real key visible to every row), and
          *    this item's share of the exponentials */
         float m_new = m_run;
         for (int key = 0; key < BK; ++key)

@@ -1,0 +1,153 @@
+"""Stable Diffusion 1.4 per component, per configuration of the paper's switches: seconds and memory.
+
+    python -m experiments.sd_latency --backend opencl                       # none vs paper, SD 1.4
+    python -m experiments.sd_latency --backend jax --configs none paper fused_group_norm
+    python -m experiments.sd_latency --backend opencl --tiny --iterations 2  # seconds on a CPU
+
+Random weights with SD 1.4's shapes (drawn once, shared by every configuration), a batch of 2
+for the UNet and text encoder (classifier-free guidance, as the pipeline runs it), 64 x 64
+latents (512 x 512 images). For each configuration: one warm-up call per component (kernel
+builds, JIT compilation), then ``--iterations`` timed calls of the UNet and one of the text
+encoder and the decoder, each synchronized with the device. The UNet's number is the median.
+Peak memory comes from the backend (OpenCL: bytes of live buffers it allocated, peak since the
+component started; JAX: the process's peak, which never goes down).
+
+Things to try: ``--configs winograd2 winograd4 winograd6`` (the tile size trade-off), ``flash``
+against ``partial_softmax`` (the paper's per-device choice), ``--dtype float16``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import statistics
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+
+from backends import Optimizations, get_backend
+from reference.sd.checkpoint import random_parameters
+from reference.sd.pipeline import SD14_CONFIGS
+from reference.sd.text_encoder import TextEncoder
+from reference.sd.tiny import TINY_TEXT_ENCODER, TINY_UNET, TINY_VAE
+from reference.sd.unet import UNet2DConditionModel
+from reference.sd.vae import VAEDecoder
+
+#: the paper's switches one at a time, and all together
+CONFIGS = {
+    "none": Optimizations.none(),
+    "fused_group_norm": Optimizations.none().with_(fused_group_norm=True),
+    "fused_gelu": Optimizations.none().with_(fused_gelu=True),
+    "partial_softmax": Optimizations.none().with_(attention="partial_softmax"),
+    "flash": Optimizations.none().with_(attention="flash"),
+    "winograd2": Optimizations.none().with_(winograd_tile=2),
+    "winograd4": Optimizations.none().with_(winograd_tile=4),
+    "winograd6": Optimizations.none().with_(winograd_tile=6),
+    "paper": Optimizations.paper(),
+}
+COMPONENTS = (("text_encoder", TextEncoder), ("unet", UNet2DConditionModel), ("decoder", VAEDecoder))
+
+
+def component_configs(tiny: bool) -> dict:
+    if tiny:
+        return {"text_encoder": {**TINY_TEXT_ENCODER, "vocab_size": 1000}, "unet": TINY_UNET, "decoder": TINY_VAE}
+    return {"text_encoder": SD14_CONFIGS["text_encoder"], "unet": SD14_CONFIGS["unet"], "decoder": SD14_CONFIGS["vae"]}
+
+
+def inputs(configs: dict, batch: int, dtype) -> dict:
+    """Seeded random inputs of the pipeline's shapes (never zeros)."""
+    rng = np.random.default_rng(0)
+    unet = configs["unet"]
+    side = unet["sample_size"]
+    latents = rng.standard_normal((batch, unet["in_channels"], side, side)).astype(dtype)
+    context = rng.standard_normal((batch, 77, unet["cross_attention_dim"])).astype(dtype)
+    ids = rng.integers(0, configs["text_encoder"]["vocab_size"], size=(batch, 77))
+    return {"text_encoder": (ids,), "unet": (latents, 501, context), "decoder": (latents[:1],)}
+
+
+def release(backend, model) -> None:
+    """Free a model's device memory before the next one is measured: its arrays, and on OpenCL
+    the Winograd cache, which holds the weights it transformed and their transforms."""
+    model.params.clear()
+    if backend.name == "opencl":
+        from backends.opencl.conv import clear_winograd_cache
+
+        clear_winograd_cache(backend.rt)
+    gc.collect()
+
+
+def timed_call(backend, model, args) -> float:
+    start = time.perf_counter()
+    backend.synchronize(model(*args))
+    return time.perf_counter() - start
+
+
+def measure(backend_name: str, config_names, tiny: bool, iterations: int, batch: int, dtype, device=None):
+    configs = component_configs(tiny)
+    shapes = {name: cls.build({**cls.DEFAULTS, **configs[name]}).parameter_shapes() for name, cls in COMPONENTS}
+    t0 = time.perf_counter()
+    params = {name: random_parameters(shapes[name], seed=i) for i, (name, _) in enumerate(COMPONENTS)}
+    print(f"random weights: {sum(p.size for ps in params.values() for p in ps.values()) / 1e6:.0f}M parameters "
+          f"in {time.perf_counter() - t0:.1f} s", flush=True)
+    data = inputs(configs, batch, dtype)
+    print(HEADER, flush=True)
+    rows = []
+    for config_name in config_names:
+        options = {"device": device} if device is not None else {}
+        be = get_backend(backend_name, optimizations=CONFIGS[config_name], **options)
+        row = {"config": config_name, "backend": repr(be)}
+        for name, cls in COMPONENTS:
+            model = cls(configs[name], params[name], be, dtype, source="random parameters")
+            be.reset_peak_memory()
+            row[f"{name}_first_s"] = timed_call(be, model, data[name])  # builds / compiles
+            n = iterations if name == "unet" else 1
+            times = [timed_call(be, model, data[name]) for _ in range(n)]
+            row[f"{name}_s"] = statistics.median(times)
+            stats = be.memory_stats()
+            row[f"{name}_peak_mib"] = None if stats["peak_bytes"] is None else stats["peak_bytes"] / 2**20
+            row["peak_scope"] = stats["peak_scope"]
+            release(be, model)
+        row["choices"] = {f"{op} {how} -> {what}": n for (op, how, what), n in sorted(be.choices.items())}
+        print(format_row(row), flush=True)
+        rows.append(row)
+    return rows
+
+
+def format_row(row) -> str:
+    def mib(v):
+        return "n/a" if v is None else f"{v:.0f}"
+
+    return (f"| {row['config']} | {row['text_encoder_s'] * 1e3:.1f} | {row['unet_s'] * 1e3:.1f} | "
+            f"{row['decoder_s'] * 1e3:.1f} | {mib(row['text_encoder_peak_mib'])} | {mib(row['unet_peak_mib'])} | "
+            f"{mib(row['decoder_peak_mib'])} | {row['unet_first_s']:.1f} |")
+
+
+HEADER = ("| configuration | text encoder ms | UNet ms / iteration | decoder ms | text encoder peak MiB | "
+          "UNet peak MiB | decoder peak MiB | UNet first call s |\n|---|---|---|---|---|---|---|---|")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--backend", choices=["numpy", "opencl", "jax"], default="opencl")
+    p.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=["none", "paper"])
+    p.add_argument("--iterations", type=int, default=3, help="timed UNet calls after the warm-up")
+    p.add_argument("--batch", type=int, default=2, help="2: classifier-free guidance, as the pipeline")
+    p.add_argument("--dtype", choices=["float32", "float16"], default="float32")
+    p.add_argument("--tiny", action="store_true", help="tiny SD-shaped networks instead of SD 1.4")
+    p.add_argument("--device", default=None, help="OpenCL device")
+    p.add_argument("--json", default=None, help="write the rows as JSON")
+    args = p.parse_args(argv)
+    print(f"{'tiny' if args.tiny else 'SD 1.4'} components, batch {args.batch}, {args.dtype}, "
+          f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
+    rows = measure(args.backend, args.configs, args.tiny, args.iterations, args.batch, np.dtype(args.dtype),
+                   args.device)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

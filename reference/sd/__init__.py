@@ -1,0 +1,27 @@
+"""Stable Diffusion 1.x written once against the op interface (../../shared/DESIGN.md), so the same
+network runs on the numpy, jax and opencl backends and every paper switch reaches every layer.
+
+    layers.py        the building blocks (ResNet, transformer, attention, up/down sampling)
+    text_encoder.py  CLIP ViT-L/14's text transformer (transformers' CLIPTextModel)
+    unet.py          UNet2DConditionModel (diffusers)
+    vae.py           the VAE decoder (AutoencoderKL's decoder half)
+    checkpoint.py    diffusers' folder layout, safetensors, random weights
+    tokenizer.py     CLIP's BPE tokenizer
+    schedulers.py    PNDM, DDIM, Euler; classifier-free guidance
+    pipeline.py      text -> image, timed per component
+    generate.py      the command line: python -m reference.sd.generate --help
+    tiny.py          tiny SD-shaped configs for tests and quick runs
+"""
+
+from .checkpoint import CheckpointError
+from .pipeline import StableDiffusionPipeline
+from .text_encoder import TextEncoder
+from .tokenizer import CLIPTokenizer
+from .unet import UNet2DConditionModel
+from .vae import VAEDecoder
+
+Pipeline = StableDiffusionPipeline
+UNet = UNet2DConditionModel
+
+__all__ = ["CheckpointError", "CLIPTokenizer", "Pipeline", "StableDiffusionPipeline", "TextEncoder", "UNet",
+           "UNet2DConditionModel", "VAEDecoder"]
