@@ -18,7 +18,9 @@ def main(argv=None):
     written = winograd_table.build(args.out, seeds=args.seeds)
     for path in written:
         print(f"wrote {path}")
-    print("Not reproducible yet: the end-to-end ablation (needs the Stable Diffusion network on the backends).")
+    print("Not generated here yet: the end-to-end ablation table. The network exists (reference/sd); on a GPU,\n"
+          "python -m experiments.sd_latency measures each switch per component (an H100 run:\n"
+          "experiments/results/sd14_h100.md).")
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ class GenerationResult:
         per_step = np.asarray(unet.seconds)
         steady = per_step[1:] if len(per_step) > 1 else per_step
         lines = [self.description,
-                 f"{'component':<28}{'seconds':>12}   peak device memory",
+                 f"{'component':<28}{'seconds':>12}   peak device memory (resident weights included)",
                  f"{'text encoder':<28}{te.total:>12.3f}   {mib(te)}",
                  f"{'UNet, first iteration':<28}{per_step[0]:>12.3f}   {mib(unet)}",
                  f"{'UNet, median iteration':<28}{float(np.median(steady)):>12.3f}",
