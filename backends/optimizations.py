@@ -61,3 +61,18 @@ def auto_attention_method(head_dim: int, vendor: str) -> str:
     if head_dim == 40 and any(v in vendor for v in FLASH_VENDORS):
         return "flash"
     return "partial_softmax"
+
+
+def ablation() -> dict[str, Optimizations]:
+    """The rows of an ablation: no switch, each of the paper's switches alone (each attention
+    variant and Winograd tile on its own), and all of them (``"paper"``)."""
+    none = Optimizations.none()
+    return {
+        "none": none,
+        "fused_group_norm": none.with_(fused_group_norm=True),
+        "fused_gelu": none.with_(fused_gelu=True),
+        "partial_softmax": none.with_(attention="partial_softmax"),
+        "flash": none.with_(attention="flash"),
+        **{f"winograd{m}": none.with_(winograd_tile=m) for m in WINOGRAD_TILES},
+        "paper": Optimizations.paper(),
+    }

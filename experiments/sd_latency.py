@@ -27,7 +27,8 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from backends import Optimizations, get_backend
+from backends import get_backend
+from backends.optimizations import ablation
 from reference.sd.checkpoint import random_parameters
 from reference.sd.pipeline import SD14_CONFIGS
 from reference.sd.text_encoder import TextEncoder
@@ -36,17 +37,7 @@ from reference.sd.unet import UNet2DConditionModel
 from reference.sd.vae import VAEDecoder
 
 #: the paper's switches one at a time, and all together
-CONFIGS = {
-    "none": Optimizations.none(),
-    "fused_group_norm": Optimizations.none().with_(fused_group_norm=True),
-    "fused_gelu": Optimizations.none().with_(fused_gelu=True),
-    "partial_softmax": Optimizations.none().with_(attention="partial_softmax"),
-    "flash": Optimizations.none().with_(attention="flash"),
-    "winograd2": Optimizations.none().with_(winograd_tile=2),
-    "winograd4": Optimizations.none().with_(winograd_tile=4),
-    "winograd6": Optimizations.none().with_(winograd_tile=6),
-    "paper": Optimizations.paper(),
-}
+CONFIGS = ablation()
 COMPONENTS = (("text_encoder", TextEncoder), ("unet", UNet2DConditionModel), ("decoder", VAEDecoder))
 
 

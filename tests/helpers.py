@@ -130,13 +130,16 @@ def attention_tolerance(q64, k64, dtype):
     return REL_TOL[np.dtype(dtype)] + 2.0**-20 * bound
 
 
-def check_attention_methods(backend, inputs, inputs64, dtype):
-    expected = ref_attention.attention(*inputs64)
+def check_attention_methods(backend, inputs, inputs64, dtype, causal=False,
+                            methods=("naive", "partial_softmax", "flash")):
+    """Every method (with ``causal``) against reference.attention.attention in float64."""
+    expected = ref_attention.attention(*inputs64, causal=causal)
     tol = attention_tolerance(inputs64[0], inputs64[1], dtype)
-    for method in ("naive", "partial_softmax", "flash"):
-        out = backend.attention(*(backend.asarray(x) for x in inputs), method=method)
+    label = "causal " if causal else ""
+    for method in methods:
+        out = backend.attention(*(backend.asarray(x) for x in inputs), method=method, causal=causal)
         assert out.shape == expected.shape and out.dtype == dtype, method
-        assert_matches(backend.to_numpy(out), expected, dtype, rel_tol=tol, name=method)
+        assert_matches(backend.to_numpy(out), expected, dtype, rel_tol=tol, name=f"{label}{method}")
 
 
 def check_fused_gelu_accuracy(backend, tail_rel_tol):

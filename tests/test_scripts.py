@@ -38,3 +38,20 @@ def test_opencl_sd_shapes_quick_run_reports_the_fusion_counts(capsys):
     assert fused_gn["launches"] == 1 and fused_gn["temp_mib"] == 0
     opencl_sd_shapes.main(["--quick", "--repeats", "1"])
     assert "| conv3x3 (1, 32, 8, 8)->32 winograd F(4,3) |" in capsys.readouterr().out
+
+
+def test_sd_latency_tiny_run(capsys):
+    """The per-switch SD table on tiny networks: every component timed, memory where measurable."""
+    from experiments import sd_latency
+
+    rows = sd_latency.main(["--backend", "numpy", "--tiny", "--iterations", "1", "--configs", "none", "winograd4"])
+    assert [r["config"] for r in rows] == ["none", "winograd4"]
+    assert all(r[f"{c}_s"] > 0 for r in rows for c in ("text_encoder", "unet", "decoder"))
+    assert rows[1]["choices"]["conv2d default -> winograd4"] > 0
+    assert "| winograd4 |" in capsys.readouterr().out
+    try:
+        import pyopencl  # noqa: F401
+    except ImportError:
+        return
+    (row,) = sd_latency.main(["--backend", "opencl", "--tiny", "--iterations", "1", "--configs", "paper"])
+    assert row["unet_peak_mib"] > 0 and row["peak_scope"] == "since reset"

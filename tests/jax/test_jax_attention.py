@@ -79,16 +79,6 @@ def test_flash_blocks_must_be_powers_of_two_of_at_least_16(blocks):
 # -- causal attention (CLIP's text encoder) ------------------------------------------------------
 
 
-def check_causal_methods(backend, inputs, inputs64, dtype, methods=METHODS):
-    """Every method with causal=True against reference.attention.attention(..., causal=True)."""
-    expected = att.attention(*inputs64, causal=True)
-    tol = attention_tolerance(inputs64[0], inputs64[1], dtype)
-    for method in methods:
-        out = backend.attention(*(backend.asarray(x) for x in inputs), method=method, causal=True)
-        assert out.shape == expected.shape and out.dtype == dtype, method
-        assert_matches(backend.to_numpy(out), expected, dtype, rel_tol=tol, name=f"causal {method}")
-
-
 @examples(1)
 @given(seed=seeds, shape=shapes, scale=scales)
 @example(seed=5, shape=(1, 2, 77, 77, 64), scale=1.0)  # CLIP ViT-L/14's text encoder: 77 tokens, d = 64
@@ -98,7 +88,7 @@ def test_causal_methods_match_the_reference(backend, dtype, seed, shape, scale):
     # block 1 whenever M > 64 (the NaN case of the statistics merge); for N = M = 77 block 1 holds
     # the last 13 rows and keys.
     inputs, inputs64 = attention_inputs(seed, shape, dtype, scale=scale)
-    check_causal_methods(backend, inputs, inputs64, dtype)
+    check_attention_methods(backend, inputs, inputs64, dtype, causal=True)
 
 
 @pytest.mark.parametrize("blocks", [(32, 16), (16, 32)], ids=["tall_q_tiles", "wide_k_tiles"])

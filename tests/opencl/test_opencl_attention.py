@@ -131,22 +131,12 @@ def test_flash_plan_fits_local_memory(d, block_k):
 # --------------------------------------------------------------------------- causal attention (CLIP)
 
 
-def check_causal_methods(backend, inputs, inputs64, dtype, methods=METHODS):
-    """Every method with causal=True against the float64 reference with causal=True."""
-    expected = att.attention(*inputs64, causal=True)
-    tol = attention_tolerance(inputs64[0], inputs64[1], dtype)
-    for method in methods:
-        out = backend.attention(*(backend.asarray(x) for x in inputs), method=method, causal=True)
-        assert out.shape == expected.shape and out.dtype == dtype, method
-        assert_matches(backend.to_numpy(out), expected, dtype, rel_tol=tol, name=f"causal {method}")
-
-
 @examples()
 @given(seed=seeds, shape=shapes, scale=scales)
 def test_causal_matches_the_reference(backend, dtype, seed, shape, scale):
     # N < M, N = M and N > M (rows n >= M see every key), ragged against every tile and block
     inputs, inputs64 = attention_inputs(seed, shape, dtype, scale=scale)
-    check_causal_methods(backend, inputs, inputs64, dtype)
+    check_attention_methods(backend, inputs, inputs64, dtype, causal=True)
 
 
 @examples(2)
@@ -154,7 +144,7 @@ def test_causal_matches_the_reference(backend, dtype, seed, shape, scale):
 def test_causal_clip_text_encoder_shape(backend, dtype, seed):
     # CLIP ViT-L/14: 77 tokens, 12 heads of d = 64 (2 heads here); 77 is ragged against 16, 32, 64
     inputs, inputs64 = attention_inputs(seed, (1, 2, 77, 77, 64), dtype)
-    check_causal_methods(backend, inputs, inputs64, dtype)
+    check_attention_methods(backend, inputs, inputs64, dtype, causal=True)
 
 
 @examples(2)
@@ -162,7 +152,7 @@ def test_causal_clip_text_encoder_shape(backend, dtype, seed):
 def test_causal_large_head_dim(backend, dtype, seed, n, m):
     # d = 160: flash uses 4-row query blocks of 32 work-items each and 16-key blocks
     inputs, inputs64 = attention_inputs(seed, (1, 1, n, m, 160), dtype, dv=100)
-    check_causal_methods(backend, inputs, inputs64, dtype)
+    check_attention_methods(backend, inputs, inputs64, dtype, causal=True)
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from backends import Optimizations
+from backends.optimizations import ablation
 from reference.numerics import relative_frobenius_error
 from reference.sd import CheckpointError, TextEncoder, UNet2DConditionModel, VAEDecoder
 from reference.sd.layers import timestep_embedding
@@ -142,17 +143,7 @@ def reference_outputs(configs, unet_inputs):
     return ids, _run(_tiny_models(configs, "numpy", np.float64), unet_inputs, ids)
 
 
-OPTIMIZATIONS = {
-    "none": Optimizations.none(),
-    "fused_group_norm": Optimizations.none().with_(fused_group_norm=True),
-    "fused_gelu": Optimizations.none().with_(fused_gelu=True),
-    "partial_softmax": Optimizations.none().with_(attention="partial_softmax"),
-    "flash": Optimizations.none().with_(attention="flash"),
-    "winograd2": Optimizations.none().with_(winograd_tile=2),
-    "winograd4": Optimizations.none().with_(winograd_tile=4),
-    "winograd6": Optimizations.none().with_(winograd_tile=6),
-    "paper": Optimizations.paper(),
-}
+OPTIMIZATIONS = ablation()
 
 
 @pytest.mark.parametrize("switch", list(OPTIMIZATIONS))
