@@ -16,8 +16,8 @@ listed per model in ``IGNORED_PREFIXES`` and skipped, any other unexpected tenso
 from __future__ import annotations
 
 import json
-import time
 import zlib
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +71,7 @@ def random_parameters(shapes: dict, seed: int = 0, dtype=np.float32) -> dict[str
     return params
 
 
-class Model:
+class Model(ABC):
     """A network: a config, a ``Module`` tree built from it, parameters on a backend.
 
     Subclasses set ``WEIGHTS_NAME``, ``IGNORED_PREFIXES``, and implement the classmethod
@@ -97,11 +97,13 @@ class Model:
     # -- construction ------------------------------------------------------------------------
 
     @classmethod
+    @abstractmethod
     def build(cls, config: dict) -> Module:
-        raise NotImplementedError
+        """The module tree of a config."""
 
+    @abstractmethod
     def forward(self, run: Run, *inputs):
-        raise NotImplementedError
+        """The forward pass on ``run.backend`` with ``run.params``."""
 
     def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
         return self.module.parameter_shapes()
@@ -192,9 +194,3 @@ class Model:
         n = sum(int(np.prod(s)) for s in self.parameter_shapes().values())
         return f"{type(self).__name__}({n / 1e6:.1f}M parameters, {self.dtype}, {self.backend!r})"
 
-
-def timed(backend, fn, *args):
-    """(result, seconds) of fn(*args), with the device synchronized before the clock stops."""
-    start = time.perf_counter()
-    result = backend.synchronize(fn(*args))
-    return result, time.perf_counter() - start
