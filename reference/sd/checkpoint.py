@@ -41,9 +41,23 @@ def read_json(path: Path) -> dict:
         return json.load(f)
 
 
-def resolve_backend(backend):
-    """A backend object from a name ("numpy", "jax", "opencl") or a backend object."""
-    return get_backend(backend) if isinstance(backend, str) else backend
+def resolve_backend(backend, optimizations=None, **options):
+    """A backend from a name ("numpy", "jax", "opencl") with its optimizations and options, or a
+    backend object as it is (then ``optimizations`` must be None: they belong to its constructor)."""
+    if isinstance(backend, str):
+        return get_backend(backend, optimizations=optimizations, **options)
+    if optimizations is not None or options:
+        raise ValueError("optimizations: pass them (and other options) to the backend you construct, "
+                         "not beside a backend object")
+    return backend
+
+
+def storage_dtype(dtype) -> np.dtype:
+    """float32, float16 or float64, given as a numpy dtype or its name."""
+    name = dtype if isinstance(dtype, str) else np.dtype(dtype).name
+    if name not in FLOAT_DTYPES:
+        raise ValueError(f"dtype: expected one of {sorted(FLOAT_DTYPES)}, got {dtype!r}")
+    return np.dtype(FLOAT_DTYPES[name])
 
 
 def random_parameters(shapes: dict, seed: int = 0, dtype=np.float32) -> dict[str, np.ndarray]:
@@ -83,15 +97,18 @@ class Model(ABC):
     IGNORED_PREFIXES: tuple[str, ...] = ()
     #: default config values (diffusers' defaults for the keys we read)
     DEFAULTS: dict = {}
+    #: parameters the forward pass reads on the host (kept as numpy arrays in ``host_params``)
+    HOST_PARAMETERS: tuple[str, ...] = ()
 
     def __init__(self, config: dict, params: dict, backend="numpy", dtype=np.float32, source: str = "parameters"):
         self.config = {**self.DEFAULTS, **config}
         self.module: Module = self.build(self.config)
         self.backend = resolve_backend(backend)
-        self.dtype = np.dtype(FLOAT_DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype)
-        params = self.check_parameters(params, source)
-        self.params = {name: self.backend.asarray(np.asarray(p).astype(self.dtype, copy=False))
-                       for name, p in params.items()}
+        self.dtype = storage_dtype(dtype)
+        params = {name: np.asarray(p).astype(self.dtype, copy=False)
+                  for name, p in self.check_parameters(params, source).items()}
+        self.host_params = {name: params.pop(name) for name in self.HOST_PARAMETERS}
+        self.params = {name: self.backend.asarray(p) for name, p in params.items()}
         self._forward = self._compile()
 
     # -- construction ------------------------------------------------------------------------
@@ -181,6 +198,7 @@ class Model(ABC):
         out_dtype = np.float16 if self.dtype == np.float16 else np.float32
         tensors = {name: np.ascontiguousarray(self.backend.to_numpy(p).astype(out_dtype))
                    for name, p in self.params.items()}
+        tensors.update({name: np.ascontiguousarray(p.astype(out_dtype)) for name, p in self.host_params.items()})
         save_file(tensors, str(folder / self.WEIGHTS_NAME))
         return folder
 

@@ -23,7 +23,7 @@ import sys
 
 from backends import Optimizations, available_backends
 
-from .pipeline import SCHEDULER_NAMES, StableDiffusionPipeline, dtype_from_name
+from .pipeline import SCHEDULER_NAMES, StableDiffusionPipeline
 
 
 def parse_args(argv=None):
@@ -62,7 +62,7 @@ def load_pipeline(args) -> StableDiffusionPipeline:
     if args.device is not None and args.backend != "opencl":
         raise SystemExit("--device: only the opencl backend takes a device")
     optimizations = Optimizations.named(args.optimizations)
-    dtype = dtype_from_name(args.dtype)
+    dtype = args.dtype
     if args.tiny:
         from .tiny import tiny_pipeline
 

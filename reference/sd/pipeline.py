@@ -28,9 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from backends import get_backend
 
-from .checkpoint import FLOAT_DTYPES, read_json
+from .checkpoint import read_json, resolve_backend
 from .schedulers import SCHEDULERS, SD14_SCHEDULER_CONFIG, classifier_free_guidance, make_scheduler
 from .text_encoder import SD14_TEXT_ENCODER, TextEncoder
 from .tokenizer import CLIPTokenizer
@@ -101,15 +100,6 @@ class StableDiffusionPipeline:
 
     # -- construction --------------------------------------------------------------------------
 
-    @staticmethod
-    def make_backend(backend="numpy", optimizations=None, **options):
-        """One backend object shared by the three networks (a name or a backend)."""
-        if isinstance(backend, str):
-            return get_backend(backend, optimizations=optimizations, **options)
-        if optimizations is not None:
-            raise ValueError("optimizations: pass them to the backend you construct, not beside a backend object")
-        return backend
-
     @classmethod
     def from_pretrained(cls, root, backend="numpy", optimizations=None, dtype="float32", variant=None, **options):
         """Load a diffusers Stable Diffusion folder (``model_index.json``, ``tokenizer/``,
@@ -119,7 +109,7 @@ class StableDiffusionPipeline:
         for part in ("tokenizer", "text_encoder", "unet", "vae"):
             if part not in index:
                 raise ValueError(f"{root / 'model_index.json'}: no {part!r} entry; is this a Stable Diffusion folder?")
-        be = cls.make_backend(backend, optimizations, **options)
+        be = resolve_backend(backend, optimizations, **options)
         scheduler_path = root / "scheduler" / "scheduler_config.json"
         return cls(
             CLIPTokenizer.from_pretrained(root / "tokenizer"),
@@ -136,7 +126,7 @@ class StableDiffusionPipeline:
         this is for latency and memory measurements without a checkpoint. Without a tokenizer,
         a small one is trained on a fixed sentence (token ids only need to be in range)."""
         configs = {**SD14_CONFIGS, **(configs or {})}
-        be = cls.make_backend(backend, optimizations, **options)
+        be = resolve_backend(backend, optimizations, **options)
         tokenizer = tokenizer or CLIPTokenizer.train(["a photograph of an astronaut riding a horse"], num_merges=32)
         return cls(tokenizer,
                    TextEncoder.random(configs["text_encoder"], seed, be, dtype),
@@ -255,8 +245,3 @@ class _measure:
         self.timing.peak_bytes, self.timing.peak_scope = stats["peak_bytes"], stats["peak_scope"]
         return False
 
-
-def dtype_from_name(name: str):
-    if name not in FLOAT_DTYPES:
-        raise ValueError(f"dtype: expected one of {sorted(FLOAT_DTYPES)}, got {name!r}")
-    return FLOAT_DTYPES[name]

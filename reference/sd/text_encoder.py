@@ -120,10 +120,6 @@ class TextEncoder(Model):
     HOST_PARAMETERS = ("text_model.embeddings.token_embedding.weight",
                        "text_model.embeddings.position_embedding.weight")
 
-    def __init__(self, config, params, backend="numpy", dtype=np.float32, source="parameters"):
-        super().__init__(config, params, backend, dtype, source)
-        self.embedding_tables = {name: self.backend.to_numpy(self.params[name]) for name in self.HOST_PARAMETERS}
-
     @classmethod
     def build(cls, config: dict) -> Module:
         return TextModule(config)
@@ -134,7 +130,7 @@ class TextEncoder(Model):
     def embed(self, input_ids) -> np.ndarray:
         """token_embedding[ids] + position_embedding[:N] on the host, in the model's dtype."""
         ids = np.asarray(input_ids)
-        tokens, positions = (self.embedding_tables[name] for name in self.HOST_PARAMETERS)
+        tokens, positions = (self.host_params[name] for name in self.HOST_PARAMETERS)
         if ids.ndim != 2 or ids.dtype.kind not in "iu":
             raise ValueError(f"input_ids: expected a (B, N) integer array, got {ids.dtype} of shape {ids.shape}")
         if ids.shape[1] > positions.shape[0]:

@@ -9,7 +9,7 @@ import pytest
 from backends import Optimizations
 from backends.optimizations import ablation
 from reference.numerics import relative_frobenius_error
-from reference.sd import CheckpointError, TextEncoder, UNet2DConditionModel, VAEDecoder
+from reference.sd import CheckpointError, StableDiffusionPipeline, TextEncoder, UNet2DConditionModel, VAEDecoder
 from reference.sd.layers import timestep_embedding
 from reference.sd.text_encoder import SD14_TEXT_ENCODER
 from reference.sd.unet import SD14_UNET
@@ -88,7 +88,7 @@ def test_every_parameter_is_used(tiny_unet_config, tiny_vae_config, tiny_text_co
     ]:
         model.params = _Recording(model.params)
         call(model)
-        unused = set(model.params) - model.params.read - set(getattr(model, "HOST_PARAMETERS", ()))
+        unused = set(model.params) - model.params.read  # (host_params: the CLIP embedding lookup)
         assert not unused, f"{type(model).__name__}: parameters never read: {sorted(unused)[:5]}"
 
 
@@ -309,5 +309,9 @@ def test_bad_inputs(tiny_unet_config, tiny_text_config, tiny_vae_config):
         text(np.array([[1, 200]]))
     with pytest.raises(ValueError, match="input_ids: at most 77 tokens"):
         text(np.ones((1, 78), np.int64))
+    with pytest.raises(ValueError, match=r"dtype: expected one of \['float16', 'float32', 'float64'\], got 'int8'"):
+        TextEncoder.random(tiny_text_config, dtype="int8")
+    with pytest.raises(ValueError, match="optimizations: pass them"):
+        StableDiffusionPipeline.random(backend=make_backend("numpy"), optimizations=Optimizations.paper())
     with pytest.raises(ValueError, match=r"latents: expected \(B, 4, h, w\)"):
         VAEDecoder.random(tiny_vae_config)(np.ones((1, 3, 4, 4), np.float32))
