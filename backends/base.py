@@ -1,22 +1,70 @@
-"""What every backend shares: the paper's switches and how an op resolves its variant.
+"""The op interface as code: ``Backend``, the abstract class every backend implements.
 
-A backend subclass implements the op interface of ../shared/DESIGN.md; this base class turns a
-call's variant arguments (``method=None``, ``fused=None``, ``tile=None``) into the concrete
-variant using the backend's ``Optimizations``, and records every "auto" decision so that
-benchmark tables can report it.
+DESIGN.md's op interface, one method each. A public method (``group_norm``, ``attention``, ...)
+is the same on every backend and does three things in order:
+
+1. validates its arguments with the reference's validators (``reference/_checks.py``), so bad
+   input raises the same error on every backend, plus the backend's own array checks
+   (``_check_arrays``: its array type, storage dtypes, device);
+2. resolves the variant (``fused=None``, ``method=None``, ``tile=None``) from the backend's
+   ``Optimizations``, counting every default or "auto" decision in ``choices``;
+3. calls the backend's implementation, a method of the same name with a leading underscore
+   (``_group_norm(x, num_groups, weight, bias, eps, fused=..., silu=...)``), with arguments
+   already checked and normalized (ints, floats, bools, a concrete variant).
+
+A backend subclass supplies only step 3 (the ``@abstractmethod``s below), ``asarray`` and
+``to_numpy``, and, where its device needs them, ``_check_arrays``, ``memory_stats``,
+``synchronize``, ``time``, ``compile`` and ``clear_caches``. Images are NCHW, weights OIHW,
+tokens (B, N, C), attention (B, H, N, d), linear weights (out, in), as in diffusers.
 """
 
 from __future__ import annotations
 
+import statistics
+import time as _time
+from abc import ABC, abstractmethod
 from collections import Counter
+from dataclasses import dataclass, field
 
-from reference._checks import pair
+import numpy as np
+
+from reference import _checks as checks
 
 from .optimizations import ATTENTION_METHODS, WINOGRAD_TILES, Optimizations, auto_attention_method
 
 
-class Backend:
+@dataclass
+class Timing:
+    """Repeated timings of one call (``Backend.time``), in seconds.
+
+    ``device``: what the device spent per call, by the backend's best timer (``timer`` names it),
+    or empty where it has none; ``wall``: host wall time of one call including waiting for the
+    device, so launch and Python overhead show as wall - device. ``launches`` and
+    ``temp_bytes``: kernel launches and bytes of temporary buffers of one call, where the backend
+    counts them (OpenCL), else None: the fusion claims in numbers."""
+
+    device: list[float] = field(default_factory=list)
+    wall: list[float] = field(default_factory=list)
+    timer: str = "wall clock"
+    launches: int | None = None
+    temp_bytes: int | None = None
+
+    @property
+    def device_median(self) -> float | None:
+        return statistics.median(self.device) if self.device else None
+
+    @property
+    def wall_median(self) -> float:
+        return statistics.median(self.wall)
+
+
+class Backend(ABC):
+    """The op interface. Subclasses set ``name``, ``array_type`` and implement the ``_op`` methods."""
+
+    #: the registry name ("numpy", "opencl", "jax")
     name = "base"
+    #: the array class this backend's ops take and return
+    array_type: type = np.ndarray
     #: vendor string used by the paper's "auto" attention rule
     vendor = "cpu"
 
@@ -35,7 +83,202 @@ class Backend:
     def __repr__(self):
         return f"{type(self).__name__}(optimizations={self.optimizations})"
 
-    # -- device memory -----------------------------------------------------------------------
+    # -- arrays -------------------------------------------------------------------------------
+
+    @abstractmethod
+    def asarray(self, x):
+        """A host array (or one of this backend's) as this backend's array, on its device."""
+
+    @abstractmethod
+    def to_numpy(self, x) -> np.ndarray:
+        """This backend's array as a NumPy array on the host (NCHW etc., the public layout)."""
+
+    def _check_arrays(self, **arrays) -> None:
+        """The backend's own checks of its array arguments (None entries are absent optionals):
+        storage dtype, device, layout. The base class checks nothing beyond the validators."""
+
+    # -- normalization (reference/group_norm.py) -------------------------------------------------
+
+    def group_norm(self, x, num_groups, weight=None, bias=None, eps=1e-5, fused=None, silu=False):
+        """GroupNorm of x (N, C, *spatial) over ``num_groups`` groups, then SiLU if ``silu``;
+        ``fused``: one kernel (the paper's first idea) or the unfused kernels."""
+        checks.check_group_norm(x, num_groups, weight, bias, array_type=self.array_type)
+        self._check_arrays(x=x, weight=weight, bias=bias)
+        return self._group_norm(x, int(num_groups), weight, bias, float(eps),
+                                fused=self._fused("group_norm", fused), silu=bool(silu))
+
+    def layer_norm(self, x, weight=None, bias=None, eps=1e-5):
+        """LayerNorm over the last axis (torch.nn.LayerNorm(C))."""
+        checks.check_layer_norm(x, weight, bias, array_type=self.array_type)
+        self._check_arrays(x=x, weight=weight, bias=bias)
+        return self._layer_norm(x, weight, bias, float(eps))
+
+    # -- activations (reference/gelu.py, reference/elementwise.py) ------------------------------
+
+    def gelu(self, x, approximate=False, fused=None):
+        """GELU (erf form, or the tanh form if ``approximate``); ``fused``: one kernel (the
+        paper's second idea) or the op-by-op graph."""
+        checks.check_array("x", x, array_type=self.array_type)
+        self._check_arrays(x=x)
+        return self._gelu(x, bool(approximate), fused=self._fused("gelu", fused))
+
+    def geglu(self, x, approximate=False, fused=None):
+        """a * gelu(b) for the halves a, b of x's last axis (diffusers' GEGLU); ``fused`` as gelu."""
+        checks.check_geglu(x, array_type=self.array_type)
+        self._check_arrays(x=x)
+        return self._geglu(x, bool(approximate), fused=self._fused("gelu", fused))
+
+    def silu(self, x):
+        """x * sigmoid(x)."""
+        checks.check_array("x", x, array_type=self.array_type)
+        self._check_arrays(x=x)
+        return self._silu(x)
+
+    def quick_gelu(self, x):
+        """CLIP's x * sigmoid(1.702 x)."""
+        checks.check_array("x", x, array_type=self.array_type)
+        self._check_arrays(x=x)
+        return self._quick_gelu(x)
+
+    # -- attention (reference/attention.py) -------------------------------------------------------
+
+    def softmax(self, x, axis=-1):
+        """softmax along ``axis``."""
+        checks.check_softmax(x, axis, array_type=self.array_type)
+        self._check_arrays(x=x)
+        return self._softmax(x, int(axis) % x.ndim)
+
+    def attention(self, q, k, v, scale=None, method=None, causal=False):
+        """softmax(scale q k^T) v for q (B, H, N, d), k (B, H, M, d), v (B, H, M, dv) (scale
+        defaults to 1/sqrt(d); ``causal``: query n sees keys m <= n); ``method``: "naive",
+        "partial_softmax", "flash" or "auto" (the paper's third idea and its device rule)."""
+        scale = checks.check_qkv(q, k, v, scale, array_type=self.array_type, causal=causal)
+        self._check_arrays(q=q, k=k, v=v)
+        return self._attention(q, k, v, scale, self._attention_method(method, q.shape[-1]), causal=bool(causal))
+
+    # -- convolution and matrix products (reference/winograd.py, reference/gemm.py) -------------
+
+    def conv2d(self, x, w, b=None, stride=1, padding=0, method=None, tile=None):
+        """2-D cross-correlation of x (N, C, H, W) with w (O, C, kh, kw) (+ b); ``method``:
+        "direct" or "winograd" (F(tile x tile, 3 x 3), the paper's fourth idea, 3x3 stride 1)."""
+        checks.check_array("w", w, ndim=4, array_type=self.array_type)
+        method, tile = self._conv_method(method, tile, w.shape, stride)
+        if method == "winograd":
+            padding = checks.check_winograd(x, w, b, padding, tile, stride, array_type=self.array_type)
+            self._check_arrays(x=x, w=w, b=b)
+            return self._conv2d_winograd(x, w, b, padding, tile)
+        sh, sw, ph, pw = checks.check_conv2d(x, w, b, stride, padding, array_type=self.array_type)
+        self._check_arrays(x=x, w=w, b=b)
+        return self._conv2d_direct(x, w, b, (sh, sw), (ph, pw))
+
+    def linear(self, x, weight, bias=None):
+        """x W^T + b over the last axis, W (out, in)."""
+        checks.check_linear(x, weight, bias, array_type=self.array_type)
+        self._check_arrays(x=x, weight=weight, bias=bias)
+        return self._linear(x, weight, bias)
+
+    # -- elementwise and layout (reference/elementwise.py) --------------------------------------
+
+    def upsample_nearest2d(self, x, scale_factor=2):
+        """Nearest-neighbour upsampling of NCHW by a positive int factor."""
+        scale_factor = checks.check_upsample(x, scale_factor, array_type=self.array_type)
+        self._check_arrays(x=x)
+        return self._upsample_nearest2d(x, scale_factor)
+
+    def add(self, a, b):
+        """a + b, one shape (residual connections)."""
+        checks.check_same_shape(a, b, array_type=self.array_type)
+        self._check_arrays(a=a, b=b)
+        return self._add(a, b)
+
+    def add_broadcast(self, x, v):
+        """x + v[:, :, None, None] for x (N, C, *spatial), v (N, C) (the timestep embedding)."""
+        checks.check_add_broadcast(x, v, array_type=self.array_type)
+        self._check_arrays(x=x, v=v)
+        return self._add_broadcast(x, v)
+
+    def mul_scalar(self, x, s):
+        """s * x for a real number s, computed in float32."""
+        checks.check_array("x", x, array_type=self.array_type)
+        s = checks.check_scalar("s", s)
+        self._check_arrays(x=x)
+        return self._mul_scalar(x, s)
+
+    def concat(self, arrays, axis=1):
+        """Concatenation along ``axis`` (default: NCHW channels)."""
+        axis = checks.check_concat(arrays, axis, array_type=self.array_type)
+        self._check_arrays(**{f"arrays[{i}]": a for i, a in enumerate(arrays)})
+        return self._concat(list(arrays), axis)
+
+    def reshape(self, x, shape):
+        """x's elements in C order with a new ``shape`` (a tuple of ints, no -1)."""
+        shape = checks.check_reshape(x, shape, array_type=self.array_type)
+        self._check_arrays(x=x)
+        return self._reshape(x, shape)
+
+    def transpose(self, x, axes):
+        """numpy.transpose(x, axes), materialized C-contiguous."""
+        axes = checks.check_transpose(x, axes, array_type=self.array_type)
+        self._check_arrays(x=x)
+        return self._transpose(x, axes)
+
+    # -- the implementations each backend supplies (arguments already validated) ----------------
+
+    @abstractmethod
+    def _group_norm(self, x, num_groups: int, weight, bias, eps: float, *, fused: bool, silu: bool): ...
+
+    @abstractmethod
+    def _layer_norm(self, x, weight, bias, eps: float): ...
+
+    @abstractmethod
+    def _gelu(self, x, approximate: bool, *, fused: bool): ...
+
+    @abstractmethod
+    def _geglu(self, x, approximate: bool, *, fused: bool): ...
+
+    @abstractmethod
+    def _silu(self, x): ...
+
+    @abstractmethod
+    def _quick_gelu(self, x): ...
+
+    @abstractmethod
+    def _softmax(self, x, axis: int): ...
+
+    @abstractmethod
+    def _attention(self, q, k, v, scale: float, method: str, *, causal: bool): ...
+
+    @abstractmethod
+    def _conv2d_direct(self, x, w, b, stride: tuple[int, int], padding: tuple[int, int]): ...
+
+    @abstractmethod
+    def _conv2d_winograd(self, x, w, b, padding: tuple[int, int], tile: int): ...
+
+    @abstractmethod
+    def _linear(self, x, weight, bias): ...
+
+    @abstractmethod
+    def _upsample_nearest2d(self, x, scale_factor: int): ...
+
+    @abstractmethod
+    def _add(self, a, b): ...
+
+    @abstractmethod
+    def _add_broadcast(self, x, v): ...
+
+    @abstractmethod
+    def _mul_scalar(self, x, s: float): ...
+
+    @abstractmethod
+    def _concat(self, arrays: list, axis: int): ...
+
+    @abstractmethod
+    def _reshape(self, x, shape: tuple[int, ...]): ...
+
+    @abstractmethod
+    def _transpose(self, x, axes: tuple[int, ...]): ...
+
+    # -- device: memory, synchronization, timing, compilation, caches -------------------------
 
     def memory_stats(self) -> dict:
         """Device memory held by this backend's arrays: ``{"in_use_bytes", "peak_bytes",
@@ -53,11 +296,36 @@ class Backend:
         ``x``. Timings must call it before reading the clock. A no-op for synchronous backends."""
         return x
 
+    def compile(self, fn):
+        """``fn`` (a function of this backend's arrays and pytrees of them) prepared to run many
+        times: ``jax.jit`` on JAX, ``fn`` itself where ops run one by one."""
+        return fn
+
+    def clear_caches(self) -> None:
+        """Forget what the backend derived from arrays it has seen (e.g. OpenCL's transformed
+        Winograd weights), so their device memory can go; needed after changing weights in
+        place. Built kernels stay. Nothing to do by default."""
+
+    def time(self, fn, repeats: int = 10, warmup: int = 2) -> Timing:
+        """Time ``fn()`` (a call of this backend's ops): ``warmup`` untimed calls (builds,
+        compilation), then ``repeats`` timed ones, each ended by ``synchronize``. The base class
+        has only the wall clock; backends with device timers fill ``Timing.device``."""
+        for _ in range(warmup):
+            self.synchronize(fn())
+        timing = Timing()
+        for _ in range(repeats):
+            start = _time.perf_counter()
+            self.synchronize(fn())
+            timing.wall.append(_time.perf_counter() - start)
+        return timing
+
     # -- variant resolution ------------------------------------------------------------------
 
     def _fused(self, op: str, fused: bool | None) -> bool:
         if fused is None:
-            return self.optimizations.fused_group_norm if op == "group_norm" else self.optimizations.fused_gelu
+            chosen = self.optimizations.fused_group_norm if op == "group_norm" else self.optimizations.fused_gelu
+            self.choices[(op, "default", "fused" if chosen else "unfused")] += 1
+            return chosen
         if not isinstance(fused, bool):
             raise TypeError(f"fused: expected True, False or None, got {fused!r}")
         return fused
@@ -70,16 +338,20 @@ class Backend:
             chosen = auto_attention_method(head_dim, self.vendor)
             self.choices[("attention", "auto", chosen)] += 1
             return chosen
+        if method is None:
+            self.choices[("attention", "default", requested)] += 1
         return requested
 
     def _conv_method(self, method: str | None, tile: int | None, w_shape, stride) -> tuple[str, int | None]:
         """(method, tile) for a convolution. ``method=None`` uses Winograd with the default tile
         for every eligible layer (3x3, stride 1) and direct convolution for the others."""
         if method is None:
-            eligible = tuple(w_shape[2:]) == (3, 3) and pair("stride", stride) == (1, 1)
+            eligible = tuple(w_shape[2:]) == (3, 3) and checks.pair("stride", stride) == (1, 1)
             tile = tile if tile is not None else self.optimizations.winograd_tile
             chosen = ("winograd", tile) if (eligible and tile is not None) else ("direct", None)
             self.choices[("conv2d", "default", f"{chosen[0]}{chosen[1] or ''}")] += 1
+            if chosen[0] == "winograd" and tile not in WINOGRAD_TILES:
+                raise ValueError(f"tile: expected one of {WINOGRAD_TILES}, got {tile!r}")
             return chosen
         if method == "direct":
             if tile is not None:

@@ -1,19 +1,26 @@
-"""The numpy backend: the reference semantics behind the op interface (arrays are ndarrays)."""
+"""The numpy backend: the reference semantics behind the op interface (arrays are ndarrays).
+
+Every variant is the reference function of the same idea (a fused and an unfused GroupNorm
+compute the same numbers here; the variants differ on a GPU, not in NumPy), except attention and
+convolution, whose reference keeps one function per variant.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from reference import attention as ref_attention
-from reference import ops as ref
-from reference import winograd as ref_winograd
-from reference._checks import check_array, check_concat, check_reshape, check_transpose
+from reference import attention, elementwise, gelu, gemm, group_norm, winograd
+from reference._checks import check_array
 
 from .base import Backend
+
+ATTENTION = {"naive": attention.attention, "partial_softmax": attention.attention_partial_softmax,
+             "flash": attention.attention_flash}
 
 
 class NumpyBackend(Backend):
     name = "numpy"
+    array_type = np.ndarray
 
     def asarray(self, x):
         return check_array("x", np.asarray(x))
@@ -21,68 +28,57 @@ class NumpyBackend(Backend):
     def to_numpy(self, x):
         return np.asarray(x)
 
-    def group_norm(self, x, num_groups, weight=None, bias=None, eps=1e-5, fused=None, silu=False):
-        self._fused("group_norm", fused)
-        y = ref.group_norm(x, num_groups, weight, bias, eps)
-        return ref.silu(y) if silu else y
+    def _group_norm(self, x, num_groups, weight, bias, eps, *, fused, silu):
+        y = group_norm.group_norm(x, num_groups, weight, bias, eps)
+        return elementwise.silu(y) if silu else y
 
-    def gelu(self, x, approximate=False, fused=None):
-        self._fused("gelu", fused)
-        return ref.gelu(x, approximate)
+    def _layer_norm(self, x, weight, bias, eps):
+        return group_norm.layer_norm(x, weight, bias, eps)
 
-    def geglu(self, x, approximate=False, fused=None):
-        self._fused("gelu", fused)
-        return ref.geglu(x, approximate)
+    def _gelu(self, x, approximate, *, fused):
+        return gelu.gelu(x, approximate)
 
-    def silu(self, x):
-        return ref.silu(x)
+    def _geglu(self, x, approximate, *, fused):
+        return gelu.geglu(x, approximate)
 
-    def quick_gelu(self, x):
-        return ref.quick_gelu(x)
+    def _silu(self, x):
+        return elementwise.silu(x)
 
-    def softmax(self, x, axis=-1):
-        return ref.softmax(x, axis)
+    def _quick_gelu(self, x):
+        return elementwise.quick_gelu(x)
 
-    def layer_norm(self, x, weight=None, bias=None, eps=1e-5):
-        return ref.layer_norm(x, weight, bias, eps)
+    def _softmax(self, x, axis):
+        return attention.softmax(x, axis)
 
-    def linear(self, x, weight, bias=None):
-        return ref.linear(x, weight, bias)
+    def _attention(self, q, k, v, scale, method, *, causal):
+        return ATTENTION[method](q, k, v, scale, causal=causal)
 
-    def attention(self, q, k, v, scale=None, method=None, causal=False):
-        method = self._attention_method(method, q.shape[-1] if getattr(q, "ndim", 0) == 4 else 0)
-        fn = {"naive": ref_attention.attention, "partial_softmax": ref_attention.attention_partial_softmax,
-              "flash": ref_attention.attention_flash}[method]
-        return fn(q, k, v, scale, causal=causal)
+    def _conv2d_direct(self, x, w, b, stride, padding):
+        return winograd.conv2d(x, w, b, stride=stride, padding=padding)
 
-    def conv2d(self, x, w, b=None, stride=1, padding=0, method=None, tile=None):
-        method, tile = self._conv_method(method, tile, w.shape, stride)
-        if method == "winograd":
-            return ref_winograd.conv2d_winograd(x, w, b, padding=padding, m=tile, stride=stride)
-        return ref.conv2d(x, w, b, stride=stride, padding=padding)
+    def _conv2d_winograd(self, x, w, b, padding, tile):
+        return winograd.conv2d_winograd(x, w, b, padding=padding, m=tile)
 
-    def upsample_nearest2d(self, x, scale_factor=2):
-        return ref.upsample_nearest2d(x, scale_factor)
+    def _linear(self, x, weight, bias):
+        return gemm.linear(x, weight, bias)
 
-    def add(self, a, b):
-        if a.shape != b.shape:
-            raise ValueError(f"b: expected the shape of a {a.shape}, got {b.shape}")
-        return a + b
+    def _upsample_nearest2d(self, x, scale_factor):
+        return elementwise.upsample_nearest2d(x, scale_factor)
 
-    def add_broadcast(self, x, v):
-        if v.shape != x.shape[:2]:
-            raise ValueError(f"v: expected shape {x.shape[:2]} (N, C) to match x {x.shape}, got {v.shape}")
-        return x + v.reshape(v.shape + (1,) * (x.ndim - 2))
+    def _add(self, a, b):
+        return elementwise.add(a, b)
 
-    def mul_scalar(self, x, s):
-        return (x * np.asarray(s, dtype=x.dtype)).astype(x.dtype)
+    def _add_broadcast(self, x, v):
+        return elementwise.add_broadcast(x, v)
 
-    def concat(self, arrays, axis=1):
-        return np.concatenate(arrays, axis=check_concat(arrays, axis))
+    def _mul_scalar(self, x, s):
+        return elementwise.mul_scalar(x, s)
 
-    def reshape(self, x, shape):
-        return x.reshape(check_reshape(x, shape))
+    def _concat(self, arrays, axis):
+        return elementwise.concat(arrays, axis)
 
-    def transpose(self, x, axes):
-        """numpy.transpose, materialized (C-contiguous) as every backend returns it."""
-        return np.ascontiguousarray(np.transpose(x, check_transpose(x, axes)))
+    def _reshape(self, x, shape):
+        return elementwise.reshape(x, shape)
+
+    def _transpose(self, x, axes):
+        return elementwise.transpose(x, axes)

@@ -60,6 +60,11 @@ def compute_dtype(dtype: np.dtype) -> np.dtype:
     return np.dtype(np.float64) if dtype == np.float64 else np.dtype(np.float32)
 
 
+def in_compute_dtype(x: np.ndarray) -> np.ndarray:
+    """``x`` in its arithmetic dtype (``compute_dtype``); no copy when it already is."""
+    return x.astype(compute_dtype(x.dtype), copy=False)
+
+
 def check_vector(name: str, v, length: int, array_type=np.ndarray) -> None:
     """``v`` is None or a 1-D array of ``length`` elements."""
     if v is None:
@@ -194,6 +199,40 @@ def check_qkv(q, k, v, scale, array_type=np.ndarray, causal=False) -> float:
     if not math.isfinite(scale):
         raise ValueError(f"scale: expected a finite number, got {scale}")
     return scale
+
+
+def check_same_shape(a, b, array_type=np.ndarray) -> None:
+    """Two arrays of one shape and dtype (an elementwise op of two operands)."""
+    check_array("a", a, array_type=array_type)
+    check_array("b", b, array_type=array_type)
+    if tuple(a.shape) != tuple(b.shape):
+        raise ValueError(f"b: expected the shape of a {tuple(a.shape)}, got {tuple(b.shape)}")
+    check_same_dtype(a=a, b=b)
+
+
+def check_add_broadcast(x, v, array_type=np.ndarray) -> None:
+    """x (N, C, *spatial) and a per-(sample, channel) vector v (N, C) of x's dtype."""
+    check_array("x", x, array_type=array_type)
+    check_array("v", v, ndim=2, array_type=array_type)
+    if x.ndim < 2 or tuple(v.shape) != tuple(x.shape[:2]):
+        raise ValueError(f"v: expected shape {tuple(x.shape[:2])} (N, C) to match x {tuple(x.shape)}, got {tuple(v.shape)}")
+    check_same_dtype(x=x, v=v)
+
+
+def check_scalar(name: str, s) -> float:
+    """A real Python or NumPy number (not a bool, not an array); returned as a float."""
+    if isinstance(s, (bool, np.bool_)) or not isinstance(s, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}: expected a real number, got {s!r}")
+    return float(s)
+
+
+def check_upsample(x, scale_factor, array_type=np.ndarray) -> int:
+    """x (N, C, H, W) and a positive int factor; return the factor."""
+    check_array("x", x, ndim=4, array_type=array_type)
+    if isinstance(scale_factor, (bool, np.bool_)) or not isinstance(scale_factor, (int, np.integer)) \
+            or scale_factor < 1:
+        raise ValueError(f"scale_factor: expected a positive int, got {scale_factor!r}")
+    return int(scale_factor)
 
 
 def check_block(name: str, block) -> int:

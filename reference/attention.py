@@ -23,7 +23,13 @@ paper's point (section "Attention" of ../shared/paper.md):
                                softmax carries the running max m, running sum l and an unnormalized
                                output accumulator across key blocks (Dao et al., 2022).
 
-Precision follows reference/ops.py: float64 in, float64 arithmetic; float32/float16 in,
+``softmax`` is the row-wise softmax by itself (an op of the interface; the naive attention's
+middle step).
+
+The three variants of every backend live in the module of the same name:
+backends/opencl/attention.py (and kernels/attention.cl), backends/jax/attention.py.
+
+Precision follows reference/group_norm.py: float64 in, float64 arithmetic; float32/float16 in,
 float32 arithmetic, output rounded to the input dtype.
 """
 
@@ -31,9 +37,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import check_array, check_block, check_qkv, compute_dtype
+from ._checks import check_array, check_block, check_qkv, check_softmax, compute_dtype, in_compute_dtype
 
-__all__ = ["attention", "attention_partial_softmax", "attention_flash", "softmax_stats", "merge_stats"]
+__all__ = ["softmax", "attention", "attention_partial_softmax", "attention_flash", "softmax_stats", "merge_stats"]
+
+
+def softmax(x, axis: int = -1):
+    """softmax(x)_i = exp(x_i - max x) / sum_j exp(x_j - max x) along ``axis``.
+
+    Subtracting the maximum changes nothing mathematically and keeps exp from overflowing.
+    """
+    check_softmax(x, axis)
+    xc = in_compute_dtype(x)
+    e = np.exp(xc - xc.max(axis=axis, keepdims=True))
+    return (e / e.sum(axis=axis, keepdims=True)).astype(x.dtype)
 
 
 def _scores(q, k, scale, causal=False, row_offset=0, col_offset=0):

@@ -3,7 +3,8 @@
 1. Theory: ``winograd_matrices`` builds (A^T, G, B^T) by Toom-Cook from any interpolation
    points, in exact rational arithmetic or in float64.
 2. The convolution: ``conv2d_winograd`` runs a 3x3, stride-1 convolution the way the GPU
-   kernels do (input transform, alpha^2 GEMMs over channels, output transform).
+   kernels do (input transform, alpha^2 GEMMs over channels, output transform); ``conv2d`` is
+   the direct convolution, the baseline and the ground truth.
 3. Cost: ``winograd_cost`` counts multiplications and transformed-tensor sizes per layer.
 4. Numerics: ``relative_frobenius_error``, ``componentwise_error`` and ``winograd_error``
    measure the error against a float64 direct convolution of the same rounded inputs.
@@ -49,15 +50,15 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._checks import check_winograd, compute_dtype
+from ._checks import check_conv2d, check_winograd, compute_dtype, in_compute_dtype
 from .numerics import relative_frobenius_error
-from .ops import conv2d
 
 __all__ = [
     "POINT_SETS",
     "WinogradMatrices",
     "winograd_points",
     "winograd_matrices",
+    "conv2d",
     "conv2d_winograd",
     "WinogradCost",
     "winograd_cost",
@@ -217,8 +218,28 @@ def winograd_matrices(m: int, r: int = 3, points=None, exact: bool = False) -> W
     return WinogradMatrices(np.array(at, dtype=dtype), np.array(g, dtype=dtype), np.array(bt, dtype=dtype))
 
 
+def conv2d(x, w, b=None, stride=1, padding=0):
+    """2-D cross-correlation, as ``torch.nn.functional.conv2d`` (groups=1, dilation=1).
+
+        y[n, o, i, j] = b[o] + sum_{c, u, v} w[o, c, u, v] * xp[n, c, i*s + u, j*s + v]
+
+    with xp the input zero-padded by ``padding`` on each side. x is (N, C, H, W), w is
+    (O, C, kh, kw), the output (N, O, (H + 2p - kh) // s + 1, (W + 2p - kw) // s + 1).
+    This direct form is the ground truth for Winograd (``conv2d_winograd`` below).
+    """
+    sh, sw, ph, pw = check_conv2d(x, w, b, stride, padding)
+    kh, kw = w.shape[2:]
+    xp = np.pad(in_compute_dtype(x), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    # windows[n, c, i, j, u, v] = xp[n, c, i*sh + u, j*sw + v]
+    windows = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
+    y = np.einsum("ncijuv,ocuv->noij", windows, in_compute_dtype(w), optimize=True)
+    if b is not None:
+        y = y + in_compute_dtype(b)[None, :, None, None]
+    return y.astype(x.dtype)
+
+
 def conv2d_winograd(x, w, b=None, padding=0, m: int = 4, points=None, stride=1):
-    """3x3, stride-1 convolution by Winograd F(m x m, 3 x 3); same result as ``ops.conv2d``.
+    """3x3, stride-1 convolution by Winograd F(m x m, 3 x 3); same result as ``conv2d``.
 
     x (N, C, H, W), w (O, C, 3, 3), b (O,) or None; any H, W (edge tiles are ragged: the input is
     zero-padded to whole tiles and the output cropped). The steps are the GPU kernels' steps:

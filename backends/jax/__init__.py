@@ -1,10 +1,12 @@
 """The JAX backend: the op interface as pure, jit-able functions on ``jax.Array``.
 
-Plain ``jnp`` code is the unfused baseline (``ops.py``, and XLA fuses what it can); Pallas
-kernels carry the paper's fused ideas: ``pallas_norm.py`` (fused GroupNorm (+SiLU), fused
-GEGLU/GELU), ``attention.py`` (partially fused softmax: stats kernel + fused P V; FlashAttention),
-``winograd.py`` (input/output transforms around batched GEMMs). On a CPU the Pallas kernels run
-in interpret mode.
+One module per idea, each with the plain-jnp baseline (XLA fuses what it can) beside the Pallas
+kernel of the paper's idea: ``group_norm`` (GroupNorm jnp and fused; LayerNorm), ``gelu``
+(GELU/GEGLU jnp and fused), ``attention`` (naive jnp, partially fused softmax and flash in
+Pallas; the row softmax), ``winograd`` (Winograd with Pallas transforms around XLA's batched
+GEMMs; XLA's direct convolution), ``gemm`` (linear) and ``elementwise`` (the rest).
+``pallas_util`` holds what the Pallas modules share. On a CPU the Pallas kernels run in
+interpret mode.
 """
 
 from .backend import JaxBackend

@@ -1,5 +1,6 @@
-"""Scaled dot-product attention three ways in JAX: naive (jnp), the paper's partially fused softmax
-(jnp scores + two Pallas kernels) and FlashAttention (one Pallas kernel).
+"""Attention, the paper's third idea, in JAX: naive (jnp), the paper's partially fused softmax
+(jnp scores + two Pallas kernels) and FlashAttention (one Pallas kernel); and the row softmax
+(jnp) as an op of its own.
 
 With q (B, H, N, d), k (B, H, M, d), v (B, H, M, dv) and s = scale (reference/attention.py):
 
@@ -90,12 +91,9 @@ import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
 
-try:  # Triton compiler parameters (num_warps); only used when the kernels are compiled for a GPU
-    from jax.experimental.pallas import triton as _pallas_triton
-except ImportError:  # pragma: no cover - a jax without the Triton backend
-    _pallas_triton = None
+from .pallas_util import compiler_params, pad_to, round_up
 
-__all__ = ["METHODS", "attention", "attention_naive", "attention_partial_softmax", "attention_flash",
+__all__ = ["METHODS", "softmax", "attention", "attention_naive", "attention_partial_softmax", "attention_flash",
            "softmax_stats", "block_sizes", "padded_dim"]
 
 METHODS = ("naive", "partial_softmax", "flash")
@@ -109,7 +107,15 @@ MAX_BLOCK = 64
 TILE_ELEMENTS = 8192
 
 
-# -- public entry point ---------------------------------------------------------------------------
+# -- public entry points --------------------------------------------------------------------------
+
+
+@functools.partial(jax.jit, static_argnums=(1,))
+def softmax(x, axis: int = -1):
+    """softmax(x)_i = exp(x_i - max x) / sum_j exp(x_j - max x) along ``axis``."""
+    xc = x.astype(F32)
+    e = jnp.exp(xc - jnp.max(xc, axis=axis, keepdims=True))
+    return (e / jnp.sum(e, axis=axis, keepdims=True)).astype(x.dtype)
 
 
 @functools.partial(jax.jit, static_argnames=("scale", "method", "interpret", "causal"))
@@ -143,22 +149,10 @@ def block_sizes(n: int, m: int, head_dim_padded: int) -> tuple[int, int]:
     return min(cap, padded_dim(n)), min(cap, padded_dim(m))
 
 
-def _round_up(n: int, multiple: int) -> int:
-    return -(-n // multiple) * multiple
-
-
-def _pad_to(x, shape):
-    """Zero-pad x at the end of each axis up to ``shape`` (a no-op where the sizes agree)."""
-    widths = [(0, size - have) for have, size in zip(x.shape, shape)]
-    return x if not any(hi for _, hi in widths) else jnp.pad(x, widths)
-
-
 def _compiler_params(head_dim_padded: int, interpret: bool):
-    """Triton launch parameters of a compiled kernel whose widest tile has ``head_dim_padded``
-    columns: 4 warps up to 64 columns, 8 above. None in interpret mode."""
-    if interpret or _pallas_triton is None:
-        return None
-    return _pallas_triton.CompilerParams(num_warps=4 if head_dim_padded <= 64 else 8, num_stages=2)
+    """The kernels' Triton parameters for a widest tile of ``head_dim_padded`` columns: 4 warps up
+    to 64 columns, 8 above, two pipeline stages."""
+    return compiler_params(4 if head_dim_padded <= 64 else 8, interpret, num_stages=2)
 
 
 def _scores(q, k, scale: float, causal: bool = False):
@@ -271,7 +265,7 @@ def softmax_stats(a, interpret: bool):
     *lead, n, m = a.shape
     rows = math.prod(lead) * n
     block_n, block_m = block_sizes(rows, m, MIN_BLOCK)
-    padded = _pad_to(a.astype(F32).reshape(rows, m), (_round_up(rows, block_n), _round_up(m, block_m)))
+    padded = pad_to(a.astype(F32).reshape(rows, m), (round_up(rows, block_n), round_up(m, block_m)))
     row_max, row_sum = _stats_call(padded, m, block_n, block_m, interpret)
     return jnp.stack([row_max[:rows], row_sum[:rows]], axis=-1).reshape(*lead, n, 2)
 
@@ -303,20 +297,20 @@ def attention_partial_softmax(q, k, v, scale: float, interpret: bool, causal: bo
     m, dv = k.shape[2], v.shape[3]
     dv_pad = padded_dim(dv)
     block_n, block_m = block_sizes(n, m, dv_pad)
-    n_pad, m_pad = _round_up(n, block_n), _round_up(m, block_m)
+    n_pad, m_pad = round_up(n, block_n), round_up(m, block_m)
     bh = b * h
 
     # 1. the scores, stored (the paper's A). Zero rows of the padded q and k give finite scores in
     #    padded rows (cropped) and padded columns (masked in the kernels), so A is never re-padded.
     #    The causal mask uses the padded matrix's indices, which are the true ones for real rows.
-    a = _scores(_pad_to(q, (b, h, n_pad, q.shape[3])), _pad_to(k, (b, h, m_pad, k.shape[3])), scale, causal)
+    a = _scores(pad_to(q, (b, h, n_pad, q.shape[3])), pad_to(k, (b, h, m_pad, k.shape[3])), scale, causal)
     a = a.reshape(bh, n_pad, m_pad)
 
     # 2. the (B, H, N, 2) statistics, as two (B*H*N_pad,) arrays L and S
     row_max, row_sum = _stats_call(a.reshape(bh * n_pad, m_pad), m, block_n, block_m, interpret)
 
     # 3. O = exp(A - L) V / S, a (block_n, dv_pad) output tile per program
-    v_pad = _pad_to(v, (b, h, m_pad, dv_pad)).reshape(bh, m_pad, dv_pad)
+    v_pad = pad_to(v, (b, h, m_pad, dv_pad)).reshape(bh, m_pad, dv_pad)
     kernel = functools.partial(_pv_softmax_kernel, num_keys=m, block_m=block_m)
     stats_spec = pl.BlockSpec((None, block_n), lambda i, r: (i, r))
     out = pl.pallas_call(
@@ -395,12 +389,12 @@ def attention_flash(q, k, v, scale: float, interpret: bool, block_q: int | None 
     for name, block in (("block_q", block_q), ("block_k", block_k)):
         if block < MIN_BLOCK or block & (block - 1):
             raise ValueError(f"{name}: expected a power of two >= {MIN_BLOCK}, got {block!r}")
-    n_pad, m_pad = _round_up(n, block_q), _round_up(m, block_k)
+    n_pad, m_pad = round_up(n, block_q), round_up(m, block_k)
     bh = b * h
 
-    q_pad = _pad_to(q, (b, h, n_pad, d_pad)).reshape(bh, n_pad, d_pad)
-    k_pad = _pad_to(k, (b, h, m_pad, d_pad)).reshape(bh, m_pad, d_pad)
-    v_pad = _pad_to(v, (b, h, m_pad, dv_pad)).reshape(bh, m_pad, dv_pad)
+    q_pad = pad_to(q, (b, h, n_pad, d_pad)).reshape(bh, n_pad, d_pad)
+    k_pad = pad_to(k, (b, h, m_pad, d_pad)).reshape(bh, m_pad, d_pad)
+    v_pad = pad_to(v, (b, h, m_pad, dv_pad)).reshape(bh, m_pad, dv_pad)
     kernel = functools.partial(_flash_kernel, scale=float(scale), num_keys=m, block_k=block_k, causal=bool(causal))
     out = pl.pallas_call(
         kernel,

@@ -1,13 +1,15 @@
 """``JaxBackend``: the op interface on ``jax.Array`` (pure functions, jit-able with static shapes).
 
-Every method validates its arguments with the reference's validators (so bad input gets the same
-errors as everywhere), resolves its variant from the backend's ``Optimizations`` and calls a pure
-function of ``ops`` (jnp), ``pallas_norm``, ``attention`` or ``winograd``. Under ``jax.jit`` the
-validation runs once, at trace time, on the static shapes.
+The base class (backends/base.py) validates every call and resolves its variant; each
+implementation here calls a pure function of the idea's module: ``group_norm`` (jnp and fused
+Pallas GroupNorm, LayerNorm), ``gelu`` (jnp and fused Pallas GELU/GEGLU), ``attention`` (naive
+jnp, partially fused softmax and flash in Pallas; the row softmax), ``winograd`` (Winograd with
+Pallas transforms; XLA's direct convolution), ``gemm`` (linear) and ``elementwise``. Under
+``jax.jit`` the validation runs once, at trace time, on the static shapes.
 
-``reshape``/``transpose`` are ``jnp.reshape``/``jnp.transpose`` after the shared validators.
 ``memory_stats`` reads the XLA allocator's counters of the default device (a process-wide peak
-that JAX cannot reset; "unavailable" on the CPU), ``synchronize`` blocks on the array it is given.
+that JAX cannot reset; "unavailable" on the CPU), ``synchronize`` blocks on the array it is given,
+``compile`` is ``jax.jit``.
 
 Precision: fp32 matrix products and convolutions run with ``Precision.HIGHEST`` (no TF32);
 float16 and bfloat16 are storage dtypes with float32 accumulation.
@@ -15,22 +17,25 @@ float16 and bfloat16 are storage dtypes with float32 accumulation.
 
 from __future__ import annotations
 
+import statistics
+import time as _time
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from reference import _checks as checks
-
-from ..base import Backend
-from . import attention, ops, pallas_norm, winograd
+from ..base import Backend, Timing
+from . import attention, elementwise, gelu, gemm, group_norm, winograd
 
 #: Storage dtypes of this backend (float64 would need jax_enable_x64; the reference covers it).
 STORAGE_DTYPES = (np.dtype(np.float32), np.dtype(np.float16), np.dtype(jnp.bfloat16))
-A = jax.Array
+#: ``time``: back-to-back calls per device sample, enough for about this many seconds.
+SAMPLE_SECONDS = 0.02
 
 
 class JaxBackend(Backend):
     name = "jax"
+    array_type = jax.Array
 
     def __init__(self, optimizations=None, interpret: bool | None = None):
         """``interpret``: run the Pallas kernels in the Pallas interpreter. None (default): True
@@ -50,16 +55,22 @@ class JaxBackend(Backend):
     # -- arrays -------------------------------------------------------------------------------
 
     def asarray(self, x):
-        if not isinstance(x, A):
+        if not isinstance(x, jax.Array):
             x = np.asarray(x)
-        self._check_dtype("x", x)
+        self._check_arrays(x=x)
         return jnp.asarray(x)
 
     def to_numpy(self, x):
-        checks.check_array("x", x, array_type=A)
+        if not isinstance(x, jax.Array):
+            raise TypeError(f"x: expected a jax.Array, got {type(x).__name__} (convert it with the backend's asarray)")
         return np.asarray(x)
 
-    # -- device memory and synchronization -------------------------------------------------------
+    def _check_arrays(self, **arrays):
+        for name, x in arrays.items():
+            if x is not None and np.dtype(x.dtype) not in STORAGE_DTYPES:
+                raise TypeError(f"{name}: the jax backend stores float32, float16 or bfloat16, got {x.dtype}")
+
+    # -- device -------------------------------------------------------------------------------
 
     def memory_stats(self) -> dict:
         """``{"in_use_bytes", "peak_bytes", "peak_scope"}`` of the default device, from
@@ -88,118 +99,87 @@ class JaxBackend(Backend):
         computation, pass its result."""
         return x if x is None else jax.block_until_ready(x)
 
-    def _check_dtype(self, name, x):
-        if np.dtype(x.dtype) not in STORAGE_DTYPES:
-            raise TypeError(f"{name}: the jax backend stores float32, float16 or bfloat16, got {x.dtype}")
+    def compile(self, fn):
+        """``jax.jit(fn)``: one XLA program per input shapes, its arguments traced (not constants)."""
+        return jax.jit(fn)
 
-    def _check_all(self, **arrays):
-        for name, x in arrays.items():
-            if x is not None:
-                self._check_dtype(name, x)
+    def time(self, fn, repeats: int = 10, warmup: int = 2) -> Timing:
+        """Wall time: one call until its result is ready. Device time: k back-to-back calls with
+        one ``block_until_ready`` at the end, divided by k, with k chosen so that a sample lasts
+        about SAMPLE_SECONDS. JAX dispatches asynchronously, so while the host issues calls faster
+        than the device runs them this is the device's time per call; where the host is slower
+        (tiny ops) it is the dispatch time, an upper bound."""
+        for _ in range(warmup):
+            jax.block_until_ready(fn())
+        timing = Timing(timer="JAX: back-to-back calls, one block_until_ready per sample")
+        for _ in range(repeats):
+            start = _time.perf_counter()
+            jax.block_until_ready(fn())
+            timing.wall.append(_time.perf_counter() - start)
+        calls = max(1, min(1000, round(SAMPLE_SECONDS / max(statistics.median(timing.wall), 1e-9))))
+        for _ in range(repeats):
+            start = _time.perf_counter()
+            results = [fn() for _ in range(calls)]
+            jax.block_until_ready(results)
+            timing.device.append((_time.perf_counter() - start) / calls)
+        return timing
 
-    # -- normalization ----------------------------------------------------------------------
+    # -- implementations ------------------------------------------------------------------------
 
-    def group_norm(self, x, num_groups, weight=None, bias=None, eps=1e-5, fused=None, silu=False):
-        checks.check_group_norm(x, num_groups, weight, bias, array_type=A)
-        self._check_all(x=x)
-        if self._fused("group_norm", fused):
-            return pallas_norm.group_norm(x, int(num_groups), weight, bias, float(eps), bool(silu), self.interpret)
-        return ops.group_norm(x, int(num_groups), weight, bias, float(eps), bool(silu))
+    def _group_norm(self, x, num_groups, weight, bias, eps, *, fused, silu):
+        if fused:
+            return group_norm.group_norm_fused(x, num_groups, weight, bias, eps, silu, self.interpret)
+        return group_norm.group_norm(x, num_groups, weight, bias, eps, silu)
 
-    def layer_norm(self, x, weight=None, bias=None, eps=1e-5):
-        checks.check_layer_norm(x, weight, bias, array_type=A)
-        self._check_all(x=x)
-        return ops.layer_norm(x, weight, bias, float(eps))
+    def _layer_norm(self, x, weight, bias, eps):
+        return group_norm.layer_norm(x, weight, bias, eps)
 
-    def softmax(self, x, axis=-1):
-        checks.check_softmax(x, axis, array_type=A)
-        self._check_all(x=x)
-        return ops.softmax(x, int(axis))
+    def _gelu(self, x, approximate, *, fused):
+        return gelu.gelu_fused(x, approximate, self.interpret) if fused else gelu.gelu(x, approximate)
 
-    # -- activations ------------------------------------------------------------------------
+    def _geglu(self, x, approximate, *, fused):
+        return gelu.geglu_fused(x, approximate, self.interpret) if fused else gelu.geglu(x, approximate)
 
-    def gelu(self, x, approximate=False, fused=None):
-        checks.check_array("x", x, array_type=A)
-        self._check_all(x=x)
-        if self._fused("gelu", fused):
-            return pallas_norm.gelu(x, bool(approximate), self.interpret)
-        return ops.gelu(x, bool(approximate))
+    def _silu(self, x):
+        return elementwise.silu(x)
 
-    def geglu(self, x, approximate=False, fused=None):
-        checks.check_geglu(x, array_type=A)
-        self._check_all(x=x)
-        if self._fused("gelu", fused):
-            return pallas_norm.geglu(x, bool(approximate), self.interpret)
-        return ops.geglu(x, bool(approximate))
+    def _quick_gelu(self, x):
+        return elementwise.quick_gelu(x)
 
-    def silu(self, x):
-        checks.check_array("x", x, array_type=A)
-        return ops.silu(x)
+    def _softmax(self, x, axis):
+        return attention.softmax(x, axis)
 
-    def quick_gelu(self, x):
-        checks.check_array("x", x, array_type=A)
-        return ops.quick_gelu(x)
+    def _attention(self, q, k, v, scale, method, *, causal):
+        return attention.attention(q, k, v, scale, method, self.interpret, causal)
 
-    def upsample_nearest2d(self, x, scale_factor=2):
-        checks.check_array("x", x, ndim=4, array_type=A)
-        if not isinstance(scale_factor, (int, np.integer)) or scale_factor < 1:
-            raise ValueError(f"scale_factor: expected a positive int, got {scale_factor!r}")
-        return ops.upsample_nearest2d(x, int(scale_factor))
+    def _conv2d_direct(self, x, w, b, stride, padding):
+        return winograd.conv2d_direct(x, w, b, stride, padding)
 
-    def add(self, a, b):
-        checks.check_array("a", a, array_type=A)
-        checks.check_array("b", b, array_type=A)
-        if a.shape != b.shape:
-            raise ValueError(f"b: expected the shape of a {a.shape}, got {b.shape}")
-        return a + b
+    def _conv2d_winograd(self, x, w, b, padding, tile):
+        return winograd.conv2d_winograd(x, w, b, padding, tile, self.interpret)
 
-    def add_broadcast(self, x, v):
-        checks.check_array("x", x, array_type=A)
-        checks.check_array("v", v, ndim=2, array_type=A)
-        if tuple(v.shape) != tuple(x.shape[:2]):
-            raise ValueError(f"v: expected shape {tuple(x.shape[:2])} (N, C) to match x {tuple(x.shape)}, got {v.shape}")
-        return x + v.reshape(v.shape + (1,) * (x.ndim - 2))
+    def _linear(self, x, weight, bias):
+        return gemm.linear(x, weight, bias)
 
-    def mul_scalar(self, x, s):
-        checks.check_array("x", x, array_type=A)
-        return (x * jnp.asarray(s, dtype=jnp.float32)).astype(x.dtype)
+    def _upsample_nearest2d(self, x, scale_factor):
+        return elementwise.upsample_nearest2d(x, scale_factor)
 
-    def concat(self, arrays, axis=1):
-        axis = checks.check_concat(arrays, axis, array_type=A)
+    def _add(self, a, b):
+        return elementwise.add(a, b)
+
+    def _add_broadcast(self, x, v):
+        return elementwise.add_broadcast(x, v)
+
+    def _mul_scalar(self, x, s):
+        return elementwise.mul_scalar(x, s)
+
+    def _concat(self, arrays, axis):
         return jnp.concatenate(arrays, axis=axis)
 
-    # -- layout -------------------------------------------------------------------------------
+    def _reshape(self, x, shape):
+        return jnp.reshape(x, shape)
 
-    def reshape(self, x, shape):
-        """x with the same elements in C order and a new ``shape`` (a tuple of ints, no -1)."""
-        return jnp.reshape(x, checks.check_reshape(x, shape, array_type=A))
-
-    def transpose(self, x, axes):
-        """numpy.transpose(x, axes). A jax.Array has no strides: the result is a new array in the
-        default (row-major, i.e. C-contiguous) layout; under jit XLA may fuse the copy into the
-        consumer."""
-        return jnp.transpose(x, checks.check_transpose(x, axes, array_type=A))
-
-    # -- matrix products --------------------------------------------------------------------
-
-    def linear(self, x, weight, bias=None):
-        checks.check_linear(x, weight, bias, array_type=A)
-        self._check_all(x=x)
-        return ops.linear(x, weight, bias)
-
-    def attention(self, q, k, v, scale=None, method=None, causal=False):
-        scale = checks.check_qkv(q, k, v, scale, array_type=A, causal=causal)
-        self._check_all(q=q)
-        method = self._attention_method(method, q.shape[-1])
-        return attention.attention(q, k, v, scale, method, self.interpret, bool(causal))
-
-    def conv2d(self, x, w, b=None, stride=1, padding=0, method=None, tile=None):
-        checks.check_array("w", w, ndim=4, array_type=A)
-        method, tile = self._conv_method(method, tile, w.shape, stride)
-        if method == "winograd":
-            ph, pw = checks.check_winograd(x, w, b, padding, tile, stride, array_type=A)
-            self._check_all(x=x)
-            return winograd.conv2d_winograd(x, w, b, (ph, pw), tile, self.interpret)
-        sh, sw, ph, pw = checks.check_conv2d(x, w, b, stride, padding, array_type=A)
-        self._check_all(x=x)
-        return ops.conv2d(x, w, b, (sh, sw), (ph, pw))
+    def _transpose(self, x, axes):
+        """A jax.Array has no strides: the result is a new array in the default (row-major, i.e.
+        C-contiguous) layout; under jit XLA may fuse the copy into the consumer."""
+        return jnp.transpose(x, axes)

@@ -1,5 +1,6 @@
-"""Winograd F(m x m, 3 x 3) convolution in JAX: Pallas input and output transforms around
-alpha^2 batched GEMMs (XLA), m = 2, 4 or 6, alpha = m + 2.
+"""Convolution, the paper's fourth idea, in JAX: Winograd F(m x m, 3 x 3) as Pallas input and
+output transforms around alpha^2 batched GEMMs (XLA), m = 2, 4 or 6, alpha = m + 2; and the
+direct convolution (``conv2d_direct``, XLA's), the baseline.
 
 The math (reference/winograd.py tells the whole story). For every alpha x alpha input tile d
 (tiles step by m, so neighbours overlap by 2 pixels) and every 3 x 3 filter g,
@@ -79,12 +80,9 @@ from jax.experimental import pallas as pl
 
 from reference.winograd import winograd_matrices
 
-try:  # Triton compiler parameters (also select the Triton lowering on a GPU)
-    from jax.experimental.pallas import triton as _pl_triton
-except ImportError:  # pragma: no cover - a jax without the Triton backend
-    _pl_triton = None
+from .pallas_util import compiler_params, next_power_of_2
 
-__all__ = ["TRANSFORMS", "matrices", "filter_transform", "input_transform", "output_transform",
+__all__ = ["conv2d_direct", "TRANSFORMS", "matrices", "filter_transform", "input_transform", "output_transform",
            "conv2d_winograd", "tile_block"]
 
 F32 = jnp.float32
@@ -104,7 +102,7 @@ def matrices(m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def tile_block(tiles: int) -> int:
     """TB, the tiles per program: the next power of two of ``tiles``, clamped to
     [MIN_TILE_BLOCK, MAX_TILE_BLOCK]."""
-    return min(MAX_TILE_BLOCK, max(MIN_TILE_BLOCK, _pow2(tiles)))
+    return min(MAX_TILE_BLOCK, max(MIN_TILE_BLOCK, next_power_of_2(tiles)))
 
 
 def _linear_combination(coefficients, terms):
@@ -132,11 +130,6 @@ def _tile_coordinates(k, block: int, tiles: int, tiles_h: int, tiles_w: int):
     return n, i, rest - i * tiles_w, real
 
 
-def _pow2(k: int) -> int:
-    """The next power of two >= k (Triton's tensors have power-of-two sizes)."""
-    return 1 << max(k - 1, 0).bit_length()
-
-
 def _clamped_iota(size: int, limit: int):
     """[0, 1, ..., limit - 1, limit - 1, ...] of length ``size``: padded positions repeat the last real one."""
     return jnp.minimum(jnp.arange(size, dtype=jnp.int32), limit - 1)
@@ -152,8 +145,24 @@ def _padded_left(matrix: np.ndarray, rows: int, cols: int) -> np.ndarray:
     return out
 
 
-def _compiler_params():
-    return None if _pl_triton is None else _pl_triton.CompilerParams(num_warps=NUM_WARPS)
+# ----------------------------------------------------------------------------------- direct convolution
+
+
+@functools.partial(jax.jit, static_argnums=(3, 4))
+def conv2d_direct(x, w, b=None, stride=(1, 1), padding=(0, 0)):
+    """2-D cross-correlation (torch.nn.functional.conv2d, groups 1, dilation 1), NCHW / OIHW:
+
+        y[n, o, i, j] = b[o] + sum_{c,u,v} w[o, c, u, v] * xp[n, c, i*sh + u, j*sw + v]
+
+    with xp the input zero-padded by (ph, pw) on each side: XLA's convolution (cuDNN on an NVIDIA
+    GPU), the baseline the Winograd path is measured against."""
+    (ph, pw) = padding
+    y = lax.conv_general_dilated(x, w, window_strides=tuple(stride), padding=((ph, ph), (pw, pw)),
+                                 dimension_numbers=("NCHW", "OIHW", "NCHW"), precision=HIGHEST,
+                                 preferred_element_type=F32)
+    if b is not None:
+        y = y + b.astype(F32)[None, :, None, None]
+    return y.astype(x.dtype)
 
 
 # ----------------------------------------------------------------------------------- filter transform
@@ -176,7 +185,7 @@ def _input_transform_kernel(x_ref, bt_ref, v_ref, *, m, block, tiles, tiles_h, t
     """x_ref: the whole padded input, flattened; bt_ref: B^T padded to (A, A) (_padded_left);
     v_ref (alpha^2, 1, TB): this program's block of V[:, c, :]."""
     _, _, bt = matrices(m)
-    alpha, big = m + 2, _pow2(m + 2)
+    alpha, big = m + 2, next_power_of_2(m + 2)
     hp, wp = plane
     n, i, j, _ = _tile_coordinates(pl.program_id(1), block, tiles, tiles_h, tiles_w)
     channels = pl.num_programs(0)
@@ -204,7 +213,7 @@ def input_transform(xp, m: int, tiles_h: int, tiles_w: int, interpret: bool):
     block = tile_block(tiles)
     blocks = pl.cdiv(tiles, block)
     flat = xp.reshape(-1)
-    left = jnp.asarray(_padded_left(matrices(m)[2], _pow2(alpha), _pow2(alpha)))
+    left = jnp.asarray(_padded_left(matrices(m)[2], next_power_of_2(alpha), next_power_of_2(alpha)))
     kernel = functools.partial(_input_transform_kernel, m=m, block=block, tiles=tiles, tiles_h=tiles_h,
                                tiles_w=tiles_w, plane=(hp, wp))
     return pl.pallas_call(
@@ -214,7 +223,7 @@ def input_transform(xp, m: int, tiles_h: int, tiles_w: int, interpret: bool):
         in_specs=[pl.BlockSpec(flat.shape, lambda ch, k: (0,)),
                   pl.BlockSpec(left.shape, lambda ch, k: (0, 0))],
         out_specs=pl.BlockSpec((alpha * alpha, 1, block), lambda ch, k: (0, ch, k)),
-        compiler_params=_compiler_params(),
+        compiler_params=compiler_params(NUM_WARPS, interpret),
         interpret=interpret,
         name=f"winograd{m}_input_transform",
     )(flat, left)
@@ -241,7 +250,7 @@ def _output_transform_kernel(*refs, m, block, tiles, tiles_h, tiles_w, plane, ha
     the whole padded output (N, O, Hy, Wy), flattened."""
     m_ref, at_ref, y_ref = refs[0], refs[1], refs[-1]
     at, _, _ = matrices(m)
-    alpha, big, small = m + 2, _pow2(m + 2), _pow2(m)
+    alpha, big, small = m + 2, next_power_of_2(m + 2), next_power_of_2(m)
     hy, wy = plane
     o = pl.program_id(0)
     n, i, j, real = _tile_coordinates(pl.program_id(1), block, tiles, tiles_h, tiles_w)
@@ -274,7 +283,7 @@ def output_transform(mt, b, n: int, m: int, tiles_h: int, tiles_w: int, interpre
     tiles = n * tiles_h * tiles_w
     block = tile_block(tiles)
     hy, wy = (tiles_h + (padded_tiles > tiles)) * m, tiles_w * m
-    left = jnp.asarray(_padded_left(matrices(m)[0], _pow2(m), _pow2(alpha)))
+    left = jnp.asarray(_padded_left(matrices(m)[0], next_power_of_2(m), next_power_of_2(alpha)))
     operands = [mt, left]
     in_specs = [pl.BlockSpec((p, 1, block), lambda oc, k: (0, oc, k)),
                 pl.BlockSpec(left.shape, lambda oc, k: (0, 0))]
@@ -290,7 +299,7 @@ def output_transform(mt, b, n: int, m: int, tiles_h: int, tiles_w: int, interpre
         grid=(o, padded_tiles // block),
         in_specs=in_specs,
         out_specs=pl.BlockSpec((size,), lambda oc, k: (0,)),
-        compiler_params=_compiler_params(),
+        compiler_params=compiler_params(NUM_WARPS, interpret),
         interpret=interpret,
         name=f"winograd{m}_output_transform",
     )(*operands)

@@ -1,4 +1,5 @@
-"""Host side of kernels/attention.cl: scaled dot-product attention three ways.
+"""Attention, the paper's third idea, on OpenCL: naive, the partially fused softmax and flash;
+and the row softmax as an op of its own. Host side of kernels/attention.cl.
 
 With q (B, H, N, d), k (B, H, M, d), v (B, H, M, dv) and s = scale (reference/attention.py):
 
@@ -62,7 +63,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .runtime import Runtime
+from .runtime import Runtime, check_int32_indexing, row_work_group
 
 SOURCE = "attention.cl"
 #: GEMM tile of the score and P V kernels (a work-group computes a TS x TS output tile).
@@ -74,6 +75,19 @@ FLASH_WG = 128
 FLASH_MAX_COLS = 8
 #: __local bytes a flash work-group may use (well below the 32 KiB many GPUs have).
 FLASH_LOCAL_BUDGET = 24 * 1024
+
+
+def softmax(rt: Runtime, x):
+    """softmax(x) over the last axis in x's storage dtype: one launch of ``softmax_rows`` (one
+    work-group per row, the row's (L, S) statistics as below, then exp(x - L) / S), no temporaries."""
+    cols = x.shape[-1] if x.ndim else 1
+    check_int32_indexing("x", x.size)
+    y = rt.empty(x.shape, x.dtype)
+    if x.size == 0:
+        return y
+    wg = row_work_group(rt, cols)
+    rt.launch(rt.kernel(SOURCE, "softmax_rows", x.dtype, {"ROW_WG": wg}), (x.size // cols * wg,), (wg,), x, y, cols)
+    return y
 
 
 def attention(rt: Runtime, q, k, v, scale: float, method: str, causal: bool = False):

@@ -1,33 +1,31 @@
 """``OpenCLBackend``: the op interface on device arrays (``pyopencl.array.Array``).
 
-Arrays stay on the device between ops; ``asarray`` uploads, ``to_numpy`` downloads. Every op
-validates its arguments with the reference's validators (same errors as the reference), resolves
-its variant from the backend's ``Optimizations`` and calls one host module per idea.
+Arrays stay on the device between ops; ``asarray`` uploads, ``to_numpy`` downloads. The base
+class (backends/base.py) validates every call and resolves its variant; each implementation here
+calls the host module of its idea (group_norm, gelu, attention, winograd, gemm, elementwise).
 
 Device memory (``memory_stats``) is counted by the runtime, which is shared by every backend on
-the same device: the bytes of the live arrays it allocated (op outputs, temporaries, uploads),
-and their peak since ``reset_peak_memory``.
+the same device: the bytes of the live arrays it allocated (op outputs, temporaries, uploads,
+cached Winograd weights), and their peak since ``reset_peak_memory``. ``measure()`` counts the
+launches, kernel names and temporary bytes of what runs inside it; ``time`` reads the device
+time of a call from the profiling events of its launches.
 """
 
 from __future__ import annotations
 
-import math
+import time as _time
 
 import numpy as np
 import pyopencl.array as cla
 
-from reference import _checks as checks
-
-from ..base import Backend
-from . import activations, attention, conv, layout, normalization
-from .gemm import gemm_batched
+from ..base import Backend, Timing
+from . import attention, elementwise, gelu, gemm, group_norm, winograd
 from .runtime import Runtime
-
-A = cla.Array
 
 
 class OpenCLBackend(Backend):
     name = "opencl"
+    array_type = cla.Array
 
     def __init__(self, optimizations=None, device=None, poison: bool = False):
         """``device``: see ``runtime.select_device`` (None: PYOPENCL_CTX, else the first GPU).
@@ -40,37 +38,35 @@ class OpenCLBackend(Backend):
         return f"OpenCLBackend({self.rt.device.name!r}, optimizations={self.optimizations})"
 
     def measure(self):
-        """Context manager counting launches, kernel names and temporary bytes (``Counters``)."""
+        """Context manager counting launches, kernel names, temporary bytes and the launches'
+        profiling events (``runtime.Counters``)."""
         return self.rt.measure()
 
     # -- arrays -------------------------------------------------------------------------------
 
     def asarray(self, x):
-        if isinstance(x, A):
-            self._check("x", x)
+        if isinstance(x, cla.Array):
+            self._check_arrays(x=x)
             return x
         x = np.asarray(x)
-        if x.dtype not in (np.float32, np.float16):
-            raise TypeError(f"x: the opencl backend stores float32 or float16, got {x.dtype}; convert with astype first")
+        self.rt.check_storage_dtype("x", x.dtype)
         return self.rt.to_device(x)
 
     def to_numpy(self, x):
-        self._check("x", x)
+        self._check_arrays(x=x)
         return x.get()
 
-    def reshape(self, x, shape):
-        """x with another shape (same elements, C order): a view of x's buffer, no copy, no launch."""
-        shape = checks.check_reshape(x, shape, array_type=A)
-        self._check("x", x)
-        return layout.reshape(self.rt, x, shape)
+    def _check_arrays(self, **arrays):
+        for name, x in arrays.items():
+            if x is None:
+                continue
+            self.rt.check_storage_dtype(name, x.dtype)
+            if x.context != self.rt.context:
+                raise ValueError(f"{name}: the array lives on another OpenCL context than this backend's device")
+            if not x.flags.c_contiguous or x.offset:
+                raise ValueError(f"{name}: expected a contiguous array with no offset; pass a copy")
 
-    def transpose(self, x, axes):
-        """numpy.transpose(x, axes), materialized C-contiguous: one launch."""
-        axes = checks.check_transpose(x, axes, array_type=A)
-        self._check("x", x)
-        return layout.transpose(self.rt, x, axes)
-
-    # -- device memory ------------------------------------------------------------------------
+    # -- device -------------------------------------------------------------------------------
 
     def memory_stats(self) -> dict:
         """``{"in_use_bytes", "peak_bytes", "peak_scope": "since reset"}`` of the device arrays the
@@ -85,113 +81,82 @@ class OpenCLBackend(Backend):
         self.rt.finish()
         return x
 
-    def _check(self, name, x):
-        checks.check_array(name, x, array_type=A)
-        self.rt.check_storage_dtype(name, x.dtype)
-        if x.context != self.rt.context:
-            raise ValueError(f"{name}: the array lives on another OpenCL context than this backend's device")
-        if not x.flags.c_contiguous or x.offset:
-            raise ValueError(f"{name}: expected a contiguous array with no offset; pass a copy")
+    def clear_caches(self) -> None:
+        """Forget the transformed Winograd weights (and the weights they keep alive)."""
+        winograd.clear_winograd_cache(self.rt)
 
-    def _check_all(self, **arrays):
-        for name, x in arrays.items():
-            if x is not None:
-                self._check(name, x)
+    def time(self, fn, repeats: int = 10, warmup: int = 2) -> Timing:
+        """Device time per call = the sum of (end - start) over the profiling events of every
+        launch the call made (the gaps between kernels and the host's launch work excluded);
+        wall time = the call until the queue is finished."""
+        for _ in range(warmup):
+            fn()
+            self.rt.finish()
+        timing = Timing(timer="OpenCL profiling events, summed over the call's launches")
+        for _ in range(repeats):
+            start = _time.perf_counter()
+            with self.rt.measure() as counted:
+                fn()
+            self.rt.finish()
+            timing.wall.append(_time.perf_counter() - start)
+            timing.device.append(counted.device_seconds())
+        timing.launches, timing.temp_bytes = counted.launches, counted.temp_bytes
+        return timing
 
-    # -- normalization ----------------------------------------------------------------------
+    # -- implementations ------------------------------------------------------------------------
 
-    def group_norm(self, x, num_groups, weight=None, bias=None, eps=1e-5, fused=None, silu=False):
-        checks.check_group_norm(x, num_groups, weight, bias, array_type=A)
-        self._check_all(x=x, weight=weight, bias=bias)
-        return normalization.group_norm(self.rt, x, int(num_groups), weight, bias, float(eps),
-                                        fused=self._fused("group_norm", fused), silu=bool(silu))
+    def _group_norm(self, x, num_groups, weight, bias, eps, *, fused, silu):
+        return group_norm.group_norm(self.rt, x, num_groups, weight, bias, eps, fused=fused, silu=silu)
 
-    def layer_norm(self, x, weight=None, bias=None, eps=1e-5):
-        checks.check_layer_norm(x, weight, bias, array_type=A)
-        self._check_all(x=x, weight=weight, bias=bias)
-        return normalization.layer_norm(self.rt, x, weight, bias, float(eps))
+    def _layer_norm(self, x, weight, bias, eps):
+        return group_norm.layer_norm(self.rt, x, weight, bias, eps)
 
-    def softmax(self, x, axis=-1):
-        checks.check_softmax(x, axis, array_type=A)
-        self._check("x", x)
-        if axis not in (-1, x.ndim - 1):
+    def _gelu(self, x, approximate, *, fused):
+        return gelu.gelu(self.rt, x, approximate, fused=fused)
+
+    def _geglu(self, x, approximate, *, fused):
+        return gelu.geglu(self.rt, x, approximate, fused=fused)
+
+    def _silu(self, x):
+        return elementwise.silu(self.rt, x)
+
+    def _quick_gelu(self, x):
+        return elementwise.quick_gelu(self.rt, x)
+
+    def _softmax(self, x, axis):
+        if axis != x.ndim - 1:
             raise ValueError(f"axis: the opencl softmax runs over the last axis only, got axis={axis}; transpose first")
-        return normalization.softmax(self.rt, x)
+        return attention.softmax(self.rt, x)
 
-    # -- activations ------------------------------------------------------------------------
+    def _attention(self, q, k, v, scale, method, *, causal):
+        return attention.attention(self.rt, q, k, v, scale, method, causal=causal)
 
-    def gelu(self, x, approximate=False, fused=None):
-        checks.check_array("x", x, array_type=A)
-        self._check("x", x)
-        return activations.gelu(self.rt, x, bool(approximate), fused=self._fused("gelu", fused))
+    def _conv2d_direct(self, x, w, b, stride, padding):
+        return winograd.conv2d_direct(self.rt, x, w, b, stride, padding)
 
-    def geglu(self, x, approximate=False, fused=None):
-        checks.check_geglu(x, array_type=A)
-        self._check("x", x)
-        return activations.geglu(self.rt, x, bool(approximate), fused=self._fused("gelu", fused))
+    def _conv2d_winograd(self, x, w, b, padding, tile):
+        return winograd.conv2d_winograd(self.rt, x, w, b, padding, tile)
 
-    def silu(self, x):
-        self._check("x", x)
-        return activations.silu(self.rt, x)
+    def _linear(self, x, weight, bias):
+        return gemm.linear(self.rt, x, weight, bias)
 
-    def quick_gelu(self, x):
-        self._check("x", x)
-        return activations.quick_gelu(self.rt, x)
+    def _upsample_nearest2d(self, x, scale_factor):
+        return elementwise.upsample_nearest2d(self.rt, x, scale_factor)
 
-    def upsample_nearest2d(self, x, scale_factor=2):
-        checks.check_array("x", x, ndim=4, array_type=A)
-        self._check("x", x)
-        if not isinstance(scale_factor, (int, np.integer)) or scale_factor < 1:
-            raise ValueError(f"scale_factor: expected a positive int, got {scale_factor!r}")
-        return activations.upsample_nearest2d(self.rt, x, int(scale_factor))
+    def _add(self, a, b):
+        return elementwise.add(self.rt, a, b)
 
-    def add(self, a, b):
-        """a + b, same shape (residual connections)."""
-        self._check_all(a=a, b=b)
-        return activations.add(self.rt, a, b)
+    def _add_broadcast(self, x, v):
+        return elementwise.add_broadcast(self.rt, x, v)
 
-    def add_broadcast(self, x, v):
-        """x + v[:, :, None, None] for x (N, C, *spatial) and v (N, C) (the timestep embedding)."""
-        self._check_all(x=x, v=v)
-        return activations.add_broadcast(self.rt, x, v)
+    def _mul_scalar(self, x, s):
+        return elementwise.mul_scalar(self.rt, x, s)
 
-    def mul_scalar(self, x, s):
-        self._check("x", x)
-        return activations.mul_scalar(self.rt, x, float(s))
+    def _concat(self, arrays, axis):
+        return elementwise.concat(self.rt, arrays, axis)
 
-    def concat(self, arrays, axis=1):
-        """Concatenate along ``axis`` (default: NCHW channels): one copy launch per input."""
-        axis = checks.check_concat(arrays, axis, array_type=A)
-        self._check_all(**{f"arrays[{i}]": a for i, a in enumerate(arrays)})
-        return activations.concat(self.rt, list(arrays), axis)
+    def _reshape(self, x, shape):
+        return elementwise.reshape(self.rt, x, shape)
 
-    # -- matrix products --------------------------------------------------------------------
-
-    def linear(self, x, weight, bias=None):
-        """y = x W^T + b over the last axis: one GEMM launch with W read transposed by strides."""
-        checks.check_linear(x, weight, bias, array_type=A)
-        self._check_all(x=x, weight=weight, bias=bias)
-        k = x.shape[-1]
-        rows = math.prod(x.shape[:-1])
-        n = weight.shape[0]
-        y = self.rt.empty(x.shape[:-1] + (n,), x.dtype)
-        gemm_batched(self.rt, x, weight, y, m=rows, n=n, k=k, batch=1,
-                     a_strides=(0, k, 1), b_strides=(0, 1, k), c_strides=(0, n, 1), bias=bias)
-        return y
-
-    def attention(self, q, k, v, scale=None, method=None, causal=False):
-        scale = checks.check_qkv(q, k, v, scale, array_type=A, causal=causal)
-        self._check_all(q=q, k=k, v=v)
-        method = self._attention_method(method, q.shape[-1])
-        return attention.attention(self.rt, q, k, v, scale, method, causal=bool(causal))
-
-    def conv2d(self, x, w, b=None, stride=1, padding=0, method=None, tile=None):
-        checks.check_array("w", w, ndim=4, array_type=A)
-        method, tile = self._conv_method(method, tile, w.shape, stride)
-        if method == "winograd":
-            ph, pw = checks.check_winograd(x, w, b, padding, tile, stride, array_type=A)
-            self._check_all(x=x, w=w, b=b)
-            return conv.conv2d_winograd(self.rt, x, w, b, (ph, pw), tile)
-        sh, sw, ph, pw = checks.check_conv2d(x, w, b, stride, padding, array_type=A)
-        self._check_all(x=x, w=w, b=b)
-        return conv.conv2d_direct(self.rt, x, w, b, (sh, sw), (ph, pw))
+    def _transpose(self, x, axes):
+        return elementwise.transpose(self.rt, x, axes)

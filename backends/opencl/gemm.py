@@ -1,9 +1,19 @@
-"""Host side of kernels/gemm.cl: batched C = alpha * A @ B (+ bias) with general strides."""
+"""The matrix products on OpenCL: a batched GEMM with general strides (kernels/gemm.cl), used by
+the linear layers and the Winograd batched stage.
+
+    C[b] = alpha * A[b] (m x k) @ B[b] (k x n)  (+ bias over columns)
+
+``linear`` is one GEMM launch with W read transposed through its strides (no transposed copy).
+"""
 
 from __future__ import annotations
 
+import math
+
 from .runtime import Runtime
 
+FILE = "gemm.cl"
+#: tile side of the GEMM (a TS x TS work-group computes a TS x TS tile of C)
 TS = 16
 
 
@@ -14,7 +24,18 @@ def gemm_batched(rt: Runtime, a, b, c, m: int, n: int, k: int, batch: int,
     ``*_strides`` are (batch, row, col) element strides of each operand, so A^T is A with its row
     and column strides swapped. All three arrays share one storage dtype.
     """
-    kernel = rt.kernel("gemm.cl", "gemm_batched", c.dtype, {"TS": TS})
+    kernel = rt.kernel(FILE, "gemm_batched", c.dtype, {"TS": TS})
     rt.launch(kernel, (n, m, batch), (TS, TS, 1), a, b, c,
               bias if bias is not None else rt.dummy(c.dtype), bias is not None,
               m, n, k, *a_strides, *b_strides, *c_strides, float(alpha))
+
+
+def linear(rt: Runtime, x, weight, bias=None):
+    """y = x W^T + b over the last axis of x, W (out, in): one GEMM launch, no temporaries."""
+    k = x.shape[-1]
+    rows = math.prod(x.shape[:-1])
+    n = weight.shape[0]
+    y = rt.empty(x.shape[:-1] + (n,), x.dtype)
+    gemm_batched(rt, x, weight, y, m=rows, n=n, k=k, batch=1,
+                 a_strides=(0, k, 1), b_strides=(0, 1, k), c_strides=(0, n, 1), bias=bias)
+    return y

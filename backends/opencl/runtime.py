@@ -3,13 +3,15 @@
 Everything a kernel wrapper needs goes through one ``Runtime`` per device:
 
     rt = Runtime.for_device(None)               # PYOPENCL_CTX, else the first GPU, else the first device
-    k = rt.kernel("normalization.cl", "group_norm_fused", np.float32)   # built once, cached
+    k = rt.kernel("group_norm.cl", "group_norm_fused", np.float32)      # built once, cached
     y = rt.empty(x.shape, x.dtype)              # an op's output (NaN-filled when poison=True)
     t = rt.temp((n, 2), np.float32)             # an intermediate buffer: counted in temp bytes
     rt.launch(k, global_size, local_size, x, y, np.int32(n), ...)     # counted as one launch
 
 ``rt.measure()`` counts the launches, kernel names and temporary bytes of the calls made inside
-it: that is how the tests check the paper's fusion claims.
+it: that is how the tests check the paper's fusion claims. It also keeps each launch's
+profiling event, so ``Counters.device_seconds()`` is the device time of what ran inside (the
+benchmark's timer).
 
 Device memory: the runtime counts the bytes of the live device buffers it allocated
 (``empty``, ``temp``, ``cache``, ``to_device``, ``dummy``) in ``in_use_bytes``, and their
@@ -151,10 +153,39 @@ class Counters:
     temp_bytes: int = 0  # bytes of temporary buffers allocated (not outputs, not cached weights)
     temp_buffers: list = field(default_factory=list)  # (shape, dtype) of each temporary
     cache_bytes: int = 0  # bytes of persistent caches created (e.g. Winograd-transformed weights)
+    events: list = field(default_factory=list)  # the profiling event of each launch
+
+    def device_seconds(self) -> float:
+        """Sum over the launches of (end - start) from their profiling events: the time the
+        device spent in the kernels, without the host's launch overhead and the gaps between
+        kernels. Waits for the launches to complete."""
+        if self.events:
+            cl.wait_for_events(self.events)
+        return sum(e.profile.end - e.profile.start for e in self.events) * 1e-9
 
 
 def round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
+
+
+def power_of_two_at_most(wanted: int, limit: int) -> int:
+    """``wanted`` (a power of two) lowered to the largest power of two <= ``limit`` if needed
+    (a device's maximum work-group size)."""
+    return min(wanted, 1 << (int(limit).bit_length() - 1))
+
+
+def row_work_group(rt: "Runtime", cols: int) -> int:
+    """Work-group size of the one-work-group-per-row kernels (LayerNorm, softmax): 64 items for
+    short rows (SD's LayerNorm widths 320..1280 and 77-token softmax rows), 256 for long rows."""
+    return power_of_two_at_most(256 if cols > 2048 else 64, rt.max_work_group_size)
+
+
+def check_int32_indexing(name: str, size: int) -> int:
+    """``size`` (an element count) if the kernels' int indexing can address it, else ValueError."""
+    size = int(size)
+    if size >= 2**31:
+        raise ValueError(f"{name}: {size} elements exceed the int32 indexing of the OpenCL kernels; split the tensor")
+    return size
 
 
 class Runtime:
@@ -349,6 +380,7 @@ class Runtime:
         for c in self._stack:
             c.launches += 1
             c.kernels.append(name)
+            c.events.append(event)
         return event
 
     @contextlib.contextmanager

@@ -1,4 +1,5 @@
-/* Scaled dot-product attention three ways (host side and plan: backends/opencl/attention.py).
+/* Scaled dot-product attention three ways, the paper's third idea, and the row softmax (host side
+ * and plan: ../attention.py).
  *
  *   A = scale * Q K^T   (N x M per batch*head),   P = softmax(A) along M,   O = P V
  *
@@ -91,8 +92,10 @@ void softmax_stats(const __global storage_t *A, __global float *stats, const int
     }
 }
 
-/* The naive softmax: the same reduction, then P = exp(A - L) / S written to a second N x M
- * buffer. Built with float storage (A and P are float). Global size (rows * ROW_WG), local (ROW_WG). */
+/* The softmax of each row: the same reduction, then P = exp(A - L) / S written out. In the naive
+ * attention it turns A into a second N x M buffer P (built with float storage: A and P are
+ * float); as the op ``softmax`` it runs in the tensor's storage. Global size (rows * ROW_WG),
+ * local (ROW_WG). */
 __kernel __attribute__((reqd_work_group_size(ROW_WG, 1, 1)))
 void softmax_rows(const __global storage_t *A, __global storage_t *P, const int M)
 {

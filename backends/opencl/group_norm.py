@@ -1,13 +1,13 @@
-"""Host side of kernels/normalization.cl: GroupNorm (fused and unfused), LayerNorm, softmax.
+"""GroupNorm, the paper's first idea, on OpenCL: fused (one launch) and unfused (3-4 launches),
+and LayerNorm (the same statistics over one row). Host side of kernels/group_norm.cl.
 
-The math (reference/ops.py defines it). GroupNorm splits the C channels of x (N, C, *spatial)
+The math (reference/group_norm.py defines it). GroupNorm splits the C channels of x (N, C, *spatial)
 into G groups; each (sample, group) slab X of n = (C/G) * prod(spatial) values gets
 
     mean = sum(X) / n,   var = sum((X - mean)^2) / n,
     y = (x - mean) / sqrt(var + eps) * weight[c] + bias[c]      (then y * sigmoid(y) if silu)
 
-LayerNorm is the same over the last axis (with weight/bias per column); softmax(x) =
-exp(x - max x) / sum exp(x - max x) over the last axis.
+LayerNorm is the same over the last axis (with weight/bias per column).
 
 Kernel plans (launches, temporaries):
 
@@ -32,11 +32,9 @@ Kernel plans (launches, temporaries):
                           group_mean (one WG per slab) -> temp mean (N, G) float32;
                           group_var (one WG per slab, centred) -> temp var (N, G) float32;
                           group_norm_apply (one item per element) -> output;
-                          silu (activations.cl) in place on the output, its own launch.
+                          silu (elementwise.cl) in place on the output, its own launch.
     layer_norm            1 launch, 0 temporaries: one work-group per row, the same corrected
                           two-pass statistics through __local reductions, then the affine write.
-    softmax               1 launch, 0 temporaries: one work-group per row: a max reduction, a
-                          sum-of-exp reduction, then the write (three reads of the row).
 
 Statistics are float32 whatever the storage dtype. Work-group sizes are powers of two fixed at
 compile time (``WG`` define, reqd_work_group_size), so PoCL compiles each size once.
@@ -48,35 +46,18 @@ import math
 
 import numpy as np
 
-from . import activations
-from .runtime import Runtime
+from . import elementwise
+from .runtime import Runtime, check_int32_indexing, power_of_two_at_most, row_work_group
 
-FILE = "normalization.cl"
+FILE = "group_norm.cl"
 #: Work-group size of the GroupNorm reductions (one work-group per (sample, group)).
 GROUP_WG = 256
 #: Elementwise work-group size of the unfused normalize kernel.
 APPLY_LOCAL = 256
 
 
-def _wg(rt: Runtime, wanted: int) -> int:
-    """``wanted`` (a power of two), lowered to the device's limit if needed."""
-    limit = 1 << (int(rt.max_work_group_size).bit_length() - 1)
-    return min(wanted, limit)
-
-
-def _row_wg(rt: Runtime, cols: int) -> int:
-    """Work-group size for one-row-per-work-group kernels: 64 items for short rows (SD's
-    LayerNorm widths 320..1280 and 77-token softmax rows), 256 for long rows."""
-    return _wg(rt, 256 if cols > 2048 else 64)
-
-
 def _kernel(rt: Runtime, name: str, dtype, wg: int):
     return rt.kernel(FILE, name, dtype, {"WG": wg})
-
-
-def _check_int32(name: str, size: int) -> None:
-    if size >= 2**31:
-        raise ValueError(f"{name}: {size} elements exceed the int32 indexing of the OpenCL kernels; split the tensor")
 
 
 def _affine(rt: Runtime, weight, bias, dtype):
@@ -92,33 +73,33 @@ def _affine(rt: Runtime, weight, bias, dtype):
 def group_norm(rt: Runtime, x, num_groups: int, weight, bias, eps: float, fused: bool, silu: bool):
     """GroupNorm of x (N, C, *spatial), optionally followed by SiLU; see the module docstring."""
     if fused:
-        return _group_norm_fused(rt, x, num_groups, weight, bias, eps, silu)
-    return _group_norm_unfused(rt, x, num_groups, weight, bias, eps, silu)
+        return group_norm_fused(rt, x, num_groups, weight, bias, eps, silu)
+    return group_norm_unfused(rt, x, num_groups, weight, bias, eps, silu)
 
 
-def _group_norm_fused(rt: Runtime, x, groups: int, weight, bias, eps: float, silu: bool):
+def group_norm_fused(rt: Runtime, x, groups: int, weight, bias, eps: float, silu: bool):
     nb, c = x.shape[:2]
     spatial = math.prod(x.shape[2:])
-    _check_int32("x", x.size)
+    check_int32_indexing("x", x.size)
     y = rt.empty(x.shape, x.dtype)
     if x.size == 0:
         return y
-    wg = _wg(rt, GROUP_WG)
+    wg = power_of_two_at_most(GROUP_WG, rt.max_work_group_size)
     w, b, has_w, has_b = _affine(rt, weight, bias, x.dtype)
     rt.launch(_kernel(rt, "group_norm_fused", x.dtype, wg), (nb * groups * wg,), (wg,),
               x, w, b, y, has_w, has_b, groups, c // groups, spatial, float(eps), bool(silu))
     return y
 
 
-def _group_norm_unfused(rt: Runtime, x, groups: int, weight, bias, eps: float, silu: bool):
+def group_norm_unfused(rt: Runtime, x, groups: int, weight, bias, eps: float, silu: bool):
     nb, c = x.shape[:2]
     spatial = math.prod(x.shape[2:])
     slab = (c // groups) * spatial
-    _check_int32("x", x.size)
+    check_int32_indexing("x", x.size)
     y = rt.empty(x.shape, x.dtype)
     if x.size == 0:
         return y
-    wg = _wg(rt, GROUP_WG)
+    wg = power_of_two_at_most(GROUP_WG, rt.max_work_group_size)
     mean = rt.temp((nb, groups), np.float32)
     var = rt.temp((nb, groups), np.float32)
     rt.launch(_kernel(rt, "group_mean", x.dtype, wg), (nb * groups * wg,), (wg,), x, mean, slab)
@@ -127,36 +108,23 @@ def _group_norm_unfused(rt: Runtime, x, groups: int, weight, bias, eps: float, s
     rt.launch(_kernel(rt, "group_norm_apply", x.dtype, wg), (x.size,), (APPLY_LOCAL,),
               x, mean, var, w, b, y, has_w, has_b, c, slab, spatial, x.size, float(eps))
     if silu:
-        activations.silu_into(rt, y, y)
+        elementwise.silu_into(rt, y, y)
     return y
 
 
-# ----------------------------------------------------------------------------------- LayerNorm, softmax
+# ----------------------------------------------------------------------------------- LayerNorm
 
 
 def layer_norm(rt: Runtime, x, weight, bias, eps: float):
     """LayerNorm over the last axis: one work-group per row, one launch."""
     cols = x.shape[-1]
-    _check_int32("x", x.size)
+    check_int32_indexing("x", x.size)
     y = rt.empty(x.shape, x.dtype)
     if x.size == 0:
         return y
     rows = x.size // cols
-    wg = _row_wg(rt, cols)
+    wg = row_work_group(rt, cols)
     w, b, has_w, has_b = _affine(rt, weight, bias, x.dtype)
     rt.launch(_kernel(rt, "layer_norm", x.dtype, wg), (rows * wg,), (wg,),
               x, w, b, y, has_w, has_b, cols, float(eps))
-    return y
-
-
-def softmax(rt: Runtime, x):
-    """Softmax over the last axis: one work-group per row, one launch."""
-    cols = x.shape[-1] if x.ndim else 1
-    _check_int32("x", x.size)
-    y = rt.empty(x.shape, x.dtype)
-    if x.size == 0:
-        return y
-    rows = x.size // cols
-    wg = _row_wg(rt, cols)
-    rt.launch(_kernel(rt, "softmax_rows", x.dtype, wg), (rows * wg,), (wg,), x, y, cols)
     return y

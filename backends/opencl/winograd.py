@@ -1,4 +1,5 @@
-"""Host side of kernels/conv.cl (direct) and kernels/winograd.cl (Winograd F(m x m, 3 x 3)).
+"""Convolution, the paper's fourth idea, on OpenCL: Winograd F(m x m, 3 x 3) and the direct
+convolution it is measured against. Host side of kernels/winograd.cl (the GEMMs: gemm.py).
 
 Both compute the 2-D cross-correlation of ``reference.ops.conv2d`` (NCHW input, OIHW weights):
 
@@ -41,6 +42,7 @@ from reference.winograd import winograd_matrices
 from .gemm import gemm_batched
 from .runtime import Runtime
 
+FILE = "winograd.cl"
 #: Direct kernel: work-group = TW x TH output pixels, OB output channels per work-item.
 TW, TH, OB = 8, 8, 4
 #: Input channels staged per step (the largest that fits LOCAL_BUDGET; fixed rather than fitted to
@@ -86,7 +88,7 @@ def conv2d_direct(rt: Runtime, x, w, b, stride, padding):
     y = rt.empty((n, o, ho, wo), x.dtype)
     cb = _channel_block(rt, kh, kw, sh, sw)
     defines = {"KH": kh, "KW": kw, "SH": sh, "SW": sw, "TW": TW, "TH": TH, "OB": OB, "CB": cb}
-    kernel = rt.kernel("conv.cl", "conv2d_direct", x.dtype, defines)
+    kernel = rt.kernel(FILE, "conv2d_direct", x.dtype, defines)
     oblocks = -(-o // OB)
     rt.launch(kernel, (wo, ho, n * oblocks), (TW, TH, 1),
               x, w, b if b is not None else rt.dummy(x.dtype), b is not None, y,
@@ -112,14 +114,15 @@ def _winograd_defines(m: int) -> tuple:
 
 
 def _winograd_kernel(rt: Runtime, name: str, dtype, m: int):
-    return rt.kernel("winograd.cl", name, dtype, dict(_winograd_defines(m)))
+    return rt.kernel(FILE, name, dtype, dict(_winograd_defines(m)))
 
 
 def winograd_cache(rt: Runtime) -> dict:
     """The runtime's cache of transformed weights: (w.data.int_ptr, w.shape, dtype, m) -> (w, U).
 
     The entry keeps ``w`` alive, so its buffer (and address) cannot be reused by another array
-    while U is cached. Weights changed *in place* are not detected: call ``clear_winograd_cache``.
+    while U is cached. Weights changed *in place* are not detected: call ``clear_winograd_cache``
+    (``OpenCLBackend.clear_caches``).
     """
     cache = getattr(rt, "_winograd_cache", None)
     if cache is None:

@@ -1,10 +1,11 @@
-/* Normalizations and softmax: GroupNorm (fused, and the unfused 3-4 kernel baseline),
- * LayerNorm and softmax. Host side: ../normalization.py (the math and the launch plans).
+/* GroupNorm, the paper's first idea: fused (one launch) and the unfused 3-4 kernel baseline;
+ * and LayerNorm, the same statistics over one row. Host side: ../group_norm.py (the math and
+ * the launch plans).
  *
  * Every reduction kernel runs ONE work-group of WG items per reduced slab (a (sample, group)
- * slab for GroupNorm, a row for LayerNorm and softmax). Items stride over the slab with step WG,
- * so consecutive items read consecutive elements (coalesced), accumulate in float, and then
- * combine their partials with a __local tree reduction (wg_sum / wg_max). WG is a compile-time
+ * slab for GroupNorm, a row for LayerNorm). Items stride over the slab with step WG, so
+ * consecutive items read consecutive elements (coalesced), accumulate in float, and then
+ * combine their partials with a __local tree reduction (wg_sum, common.h). WG is a compile-time
  * power of two (define WG); every barrier is reached by all items of the work-group.
  *
  * Variance is always the centred (two-pass) form, corrected for the rounding of the mean
@@ -19,45 +20,6 @@
 #define WG 256
 #endif
 
-/* Sum of v over the work-group, returned to every item. scratch holds WG floats. */
-float wg_sum(float v, __local float *scratch)
-{
-    const int lid = get_local_id(0);
-    scratch[lid] = v;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int stride = WG / 2; stride > 0; stride >>= 1) {
-        if (lid < stride)
-            scratch[lid] += scratch[lid + stride];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    const float total = scratch[0];
-    barrier(CLK_LOCAL_MEM_FENCE);  /* everyone has read scratch[0] before it is reused */
-    return total;
-}
-
-/* Maximum of v over the work-group, returned to every item. */
-float wg_max(float v, __local float *scratch)
-{
-    const int lid = get_local_id(0);
-    scratch[lid] = v;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int stride = WG / 2; stride > 0; stride >>= 1) {
-        if (lid < stride)
-            scratch[lid] = fmax(scratch[lid], scratch[lid + stride]);
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    const float total = scratch[0];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    return total;
-}
-
-/* sigmoid(w) without overflow (as in activations.cl): exp(-|w|) <= 1. */
-float sigmoid(const float w)
-{
-    const float e = exp(-fabs(w));
-    return (w >= 0.0f ? 1.0f : e) / (1.0f + e);
-}
-
 /* Mean and rstd = 1/sqrt(var + eps) of the n values x[base .. base+n), corrected two-pass.
  * Called by the whole work-group (it contains barriers). */
 float2 wg_mean_rstd(const __global storage_t *x, const long base, const int n, const float eps,
@@ -67,7 +29,7 @@ float2 wg_mean_rstd(const __global storage_t *x, const long base, const int n, c
     float s = 0.0f;
     for (int i = lid; i < n; i += WG)
         s += LOAD(x, base + i);
-    const float m0 = wg_sum(s, scratch) / n;
+    const float m0 = wg_sum(s, scratch, WG) / n;
 
     float d = 0.0f, q = 0.0f;
     for (int i = lid; i < n; i += WG) {
@@ -75,8 +37,8 @@ float2 wg_mean_rstd(const __global storage_t *x, const long base, const int n, c
         d += v;
         q = fma(v, v, q);
     }
-    const float dm = wg_sum(d, scratch) / n;
-    const float var = fmax(wg_sum(q, scratch) / n - dm * dm, 0.0f);
+    const float dm = wg_sum(d, scratch, WG) / n;
+    const float var = fmax(wg_sum(q, scratch, WG) / n - dm * dm, 0.0f);
     return (float2)(m0 + dm, rsqrt(var + eps));
 }
 
@@ -121,7 +83,7 @@ void group_norm_fused(const __global storage_t *x, const __global storage_t *wei
  * 1. group_mean:  one work-group per (sample, group) writes mean[ng]
  * 2. group_var:   one work-group per (sample, group) reads mean[ng], writes the centred var[ng]
  * 3. group_norm_apply: one item per element, reads mean/var of its group and the affine
- * (4. SiLU, a separate elementwise launch from activations.cl, when asked for.)
+ * (4. SiLU, a separate elementwise launch from elementwise.cl, when asked for.)
  */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void group_mean(const __global storage_t *x, __global float *mean, const int n)
@@ -132,7 +94,7 @@ void group_mean(const __global storage_t *x, __global float *mean, const int n)
     float s = 0.0f;
     for (int i = get_local_id(0); i < n; i += WG)
         s += LOAD(x, base + i);
-    const float total = wg_sum(s, scratch);
+    const float total = wg_sum(s, scratch, WG);
     if (get_local_id(0) == 0)
         mean[ng] = total / n;
 }
@@ -150,7 +112,7 @@ void group_var(const __global storage_t *x, const __global float *mean, __global
         const float v = LOAD(x, base + i) - m;
         q = fma(v, v, q);
     }
-    const float total = wg_sum(q, scratch);
+    const float total = wg_sum(q, scratch, WG);
     if (get_local_id(0) == 0)
         var[ng] = total / n;
 }
@@ -195,30 +157,4 @@ void layer_norm(const __global storage_t *x, const __global storage_t *weight,
             v += LOAD(bias, j);
         STORE(y, base + j, v);
     }
-}
-
-/* ---------------------------------------------------------------- softmax (1 launch)
- * One work-group per row: the row maximum (wg_max), the sum of exp(x - max) (wg_sum), then
- * y = exp(x - max) / sum. Subtracting the maximum keeps exp from overflowing. The row is read
- * three times; nothing is stored in between.
- */
-__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
-void softmax_rows(const __global storage_t *x, __global storage_t *y, const int cols)
-{
-    __local float scratch[WG];
-    const int lid = get_local_id(0);
-    const long base = (long)get_group_id(0) * cols;
-
-    float m = -INFINITY;
-    for (int j = lid; j < cols; j += WG)
-        m = fmax(m, LOAD(x, base + j));
-    m = wg_max(m, scratch);
-
-    float s = 0.0f;
-    for (int j = lid; j < cols; j += WG)
-        s += exp(LOAD(x, base + j) - m);
-    s = wg_sum(s, scratch);
-
-    for (int j = lid; j < cols; j += WG)
-        STORE(y, base + j, exp(LOAD(x, base + j) - m) / s);
 }
