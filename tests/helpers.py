@@ -8,7 +8,7 @@ import os
 
 import ml_dtypes
 import numpy as np
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reference import attention as ref_attention
@@ -34,6 +34,28 @@ def examples(n: int | None = None):
     """Hypothesis settings for a slower test: ``n`` examples under the ``ci`` profile (10 n under
     ``thorough``); None keeps the profile's count."""
     return settings() if n is None else settings(max_examples=10 * n if THOROUGH else n)
+
+
+def given_for(backend, n: int | None = None, jax: int | None = None, **strategies):
+    """``@given(**strategies)`` with a number of examples chosen per backend, for a check defined
+    inside a cross-backend test and called there:
+
+        def test_softmax_matches_reference(backend, dtype):
+            @given_for(backend, n=12, jax=3, seed=seeds, shape=shapes)
+            def check(seed, shape):
+                ...
+            check()
+
+    ``n`` examples for numpy and opencl (None: the profile's count), ``jax`` for the JAX backend,
+    whose Pallas kernels compile (or, on a CPU, are interpreted) once per drawn shape; both times 10
+    under the ``thorough`` profile. Hypothesis fixes a test's settings when it is decorated, so a
+    per-backend count needs the check to be decorated inside the test."""
+    count = jax if (backend.name == "jax" and jax is not None) else n
+
+    def decorate(check):
+        return examples(count)(given(**strategies)(check))
+
+    return decorate
 
 
 #: Relative Frobenius bound against the float64 reference on the same rounded inputs.
