@@ -32,23 +32,11 @@ class NumpyBackend(Backend):
         y = group_norm.group_norm(x, num_groups, weight, bias, eps)
         return elementwise.silu(y) if silu else y
 
-    def _layer_norm(self, x, weight, bias, eps):
-        return group_norm.layer_norm(x, weight, bias, eps)
-
     def _gelu(self, x, approximate, *, fused):
         return gelu.gelu(x, approximate)
 
     def _geglu(self, x, approximate, *, fused):
         return gelu.geglu(x, approximate)
-
-    def _silu(self, x):
-        return elementwise.silu(x)
-
-    def _quick_gelu(self, x):
-        return elementwise.quick_gelu(x)
-
-    def _softmax(self, x, axis):
-        return attention.softmax(x, axis)
 
     def _attention(self, q, k, v, scale, method, *, causal):
         return ATTENTION[method](q, k, v, scale, causal=causal)
@@ -59,26 +47,16 @@ class NumpyBackend(Backend):
     def _conv2d_winograd(self, x, w, b, padding, tile):
         return winograd.conv2d_winograd(x, w, b, padding=padding, m=tile)
 
-    def _linear(self, x, weight, bias):
-        return gemm.linear(x, weight, bias)
-
-    def _upsample_nearest2d(self, x, scale_factor):
-        return elementwise.upsample_nearest2d(x, scale_factor)
-
-    def _add(self, a, b):
-        return elementwise.add(a, b)
-
-    def _add_broadcast(self, x, v):
-        return elementwise.add_broadcast(x, v)
-
-    def _mul_scalar(self, x, s):
-        return elementwise.mul_scalar(x, s)
-
-    def _concat(self, arrays, axis):
-        return elementwise.concat(arrays, axis)
-
-    def _reshape(self, x, shape):
-        return elementwise.reshape(x, shape)
-
-    def _transpose(self, x, axes):
-        return elementwise.transpose(x, axes)
+    # the ops whose reference function has the implementation's signature
+    _layer_norm = staticmethod(group_norm.layer_norm)
+    _silu = staticmethod(elementwise.silu)
+    _quick_gelu = staticmethod(elementwise.quick_gelu)
+    _softmax = staticmethod(attention.softmax)
+    _linear = staticmethod(gemm.linear)
+    _upsample_nearest2d = staticmethod(elementwise.upsample_nearest2d)
+    _add = staticmethod(elementwise.add)
+    _add_broadcast = staticmethod(elementwise.add_broadcast)
+    _mul_scalar = staticmethod(elementwise.mul_scalar)
+    _concat = staticmethod(elementwise.concat)
+    _reshape = staticmethod(elementwise.reshape)
+    _transpose = staticmethod(elementwise.transpose)

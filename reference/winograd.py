@@ -49,6 +49,7 @@ from fractions import Fraction
 from typing import NamedTuple
 
 import numpy as np
+from einops import rearrange
 
 from ._checks import check_conv2d, check_winograd, compute_dtype, in_compute_dtype
 from .numerics import relative_frobenius_error
@@ -273,13 +274,15 @@ def conv2d_winograd(x, w, b=None, padding=0, m: int = 4, points=None, stride=1):
         ((0, 0), (0, 0), (ph, th * m + 2 - h - ph), (pw, tw * m + 2 - wd - pw)),
     )
     tiles = np.lib.stride_tricks.sliding_window_view(xp, (alpha, alpha), axis=(2, 3))[:, :, ::m, ::m]
-    # tiles: (N, C, th, tw, alpha, alpha) -> V: (alpha, alpha, C, N*th*tw)
-    v = store(np.einsum("xu,ncijuv,yv->xycnij", bt, tiles, bt, optimize=True).reshape(alpha, alpha, c, -1))
+    # tiles: (N, C, th, tw, alpha, alpha) -> V: (alpha, alpha, C, N*th*tw), tile t = (n, i, j) in C order
+    v = np.einsum("xu,ncijuv,yv->xycnij", bt, tiles, bt, optimize=True)
+    v = store(rearrange(v, "x y c n i j -> x y c (n i j)"))
     u = store(np.einsum("xu,ocuv,yv->xyoc", g, w.astype(ct), g, optimize=True))
     mm = store(np.matmul(u, v))  # (alpha, alpha, O, tiles): alpha^2 GEMMs
     o = w.shape[0]
     y = np.einsum("ix,xyot,jy->otij", at, mm, at, optimize=True)  # (O, tiles, m, m)
-    y = y.reshape(o, n, th, tw, m, m).transpose(1, 0, 2, 4, 3, 5).reshape(n, o, th * m, tw * m)
+    # the m x m output tile of tile t = (n, ti, tj) lands at rows ti*m.., columns tj*m.. of image n
+    y = rearrange(y, "o (n ti tj) i j -> n o (ti i) (tj j)", n=n, ti=th)
     y = y[:, :, :ho, :wo]
     if b is not None:
         y = y + b.astype(ct)[None, :, None, None]

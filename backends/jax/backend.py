@@ -131,23 +131,11 @@ class JaxBackend(Backend):
             return group_norm.group_norm_fused(x, num_groups, weight, bias, eps, silu, self.interpret)
         return group_norm.group_norm(x, num_groups, weight, bias, eps, silu)
 
-    def _layer_norm(self, x, weight, bias, eps):
-        return group_norm.layer_norm(x, weight, bias, eps)
-
     def _gelu(self, x, approximate, *, fused):
         return gelu.gelu_fused(x, approximate, self.interpret) if fused else gelu.gelu(x, approximate)
 
     def _geglu(self, x, approximate, *, fused):
         return gelu.geglu_fused(x, approximate, self.interpret) if fused else gelu.geglu(x, approximate)
-
-    def _silu(self, x):
-        return elementwise.silu(x)
-
-    def _quick_gelu(self, x):
-        return elementwise.quick_gelu(x)
-
-    def _softmax(self, x, axis):
-        return attention.softmax(x, axis)
 
     def _attention(self, q, k, v, scale, method, *, causal):
         return attention.attention(q, k, v, scale, method, self.interpret, causal)
@@ -158,26 +146,18 @@ class JaxBackend(Backend):
     def _conv2d_winograd(self, x, w, b, padding, tile):
         return winograd.conv2d_winograd(x, w, b, padding, tile, self.interpret)
 
-    def _linear(self, x, weight, bias):
-        return gemm.linear(x, weight, bias)
-
-    def _upsample_nearest2d(self, x, scale_factor):
-        return elementwise.upsample_nearest2d(x, scale_factor)
-
-    def _add(self, a, b):
-        return elementwise.add(a, b)
-
-    def _add_broadcast(self, x, v):
-        return elementwise.add_broadcast(x, v)
-
-    def _mul_scalar(self, x, s):
-        return elementwise.mul_scalar(x, s)
-
-    def _concat(self, arrays, axis):
-        return jnp.concatenate(arrays, axis=axis)
-
-    def _reshape(self, x, shape):
-        return jnp.reshape(x, shape)
+    # the ops whose jnp function has the implementation's signature
+    _layer_norm = staticmethod(group_norm.layer_norm)
+    _silu = staticmethod(elementwise.silu)
+    _quick_gelu = staticmethod(elementwise.quick_gelu)
+    _softmax = staticmethod(attention.softmax)
+    _linear = staticmethod(gemm.linear)
+    _upsample_nearest2d = staticmethod(elementwise.upsample_nearest2d)
+    _add = staticmethod(elementwise.add)
+    _add_broadcast = staticmethod(elementwise.add_broadcast)
+    _mul_scalar = staticmethod(elementwise.mul_scalar)
+    _concat = staticmethod(jnp.concatenate)
+    _reshape = staticmethod(jnp.reshape)
 
     def _transpose(self, x, axes):
         """A jax.Array has no strides: the result is a new array in the default (row-major, i.e.
