@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 HYPOTHESIS_PROFILE ?= ci
 export HYPOTHESIS_PROFILE
 
-.PHONY: install test test-thorough reproduce lint clean
+.PHONY: install test test-thorough reproduce bench lint clean
 
 install: $(STAMP)
 
@@ -28,6 +28,11 @@ test-thorough: $(STAMP)
 
 reproduce: $(STAMP)
 	$(PY) -m paper_figures
+
+# Kernel benchmark: every idea, variant, backend and dtype, checked then timed (experiments/kernels.py).
+# e.g. make bench BENCH_ARGS="--ops winograd --dtypes float16"
+bench: $(STAMP)
+	$(PY) -m experiments.kernels $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m compileall -q reference backends experiments paper_figures tests

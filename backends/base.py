@@ -20,6 +20,7 @@ tokens (B, N, C), attention (B, H, N, d), linear weights (out, in), as in diffus
 
 from __future__ import annotations
 
+import platform
 import statistics
 import time as _time
 from abc import ABC, abstractmethod
@@ -67,6 +68,11 @@ class Backend(ABC):
     array_type: type = np.ndarray
     #: vendor string used by the paper's "auto" attention rule
     vendor = "cpu"
+    #: True for the backend whose ops are the reference semantics themselves (numpy)
+    is_reference = False
+    #: True where the unfused variants are another project's work (JAX: plain jnp, so XLA's own
+    #: fusion and kernels): the benchmark counts them as peers, not as this project's baselines
+    baselines_are_peers = False
 
     def __init__(self, optimizations: Optimizations | str | None = None):
         if optimizations is None:
@@ -295,6 +301,13 @@ class Backend(ABC):
         """Wait until the device has finished the work queued so far (and ``x`` is ready); returns
         ``x``. Timings must call it before reading the clock. A no-op for synchronous backends."""
         return x
+
+    def device_info(self) -> dict:
+        """What runs this backend's ops: ``{"name", "kind": "gpu" | "cpu", "driver", "handle"}``,
+        ``handle`` the native device object where there is one (a ``pyopencl.Device``, a
+        ``jax.Device``), else None. The base class: the host CPU."""
+        return {"name": platform.processor() or platform.machine() or "host CPU", "kind": "cpu",
+                "driver": f"numpy {np.__version__}", "handle": None}
 
     def compile(self, fn):
         """``fn`` (a function of this backend's arrays and pytrees of them) prepared to run many

@@ -21,6 +21,7 @@ ATTENTION = {"naive": attention.attention, "partial_softmax": attention.attentio
 class NumpyBackend(Backend):
     name = "numpy"
     array_type = np.ndarray
+    is_reference = True
 
     def asarray(self, x):
         return check_array("x", np.asarray(x))

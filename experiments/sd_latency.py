@@ -59,13 +59,10 @@ def inputs(configs: dict, batch: int, dtype) -> dict:
 
 
 def release(backend, model) -> None:
-    """Free a model's device memory before the next one is measured: its arrays, and on OpenCL
-    the Winograd cache, which holds the weights it transformed and their transforms."""
+    """Free a model's device memory before the next one is measured: its arrays, and what the
+    backend derived from them (``clear_caches``: on OpenCL the transformed Winograd weights)."""
     model.params.clear()
-    if backend.name == "opencl":
-        from backends.opencl.conv import clear_winograd_cache
-
-        clear_winograd_cache(backend.rt)
+    backend.clear_caches()
     gc.collect()
 
 
@@ -90,7 +87,7 @@ def measure(backend_name: str, config_names, tiny: bool, iterations: int, batch:
         be = get_backend(backend_name, optimizations=CONFIGS[config_name], **options)
         row = {"config": config_name, "backend": repr(be)}
         for name, cls in COMPONENTS:
-            model = cls(configs[name], params[name], be, dtype, source="random parameters")
+            model = cls(configs[name], params[name], backend=be, dtype=dtype, source="random parameters")
             be.reset_peak_memory()
             row[f"{name}_first_s"] = timed_call(be, model, data[name])  # builds / compiles
             n = iterations if name == "unet" else 1

@@ -26,20 +26,6 @@ def test_paper_figures_writes_the_winograd_table(tmp_path):
     assert not math.isnan(float(table.splitlines()[-1].split("|")[5]))
 
 
-def test_opencl_sd_shapes_quick_run_reports_the_fusion_counts(capsys):
-    from experiments import opencl_sd_shapes
-
-    _, rows = opencl_sd_shapes.run("float32", quick=True, repeats=1)
-    by_case = {r["case"]: r for r in rows}
-    assert all(r["error"] < 1e-5 for r in rows), rows
-    flash = [r for name, r in by_case.items() if name.endswith("flash")]
-    assert flash and all(r["launches"] == 1 and r["temp_mib"] == 0 for r in flash)
-    fused_gn = next(r for name, r in by_case.items() if name.startswith("group_norm") and name.endswith("fused=True"))
-    assert fused_gn["launches"] == 1 and fused_gn["temp_mib"] == 0
-    opencl_sd_shapes.main(["--quick", "--repeats", "1"])
-    assert "| conv3x3 (1, 32, 8, 8)->32 winograd F(4,3) |" in capsys.readouterr().out
-
-
 def test_sd_latency_tiny_run(capsys):
     """The per-switch SD table on tiny networks: every component timed, memory where measurable."""
     from experiments import sd_latency

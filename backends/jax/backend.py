@@ -36,6 +36,7 @@ SAMPLE_SECONDS = 0.02
 class JaxBackend(Backend):
     name = "jax"
     array_type = jax.Array
+    baselines_are_peers = True  # the unfused variants are plain jnp: XLA's fusion and kernels
 
     def __init__(self, optimizations=None, interpret: bool | None = None):
         """``interpret``: run the Pallas kernels in the Pallas interpreter. None (default): True
@@ -99,6 +100,12 @@ class JaxBackend(Backend):
         computation, pass its result."""
         return x if x is None else jax.block_until_ready(x)
 
+    def device_info(self) -> dict:
+        platform = self.device.platform
+        return {"name": f"{self.device.device_kind} ({platform})", "kind": "cpu" if platform == "cpu" else "gpu",
+                "driver": f"jax {jax.__version__}, {platform} platform {self.device.client.platform_version}",
+                "handle": self.device}
+
     def compile(self, fn):
         """``jax.jit(fn)``: one XLA program per input shapes, its arguments traced (not constants)."""
         return jax.jit(fn)
@@ -108,7 +115,8 @@ class JaxBackend(Backend):
         one ``block_until_ready`` at the end, divided by k, with k chosen so that a sample lasts
         about SAMPLE_SECONDS. JAX dispatches asynchronously, so while the host issues calls faster
         than the device runs them this is the device's time per call; where the host is slower
-        (tiny ops) it is the dispatch time, an upper bound."""
+        (tiny ops) it is the dispatch time, an upper bound. Only the last result of a sample is
+        kept: the calls run in order on the device, so its completion ends the sample."""
         for _ in range(warmup):
             jax.block_until_ready(fn())
         timing = Timing(timer="JAX: back-to-back calls, one block_until_ready per sample")
@@ -119,8 +127,9 @@ class JaxBackend(Backend):
         calls = max(1, min(1000, round(SAMPLE_SECONDS / max(statistics.median(timing.wall), 1e-9))))
         for _ in range(repeats):
             start = _time.perf_counter()
-            results = [fn() for _ in range(calls)]
-            jax.block_until_ready(results)
+            for _ in range(calls):
+                result = fn()
+            jax.block_until_ready(result)
             timing.device.append((_time.perf_counter() - start) / calls)
         return timing
 

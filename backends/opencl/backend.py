@@ -16,6 +16,7 @@ from __future__ import annotations
 import time as _time
 
 import numpy as np
+import pyopencl as cl
 import pyopencl.array as cla
 
 from ..base import Backend, Timing
@@ -80,6 +81,12 @@ class OpenCLBackend(Backend):
         """Wait for every command queued so far (the queue is in order, so x is ready); returns x."""
         self.rt.finish()
         return x
+
+    def device_info(self) -> dict:
+        device = self.rt.device
+        return {"name": f"{device.name.strip()} ({device.platform.name.strip()})",
+                "kind": "gpu" if device.type & cl.device_type.GPU else "cpu",
+                "driver": f"OpenCL driver {device.driver_version}", "handle": device}
 
     def clear_caches(self) -> None:
         """Forget the transformed Winograd weights (and the weights they keep alive)."""

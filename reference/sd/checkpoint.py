@@ -4,9 +4,14 @@ A component folder holds ``config.json`` and one safetensors file (``unet/`` and
 ``diffusion_pytorch_model.safetensors``; ``text_encoder/``: ``model.safetensors``), with the
 parameter names of diffusers / transformers. ``Model`` is the base of the three networks:
 
-    unet = UNet2DConditionModel.from_pretrained("sd-v1-4/unet", backend="opencl")
-    unet = UNet2DConditionModel.random(config, seed=0, backend="jax")   # same shapes, no file
+    from backends import get_backend
+
+    unet = UNet2DConditionModel.from_pretrained("sd-v1-4/unet", backend=get_backend("opencl"))
+    unet = UNet2DConditionModel.random(config, seed=0, backend=get_backend("jax"))  # same shapes, no file
     unet.save_pretrained("tiny/unet")
+
+A model runs on the backend object it is given (``backend=``, required, by keyword): the caller
+chooses and configures it (name, ``Optimizations``, device), so nothing here imports ``backends``.
 
 Loading is strict: a missing file, a missing tensor or a tensor of the wrong shape raises an
 error naming the file and the tensor; tensors of parts we do not model (the VAE's encoder) are
@@ -21,8 +26,6 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 
 import numpy as np
-
-from backends import get_backend
 
 from .layers import Module, Run
 
@@ -41,14 +44,21 @@ def read_json(path: Path) -> dict:
         return json.load(f)
 
 
-def resolve_backend(backend, optimizations=None, **options):
-    """A backend from a name ("numpy", "jax", "opencl") with its optimizations and options, or a
-    backend object as it is (then ``optimizations`` must be None: they belong to its constructor)."""
+#: the methods that tell a backend object from anything else (duck typing, so that nothing here
+#: imports ``backends``): host <-> device copies and ``compile``; the ops are checked as they are called
+BACKEND_METHODS = ("asarray", "to_numpy", "compile")
+
+
+def require_backend(backend):
+    """``backend`` itself if it offers the op interface, else a TypeError saying what to pass.
+    Duck-typed (the methods in ``BACKEND_METHODS``), so that this package imports no backend."""
     if isinstance(backend, str):
-        return get_backend(backend, optimizations=optimizations, **options)
-    if optimizations is not None or options:
-        raise ValueError("optimizations: pass them (and other options) to the backend you construct, "
-                         "not beside a backend object")
+        raise TypeError(f"backend: expected a backend object such as backends.get_backend({backend!r}), "
+                        f"got the string {backend!r}")
+    missing = [method for method in BACKEND_METHODS if not callable(getattr(backend, method, None))]
+    if missing:
+        raise TypeError(f"backend: expected a backend object such as backends.get_backend('numpy'), got "
+                        f"{type(backend).__name__} (it has no {', '.join(missing)})")
     return backend
 
 
@@ -86,7 +96,7 @@ def random_parameters(shapes: dict, seed: int = 0, dtype=np.float32) -> dict[str
 
 
 class Model(ABC):
-    """A network: a config, a ``Module`` tree built from it, parameters on a backend.
+    """A network: a config, a ``Module`` tree built from it, parameters on a backend object.
 
     Subclasses set ``WEIGHTS_NAME``, ``IGNORED_PREFIXES``, and implement the classmethod
     ``build(config)`` (the module tree, with the config's values checked) and ``forward(run, *inputs)``.
@@ -100,10 +110,10 @@ class Model(ABC):
     #: parameters the forward pass reads on the host (kept as numpy arrays in ``host_params``)
     HOST_PARAMETERS: tuple[str, ...] = ()
 
-    def __init__(self, config: dict, params: dict, backend="numpy", dtype=np.float32, source: str = "parameters"):
+    def __init__(self, config: dict, params: dict, *, backend, dtype=np.float32, source: str = "parameters"):
+        self.backend = require_backend(backend)
         self.config = {**self.DEFAULTS, **config}
         self.module: Module = self.build(self.config)
-        self.backend = resolve_backend(backend)
         self.dtype = storage_dtype(dtype)
         params = {name: np.asarray(p).astype(self.dtype, copy=False)
                   for name, p in self.check_parameters(params, source).items()}
@@ -145,29 +155,28 @@ class Model(ABC):
         return {name: params[name] for name in shapes}
 
     def _compile(self):
-        """The forward pass as a function of (params, *inputs): under one ``jax.jit`` on the JAX
-        backend (parameters are an argument, not constants), called op by op elsewhere."""
+        """The forward pass as a function of (params, *inputs), prepared by ``backend.compile``:
+        one ``jax.jit`` on JAX (parameters are an argument, not constants), op by op elsewhere."""
         def forward(params, *inputs):
             return self.forward(Run(self.backend, params), *inputs)
 
-        if self.backend.name == "jax":
-            import jax
-
-            return jax.jit(forward)
-        return forward
+        return self.backend.compile(forward)
 
     # -- constructors --------------------------------------------------------------------------
 
     @classmethod
-    def random(cls, config: dict, seed: int = 0, backend="numpy", dtype=np.float32):
+    def random(cls, config: dict, seed: int = 0, *, backend, dtype=np.float32):
         """The model with random weights of the checkpoint's shapes (latency work without a download)."""
+        require_backend(backend)
         shapes = cls.build({**cls.DEFAULTS, **config}).parameter_shapes()
-        return cls(config, random_parameters(shapes, seed, np.float32), backend, dtype, source="random parameters")
+        return cls(config, random_parameters(shapes, seed, np.float32), backend=backend, dtype=dtype,
+                   source="random parameters")
 
     @classmethod
-    def from_pretrained(cls, folder, backend="numpy", dtype=np.float32, variant: str | None = None):
+    def from_pretrained(cls, folder, *, backend, dtype=np.float32, variant: str | None = None):
         """Load ``config.json`` and the safetensors weights of a diffusers component folder.
         ``variant="fp16"`` reads ``*.fp16.safetensors`` as diffusers does."""
+        require_backend(backend)
         from safetensors.numpy import load_file
 
         folder = Path(folder)
@@ -180,7 +189,7 @@ class Model(ABC):
                 "; convert .bin weights to safetensors first" if list(folder.glob("*.bin")) else ""
             raise FileNotFoundError(f"{path}: no such weights file{hint}")
         params = cls.rename_legacy(load_file(str(path)))
-        return cls(config, params, backend, dtype, source=str(path))
+        return cls(config, params, backend=backend, dtype=dtype, source=str(path))
 
     @classmethod
     def rename_legacy(cls, params: dict) -> dict:

@@ -1,6 +1,8 @@
 """Text to image with Stable Diffusion 1.x on any backend, timed per component as in the paper.
 
-    pipe = StableDiffusionPipeline.from_pretrained("sd-v1-4", backend="opencl", optimizations="paper")
+    from backends import get_backend
+
+    pipe = StableDiffusionPipeline.from_pretrained("sd-v1-4", backend=get_backend("opencl", optimizations="paper"))
     result = pipe("a photograph of an astronaut riding a horse", steps=20, seed=0)
     result.image            # (512, 512, 3) uint8
     print(result.report())  # text encoder, UNet per iteration, decoder, total; peak memory each
@@ -28,8 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-from .checkpoint import read_json, resolve_backend
+from .checkpoint import read_json, require_backend
 from .schedulers import SCHEDULERS, SD14_SCHEDULER_CONFIG, classifier_free_guidance, make_scheduler
 from .text_encoder import SD14_TEXT_ENCODER, TextEncoder
 from .tokenizer import CLIPTokenizer
@@ -87,7 +88,8 @@ class GenerationResult:
 
 
 class StableDiffusionPipeline:
-    """Tokenizer, text encoder, UNet, VAE decoder and a scheduler, all on one backend."""
+    """Tokenizer, text encoder, UNet, VAE decoder and a scheduler, all on one backend (the object
+    passed as ``backend=``, configured with its ``Optimizations`` by whoever constructs it)."""
 
     def __init__(self, tokenizer: CLIPTokenizer, text_encoder: TextEncoder, unet: UNet2DConditionModel,
                  decoder: VAEDecoder, scheduler_config: dict | None = None):
@@ -101,37 +103,37 @@ class StableDiffusionPipeline:
     # -- construction --------------------------------------------------------------------------
 
     @classmethod
-    def from_pretrained(cls, root, backend="numpy", optimizations=None, dtype="float32", variant=None, **options):
+    def from_pretrained(cls, root, *, backend, dtype="float32", variant=None):
         """Load a diffusers Stable Diffusion folder (``model_index.json``, ``tokenizer/``,
         ``text_encoder/``, ``unet/``, ``vae/``, ``scheduler/``) from local disk."""
+        require_backend(backend)
         root = Path(root)
         index = read_json(root / "model_index.json")
         for part in ("tokenizer", "text_encoder", "unet", "vae"):
             if part not in index:
                 raise ValueError(f"{root / 'model_index.json'}: no {part!r} entry; is this a Stable Diffusion folder?")
-        be = resolve_backend(backend, optimizations, **options)
         scheduler_path = root / "scheduler" / "scheduler_config.json"
         return cls(
             CLIPTokenizer.from_pretrained(root / "tokenizer"),
-            TextEncoder.from_pretrained(root / "text_encoder", be, dtype, variant),
-            UNet2DConditionModel.from_pretrained(root / "unet", be, dtype, variant),
-            VAEDecoder.from_pretrained(root / "vae", be, dtype, variant),
+            TextEncoder.from_pretrained(root / "text_encoder", backend=backend, dtype=dtype, variant=variant),
+            UNet2DConditionModel.from_pretrained(root / "unet", backend=backend, dtype=dtype, variant=variant),
+            VAEDecoder.from_pretrained(root / "vae", backend=backend, dtype=dtype, variant=variant),
             read_json(scheduler_path) if scheduler_path.exists() else None,
         )
 
     @classmethod
-    def random(cls, configs: dict | None = None, seed: int = 0, backend="numpy", optimizations=None,
-               dtype="float32", tokenizer: CLIPTokenizer | None = None, **options):
+    def random(cls, configs: dict | None = None, seed: int = 0, *, backend, dtype="float32",
+               tokenizer: CLIPTokenizer | None = None):
         """Random weights with the shapes of ``configs`` (default: SD 1.4's). Images are noise;
         this is for latency and memory measurements without a checkpoint. Without a tokenizer,
         a small one is trained on a fixed sentence (token ids only need to be in range)."""
+        require_backend(backend)
         configs = {**SD14_CONFIGS, **(configs or {})}
-        be = resolve_backend(backend, optimizations, **options)
         tokenizer = tokenizer or CLIPTokenizer.train(["a photograph of an astronaut riding a horse"], num_merges=32)
         return cls(tokenizer,
-                   TextEncoder.random(configs["text_encoder"], seed, be, dtype),
-                   UNet2DConditionModel.random(configs["unet"], seed + 1, be, dtype),
-                   VAEDecoder.random(configs["vae"], seed + 2, be, dtype),
+                   TextEncoder.random(configs["text_encoder"], seed, backend=backend, dtype=dtype),
+                   UNet2DConditionModel.random(configs["unet"], seed + 1, backend=backend, dtype=dtype),
+                   VAEDecoder.random(configs["vae"], seed + 2, backend=backend, dtype=dtype),
                    configs["scheduler"])
 
     def save_pretrained(self, root) -> Path:

@@ -2,7 +2,9 @@
 text transformer), on any backend. Its output is the last hidden state (after the final
 LayerNorm), which the UNet's cross-attention reads.
 
-    text_encoder = TextEncoder.from_pretrained("sd-v1-4/text_encoder", backend="jax")
+    from backends import get_backend
+
+    text_encoder = TextEncoder.from_pretrained("sd-v1-4/text_encoder", backend=get_backend("jax"))
     hidden = text_encoder(input_ids)          # (B, 77) int -> (B, 77, 768)
 
 The network (SD 1.4: 12 layers, width 768, 12 heads of 64, MLP 3072, quick GELU):

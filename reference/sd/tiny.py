@@ -3,7 +3,9 @@ up blocks, plain down and up blocks, the mid block, the VAE's attention), a few 
 smaller. The test suite builds its checkpoints from these; students can run the whole pipeline
 in seconds on a CPU:
 
-    pipe = tiny_pipeline(backend="opencl", optimizations="paper")
+    from backends import get_backend
+
+    pipe = tiny_pipeline(backend=get_backend("opencl", optimizations="paper"))
     result = pipe("a red apple", steps=4)
 """
 
@@ -38,8 +40,8 @@ def tiny_configs(tokenizer: CLIPTokenizer) -> dict:
             "text_encoder": {**TINY_TEXT_ENCODER, "vocab_size": tokenizer.vocab_size}}
 
 
-def tiny_pipeline(backend="numpy", optimizations=None, dtype="float32", seed: int = 0, **options) -> StableDiffusionPipeline:
-    """A random tiny pipeline (16 x 16 images from 8 x 8 latents)."""
+def tiny_pipeline(*, backend, dtype="float32", seed: int = 0) -> StableDiffusionPipeline:
+    """A random tiny pipeline (16 x 16 images from 8 x 8 latents) on the backend object ``backend``."""
     tokenizer = tiny_tokenizer()
-    return StableDiffusionPipeline.random(tiny_configs(tokenizer), seed, backend, optimizations, dtype,
-                                          tokenizer=tokenizer, **options)
+    return StableDiffusionPipeline.random(tiny_configs(tokenizer), seed, backend=backend, dtype=dtype,
+                                          tokenizer=tokenizer)

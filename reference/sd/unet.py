@@ -1,7 +1,9 @@
 """The UNet of Stable Diffusion 1.x: diffusers' ``UNet2DConditionModel``, on any backend.
 
-    unet = UNet2DConditionModel.from_pretrained("sd-v1-4/unet", backend="opencl",
-                                                optimizations="paper")   # or .random(SD14_UNET)
+    from backends import get_backend
+
+    be = get_backend("opencl", optimizations="paper")
+    unet = UNet2DConditionModel.from_pretrained("sd-v1-4/unet", backend=be)  # or .random(SD14_UNET, backend=be)
     noise = unet(latents, timestep, text_embeddings)       # (B, 4, 64, 64) -> (B, 4, 64, 64)
 
 The network (SD 1.4: block_out_channels 320, 640, 1280, 1280; 2 layers per block; 8 heads):

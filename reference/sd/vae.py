@@ -1,6 +1,8 @@
 """The image decoder of Stable Diffusion 1.x: the decoder half of diffusers' ``AutoencoderKL``.
 
-    decoder = VAEDecoder.from_pretrained("sd-v1-4/vae", backend="opencl")
+    from backends import get_backend
+
+    decoder = VAEDecoder.from_pretrained("sd-v1-4/vae", backend=get_backend("opencl"))
     image = decoder(latents)        # (B, 4, 64, 64) -> (B, 3, 512, 512), values about [-1, 1]
 
 diffusers divides the latents by ``scaling_factor`` (0.18215) before decoding; ``__call__`` does

@@ -13,6 +13,8 @@ BACKENDS = ["numpy", "opencl", "jax"]
 
 
 def make_backend(name, optimizations=None):
+    """The backend object the models and the pipeline run on (OpenCL poisons fresh buffers, so
+    that a kernel reading memory it never wrote shows up as NaNs)."""
     from backends import get_backend
 
     options = {"poison": True} if name == "opencl" else {}
@@ -22,6 +24,12 @@ def make_backend(name, optimizations=None):
 @pytest.fixture(scope="session", params=BACKENDS)
 def backend_name(request):
     return request.param
+
+
+@pytest.fixture(scope="session")
+def numpy_backend():
+    """The unoptimized numpy backend, for tests about checkpoints, inputs and errors."""
+    return make_backend("numpy")
 
 
 @pytest.fixture(scope="session")

@@ -78,13 +78,13 @@ class _Recording(dict):
         return super().__getitem__(name)
 
 
-def test_every_parameter_is_used(tiny_unet_config, tiny_vae_config, tiny_text_config, unet_inputs):
+def test_every_parameter_is_used(tiny_unet_config, tiny_vae_config, tiny_text_config, unet_inputs, numpy_backend):
     """A parameter the forward pass never reads is a naming bug (it would load and be ignored)."""
     sample, t, context = unet_inputs
     for model, call in [
-        (UNet2DConditionModel.random(tiny_unet_config), lambda m: m(sample, t, context)),
-        (VAEDecoder.random(tiny_vae_config), lambda m: m(sample)),
-        (TextEncoder.random(tiny_text_config), lambda m: m(np.arange(12).reshape(2, 6))),
+        (UNet2DConditionModel.random(tiny_unet_config, backend=numpy_backend), lambda m: m(sample, t, context)),
+        (VAEDecoder.random(tiny_vae_config, backend=numpy_backend), lambda m: m(sample)),
+        (TextEncoder.random(tiny_text_config, backend=numpy_backend), lambda m: m(np.arange(12).reshape(2, 6))),
     ]:
         model.params = _Recording(model.params)
         call(model)
@@ -102,9 +102,9 @@ def test_timestep_embedding_formula():
     np.testing.assert_allclose(shifted, np.concatenate([np.sin(t[:, None] * freqs), np.cos(t[:, None] * freqs)], axis=1))
 
 
-def test_text_encoder_is_causal(tiny_text_config):
+def test_text_encoder_is_causal(tiny_text_config, numpy_backend):
     """Changing token j changes the outputs at positions >= j and no others."""
-    model = TextEncoder.random(tiny_text_config, dtype=np.float64)
+    model = TextEncoder.random(tiny_text_config, backend=numpy_backend, dtype=np.float64)
     ids = np.array([[5, 17, 33, 2, 90, 41, 7, 64]])
     changed = ids.copy()
     changed[0, 4] = 11
@@ -118,9 +118,9 @@ def test_text_encoder_is_causal(tiny_text_config):
 
 def _tiny_models(configs, backend, dtype, seed=3):
     unet_config, vae_config, text_config = configs
-    return (UNet2DConditionModel.random(unet_config, seed, backend, dtype),
-            VAEDecoder.random(vae_config, seed, backend, dtype),
-            TextEncoder.random(text_config, seed, backend, dtype))
+    return (UNet2DConditionModel.random(unet_config, seed, backend=backend, dtype=dtype),
+            VAEDecoder.random(vae_config, seed, backend=backend, dtype=dtype),
+            TextEncoder.random(text_config, seed, backend=backend, dtype=dtype))
 
 
 def _run(models, inputs, ids):
@@ -138,9 +138,9 @@ def configs(tiny_unet_config, tiny_vae_config, tiny_text_config):
 
 
 @pytest.fixture(scope="module")
-def reference_outputs(configs, unet_inputs):
+def reference_outputs(configs, unet_inputs, numpy_backend):
     ids = np.random.default_rng(5).integers(0, 120, size=(2, 77))
-    return ids, _run(_tiny_models(configs, "numpy", np.float64), unet_inputs, ids)
+    return ids, _run(_tiny_models(configs, numpy_backend, np.float64), unet_inputs, ids)
 
 
 OPTIMIZATIONS = ablation()
@@ -177,7 +177,7 @@ def test_switches_reach_every_layer():
     kernels = {}
     for name in ("none", "paper"):
         be = make_backend("opencl", OPTIMIZATIONS[name])
-        unet = UNet2DConditionModel.random(TINY_UNET, 0, be)
+        unet = UNet2DConditionModel.random(TINY_UNET, 0, backend=be)
         with be.measure() as counters:
             unet(sample, 10, context)
         kernels[name] = counters.kernels
@@ -215,67 +215,68 @@ def test_save_and_reload_identical(backend_name, configs, unet_inputs, tmp_path)
     for cls, config, call in [(UNet2DConditionModel, unet_config, lambda m: m(sample, t, context)),
                               (VAEDecoder, vae_config, lambda m: m(sample)),
                               (TextEncoder, text_config, lambda m: m(np.arange(30).reshape(2, 15)))]:
-        model = cls.random(config, 7, be)
+        model = cls.random(config, 7, backend=be)
         folder = model.save_pretrained(tmp_path / cls.__name__)
-        loaded = cls.from_pretrained(folder, be)
+        loaded = cls.from_pretrained(folder, backend=be)
         assert loaded.config == model.config
         np.testing.assert_array_equal(be.to_numpy(call(loaded)), be.to_numpy(call(model)))
 
 
-def _saved_unet(tmp_path, config):
+def _saved_unet(tmp_path, config, backend):
     from safetensors.numpy import load_file, save_file
 
-    folder = UNet2DConditionModel.random(config, 0).save_pretrained(tmp_path / "unet")
+    folder = UNet2DConditionModel.random(config, 0, backend=backend).save_pretrained(tmp_path / "unet")
     path = folder / UNet2DConditionModel.WEIGHTS_NAME
     return folder, path, load_file(str(path)), save_file
 
 
-def test_missing_tensor_names_file_and_tensor(tmp_path, tiny_unet_config):
-    folder, path, tensors, save_file = _saved_unet(tmp_path, tiny_unet_config)
+def test_missing_tensor_names_file_and_tensor(tmp_path, tiny_unet_config, numpy_backend):
+    folder, path, tensors, save_file = _saved_unet(tmp_path, tiny_unet_config, numpy_backend)
     del tensors["mid_block.attentions.0.proj_out.bias"]
     save_file(tensors, str(path))
     with pytest.raises(CheckpointError, match=r"diffusion_pytorch_model.safetensors: missing tensor "
                                               r"'mid_block.attentions.0.proj_out.bias'"):
-        UNet2DConditionModel.from_pretrained(folder)
+        UNet2DConditionModel.from_pretrained(folder, backend=numpy_backend)
 
 
-def test_mismatched_tensor_names_file_and_tensor(tmp_path, tiny_unet_config):
-    folder, path, tensors, save_file = _saved_unet(tmp_path, tiny_unet_config)
+def test_mismatched_tensor_names_file_and_tensor(tmp_path, tiny_unet_config, numpy_backend):
+    folder, path, tensors, save_file = _saved_unet(tmp_path, tiny_unet_config, numpy_backend)
     tensors["conv_in.weight"] = tensors["conv_in.weight"][:16]
     save_file(tensors, str(path))
     with pytest.raises(CheckpointError, match=r"safetensors: tensor 'conv_in.weight' has shape \(16, 4, 3, 3\)"):
-        UNet2DConditionModel.from_pretrained(folder)
+        UNet2DConditionModel.from_pretrained(folder, backend=numpy_backend)
 
 
-def test_unexpected_tensor_and_config_mismatch(tmp_path, tiny_unet_config):
-    folder, path, tensors, save_file = _saved_unet(tmp_path, tiny_unet_config)
+def test_unexpected_tensor_and_config_mismatch(tmp_path, tiny_unet_config, numpy_backend):
+    folder, path, tensors, save_file = _saved_unet(tmp_path, tiny_unet_config, numpy_backend)
     tensors["add_embedding.linear_1.weight"] = np.ones((2, 2), np.float32)
     save_file(tensors, str(path))
     with pytest.raises(CheckpointError, match="unexpected tensor 'add_embedding.linear_1.weight'"):
-        UNet2DConditionModel.from_pretrained(folder)
+        UNet2DConditionModel.from_pretrained(folder, backend=numpy_backend)
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**config, "layers_per_block": 2}))
     with pytest.raises(CheckpointError, match="missing tensor"):
-        UNet2DConditionModel.from_pretrained(folder)
+        UNet2DConditionModel.from_pretrained(folder, backend=numpy_backend)
 
 
-def test_missing_files(tmp_path, tiny_vae_config):
+def test_missing_files(tmp_path, tiny_vae_config, numpy_backend):
     with pytest.raises(FileNotFoundError, match="config.json: no such file"):
-        VAEDecoder.from_pretrained(tmp_path)
-    folder = VAEDecoder.random(tiny_vae_config).save_pretrained(tmp_path / "vae")
+        VAEDecoder.from_pretrained(tmp_path, backend=numpy_backend)
+    folder = VAEDecoder.random(tiny_vae_config, backend=numpy_backend).save_pretrained(tmp_path / "vae")
     (folder / VAEDecoder.WEIGHTS_NAME).rename(folder / "diffusion_pytorch_model.fp16.safetensors")
     with pytest.raises(FileNotFoundError, match=r"no such weights file; the folder has "
                                                 r"diffusion_pytorch_model.fp16.safetensors \(choose it with variant=\)"):
-        VAEDecoder.from_pretrained(folder)
-    assert VAEDecoder.from_pretrained(folder, variant="fp16").config["block_out_channels"] == [16, 32]
+        VAEDecoder.from_pretrained(folder, backend=numpy_backend)
+    fp16 = VAEDecoder.from_pretrained(folder, backend=numpy_backend, variant="fp16")
+    assert fp16.config["block_out_channels"] == [16, 32]
 
 
-def test_vae_reads_legacy_attention_names_and_skips_the_encoder(tmp_path, tiny_vae_config):
+def test_vae_reads_legacy_attention_names_and_skips_the_encoder(tmp_path, tiny_vae_config, numpy_backend):
     """Older AutoencoderKL files name the attention query/key/value/proj_attn (as 1x1 convs in
     some) and every AutoencoderKL file holds the encoder, which the decoder does not use."""
     from safetensors.numpy import load_file, save_file
 
-    model = VAEDecoder.random(tiny_vae_config, 1)
+    model = VAEDecoder.random(tiny_vae_config, 1, backend=numpy_backend)
     folder = model.save_pretrained(tmp_path / "vae")
     path = folder / VAEDecoder.WEIGHTS_NAME
     tensors = load_file(str(path))
@@ -290,28 +291,51 @@ def test_vae_reads_legacy_attention_names_and_skips_the_encoder(tmp_path, tiny_v
     legacy["quant_conv.weight"] = np.ones((8, 8, 1, 1), np.float32)
     save_file(legacy, str(path))
     z = np.random.default_rng(0).standard_normal((1, 4, 4, 4)).astype(np.float32)
-    np.testing.assert_array_equal(VAEDecoder.from_pretrained(folder)(z), model(z))
+    np.testing.assert_array_equal(VAEDecoder.from_pretrained(folder, backend=numpy_backend)(z), model(z))
 
 
-def test_bad_inputs(tiny_unet_config, tiny_text_config, tiny_vae_config):
-    unet = UNet2DConditionModel.random(tiny_unet_config)
+def test_bad_inputs(tiny_unet_config, tiny_text_config, tiny_vae_config, numpy_backend):
+    unet = UNet2DConditionModel.random(tiny_unet_config, backend=numpy_backend)
     context = np.zeros((1, 77, 32), np.float32) + 0.5
     with pytest.raises(ValueError, match=r"sample: expected \(B, 4, H, W\) with H, W divisible by 2"):
         unet(np.ones((1, 4, 7, 8), np.float32), 1, context)
     with pytest.raises(ValueError, match=r"encoder_hidden_states: expected \(1, tokens, 32\)"):
         unet(np.ones((1, 4, 8, 8), np.float32), 1, context[..., :16])
     with pytest.raises(ValueError, match="up_block_types: 'UpBlock3D' is not an SD 1.x block"):
-        UNet2DConditionModel.random({**tiny_unet_config, "up_block_types": ["UpBlock3D", "CrossAttnUpBlock2D"]})
+        UNet2DConditionModel.random({**tiny_unet_config, "up_block_types": ["UpBlock3D", "CrossAttnUpBlock2D"]},
+                                    backend=numpy_backend)
     with pytest.raises(ValueError, match="resnet_time_scale_shift: only 'default'"):
-        UNet2DConditionModel.random({**tiny_unet_config, "resnet_time_scale_shift": "scale_shift"})
-    text = TextEncoder.random(tiny_text_config)
+        UNet2DConditionModel.random({**tiny_unet_config, "resnet_time_scale_shift": "scale_shift"},
+                                    backend=numpy_backend)
+    text = TextEncoder.random(tiny_text_config, backend=numpy_backend)
     with pytest.raises(ValueError, match=r"input_ids: token ids must lie in \[0, 120\)"):
         text(np.array([[1, 200]]))
     with pytest.raises(ValueError, match="input_ids: at most 77 tokens"):
         text(np.ones((1, 78), np.int64))
     with pytest.raises(ValueError, match=r"dtype: expected one of \['float16', 'float32', 'float64'\], got 'int8'"):
-        TextEncoder.random(tiny_text_config, dtype="int8")
-    with pytest.raises(ValueError, match="optimizations: pass them"):
-        StableDiffusionPipeline.random(backend=make_backend("numpy"), optimizations=Optimizations.paper())
+        TextEncoder.random(tiny_text_config, backend=numpy_backend, dtype="int8")
+    # the optimizations belong to the backend's constructor, not beside the backend object
+    with pytest.raises(TypeError, match="unexpected keyword argument 'optimizations'"):
+        StableDiffusionPipeline.random(backend=numpy_backend, optimizations=Optimizations.paper())
     with pytest.raises(ValueError, match=r"latents: expected \(B, 4, h, w\)"):
-        VAEDecoder.random(tiny_vae_config)(np.ones((1, 3, 4, 4), np.float32))
+        VAEDecoder.random(tiny_vae_config, backend=numpy_backend)(np.ones((1, 3, 4, 4), np.float32))
+
+
+@pytest.mark.parametrize("cls", [UNet2DConditionModel, VAEDecoder, TextEncoder])
+def test_models_refuse_a_backend_name(cls, tiny_unet_config, tiny_vae_config, tiny_text_config, tmp_path,
+                                      numpy_backend):
+    """A model runs on a backend object; a name (or anything without the op interface) is refused
+    by every constructor with an error that says what to pass."""
+    config = {UNet2DConditionModel: tiny_unet_config, VAEDecoder: tiny_vae_config, TextEncoder: tiny_text_config}[cls]
+    name_refused = (r"backend: expected a backend object such as backends.get_backend\('opencl'\), "
+                    r"got the string 'opencl'")
+    with pytest.raises(TypeError, match=name_refused):
+        cls.random(config, backend="opencl")
+    folder = cls.random(config, backend=numpy_backend).save_pretrained(tmp_path / cls.__name__)
+    with pytest.raises(TypeError, match=name_refused):
+        cls.from_pretrained(folder, backend="opencl")
+    with pytest.raises(TypeError, match=name_refused):
+        cls(config, {}, backend="opencl")
+    with pytest.raises(TypeError, match=r"backend: expected a backend object .*, got NoneType \(it has no asarray, "
+                                        r"to_numpy, compile\)"):
+        cls.random(config, backend=None)

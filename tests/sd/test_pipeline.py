@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from backends import Optimizations
+from experiments.generate import main as generate
 from reference.numerics import relative_frobenius_error
 from reference.sd import StableDiffusionPipeline
-from reference.sd.generate import main as generate
 from reference.sd.tiny import tiny_pipeline
 
 from .conftest import make_backend
@@ -18,14 +18,14 @@ PROMPT = "a red apple on a wooden table"
 
 
 @pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory):
+def tiny_folder(tmp_path_factory, numpy_backend):
     """A tiny random Stable Diffusion checkpoint in diffusers' layout."""
-    return tiny_pipeline(seed=11).save_pretrained(tmp_path_factory.mktemp("tiny-sd"))
+    return tiny_pipeline(backend=numpy_backend, seed=11).save_pretrained(tmp_path_factory.mktemp("tiny-sd"))
 
 
 @pytest.fixture(scope="module")
-def numpy_result(tiny_folder):
-    pipe = StableDiffusionPipeline.from_pretrained(tiny_folder, backend="numpy")
+def numpy_result(tiny_folder, numpy_backend):
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_folder, backend=numpy_backend)
     return pipe(PROMPT, steps=3, seed=5)
 
 
@@ -39,11 +39,11 @@ def test_layout_on_disk(tiny_folder):
         assert (tiny_folder / path).is_file(), path
 
 
-def test_reloaded_pipeline_is_identical(tiny_folder, numpy_result):
+def test_reloaded_pipeline_is_identical(tiny_folder, numpy_result, numpy_backend):
     """Saving and loading changes nothing: the same seed gives the same image, bit for bit."""
-    again = StableDiffusionPipeline.from_pretrained(tiny_folder, backend="numpy")(PROMPT, steps=3, seed=5)
+    again = StableDiffusionPipeline.from_pretrained(tiny_folder, backend=numpy_backend)(PROMPT, steps=3, seed=5)
     np.testing.assert_array_equal(again.latents, numpy_result.latents)
-    other_seed = StableDiffusionPipeline.from_pretrained(tiny_folder, backend="numpy")(PROMPT, steps=3, seed=6)
+    other_seed = StableDiffusionPipeline.from_pretrained(tiny_folder, backend=numpy_backend)(PROMPT, steps=3, seed=6)
     assert not np.array_equal(other_seed.latents, numpy_result.latents)
 
 
@@ -62,8 +62,8 @@ def test_pipeline_on_every_backend(backend_name, tiny_folder, numpy_result):
 
 
 @pytest.mark.parametrize("scheduler, evaluations", [("ddim", 3), ("euler", 3), ("pndm", 4)])
-def test_schedulers_in_the_loop(tiny_folder, scheduler, evaluations):
-    pipe = StableDiffusionPipeline.from_pretrained(tiny_folder)
+def test_schedulers_in_the_loop(tiny_folder, scheduler, evaluations, numpy_backend):
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_folder, backend=numpy_backend)
     result = pipe(PROMPT, steps=3, seed=5, scheduler=scheduler, guidance_scale=1.0)
     assert result.unet_evaluations == evaluations
     assert np.isfinite(result.latents).all() and result.latents.std() > 0.1
@@ -93,11 +93,26 @@ def test_generate_command_tiny_on_opencl(tmp_path, capsys):
     assert out.is_file() and "MiB" in printed  # OpenCL reports its peak memory per component
 
 
-def test_pipeline_errors(tiny_folder, tmp_path):
+def test_pipeline_errors(tiny_folder, tmp_path, numpy_backend):
     with pytest.raises(FileNotFoundError, match="model_index.json: no such file"):
-        StableDiffusionPipeline.from_pretrained(tmp_path)
-    pipe = StableDiffusionPipeline.from_pretrained(tiny_folder)
+        StableDiffusionPipeline.from_pretrained(tmp_path, backend=numpy_backend)
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_folder, backend=numpy_backend)
     with pytest.raises(ValueError, match="height, width: expected multiples of 4"):
         pipe(PROMPT, steps=1, height=18, width=16)
     with pytest.raises(ValueError, match="steps: expected a positive int"):
         pipe(PROMPT, steps=0)
+
+
+def test_pipeline_refuses_a_backend_name(tiny_folder):
+    """The pipeline runs on a backend object (its optimizations set where it is constructed); a
+    name is refused before any file is read, with an error that says what to pass."""
+    name_refused = (r"backend: expected a backend object such as backends.get_backend\('opencl'\), "
+                    r"got the string 'opencl'")
+    with pytest.raises(TypeError, match=name_refused):
+        StableDiffusionPipeline.from_pretrained(tiny_folder, backend="opencl")
+    with pytest.raises(TypeError, match=name_refused):
+        StableDiffusionPipeline.from_pretrained("no/such/folder", backend="opencl")
+    with pytest.raises(TypeError, match=name_refused):
+        StableDiffusionPipeline.random(backend="opencl")
+    with pytest.raises(TypeError, match=name_refused):
+        tiny_pipeline(backend="opencl")

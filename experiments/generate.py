@@ -1,18 +1,22 @@
 """Generate an image with Stable Diffusion 1.x on a chosen backend, timed as in the paper.
 
-    python -m reference.sd.generate --weights ~/sd-v1-4 --prompt "an astronaut riding a horse" \\
+    python -m experiments.generate --weights ~/sd-v1-4 --prompt "an astronaut riding a horse" \\
         --steps 20 --backend opencl --optimizations paper --out astronaut.png
 
-    python -m reference.sd.generate --random-weights --backend jax --optimizations paper \\
+    python -m experiments.generate --random-weights --backend jax --optimizations paper \\
         --steps 20 --warmup --out noise.png        # SD 1.4's shapes, no checkpoint: latency only
 
-    python -m reference.sd.generate --tiny --backend opencl --steps 4   # seconds, any CPU
+    python -m experiments.generate --tiny --backend opencl --steps 4   # seconds, any CPU
 
 ``--weights`` is a diffusers folder on local disk (model_index.json, tokenizer/, text_encoder/,
 unet/, vae/, scheduler/); nothing is downloaded. At the end it prints the paper's breakdown:
 text encoder, UNet per iteration, image decoder, total, and peak device memory per component.
 With ``--warmup`` one untimed pass (text encoder, one UNet evaluation, decoder) runs first, so
 kernel builds and JIT compilation are not in the timed numbers.
+
+The command builds the backend (``--backend``, ``--optimizations``, ``--device``) with
+``backends.get_backend`` and hands the object to the network in reference/sd/, which imports
+no backend itself.
 """
 
 from __future__ import annotations
@@ -21,13 +25,13 @@ import argparse
 import json
 import sys
 
-from backends import Optimizations, available_backends
-
-from .pipeline import SCHEDULER_NAMES, StableDiffusionPipeline
+from backends import Backend, Optimizations, available_backends, get_backend
+from reference.sd.pipeline import SCHEDULER_NAMES, StableDiffusionPipeline
+from reference.sd.tiny import tiny_pipeline
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m reference.sd.generate", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m experiments.generate", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--weights", metavar="DIR", help="a diffusers Stable Diffusion 1.x folder")
@@ -57,21 +61,22 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def load_pipeline(args) -> StableDiffusionPipeline:
+def make_backend(args) -> Backend:
+    """The backend named by ``--backend`` with the ``--optimizations`` (and ``--device``) asked for."""
     options = {"device": args.device} if args.device is not None else {}
     if args.device is not None and args.backend != "opencl":
         raise SystemExit("--device: only the opencl backend takes a device")
-    optimizations = Optimizations.named(args.optimizations)
-    dtype = args.dtype
-    if args.tiny:
-        from .tiny import tiny_pipeline
+    return get_backend(args.backend, optimizations=Optimizations.named(args.optimizations), **options)
 
-        return tiny_pipeline(args.backend, optimizations, dtype, args.seed, **options)
+
+def load_pipeline(args) -> StableDiffusionPipeline:
+    backend = make_backend(args)
+    if args.tiny:
+        return tiny_pipeline(backend=backend, dtype=args.dtype, seed=args.seed)
     if args.random_weights:
-        return StableDiffusionPipeline.random(seed=args.seed, backend=args.backend, optimizations=optimizations,
-                                              dtype=dtype, **options)
-    return StableDiffusionPipeline.from_pretrained(args.weights, backend=args.backend, optimizations=optimizations,
-                                                   dtype=dtype, variant=args.variant, **options)
+        return StableDiffusionPipeline.random(seed=args.seed, backend=backend, dtype=args.dtype)
+    return StableDiffusionPipeline.from_pretrained(args.weights, backend=backend, dtype=args.dtype,
+                                                   variant=args.variant)
 
 
 def main(argv=None) -> int:

@@ -1,0 +1,110 @@
+"""The kernel benchmark (experiments/kernels.py) on tiny shapes, and the SD 1.4 shape tracer.
+
+One benchmark run (module-scoped: about 20 s on two cores) of every op on OpenCL and JAX in
+float32; the tests read its rows and files."""
+
+import csv
+import math
+
+import pytest
+
+from experiments import kernels, sd_shapes
+
+#: the fp32 bound of every row, and Winograd F(6)'s own (its transforms' entries are larger)
+FP32_BOUND = 1e-4
+WINOGRAD6_FP32_BOUND = 1e-3
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    pytest.importorskip("pyopencl")
+    out = tmp_path_factory.mktemp("bench")
+    result = kernels.run(ops=kernels.OPS, backends=("opencl", "jax"), dtypes=("float32",), size="tiny",
+                         repeats=10, warmup=1, out=out, command="pytest tests/test_bench.py",
+                         backends_required=True)
+    return result
+
+
+def rows_of(bench, **match):
+    return [r for r in bench.rows if all(r[k] == v for k, v in match.items())]
+
+
+def test_every_op_variant_and_backend_has_a_row(bench):
+    for bench_op in kernels.BENCHMARKS.values():
+        for backend in ("opencl", "jax"):
+            for variant in bench_op.variants:
+                assert rows_of(bench, op=bench_op.op, backend=backend, variant=variant.name), (bench_op.op, backend,
+                                                                                             variant.name)
+
+
+def test_every_row_is_checked_against_float64_then_timed(bench):
+    for row in bench.rows:
+        assert "note" not in row, row
+        bound = WINOGRAD6_FP32_BOUND if row["variant"] == "winograd6" else FP32_BOUND
+        # > 0: an fp32 output always differs from float64 somewhere, so 0 means nothing was compared
+        assert math.isfinite(row["rel_error"]) and 0 < row["rel_error"] < bound, row
+        assert row["check"] == "ok", row
+        assert row["device_ms"] > 0 and row["wall_ms"] > 0, row
+        assert row["GB/s"] > 0 and row["ceiling"] and row["of_ceiling"] > 0, row
+        assert (row["TFLOP/s"] is None) == (row["op"] in ("group_norm+silu", "geglu")), row
+
+
+def test_roles_and_peer_speedups(bench):
+    roles = {(r["backend"], r["variant"]): r["role"] for r in bench.rows}
+    assert roles["opencl", "fused"] == "ours" and roles["opencl", "unfused"] == "baseline"
+    assert roles["jax", "unfused"] == "peer" and roles["jax", "naive"] == "peer" and roles["jax", "direct"] == "peer"
+    assert roles["jax", "flash"] == "ours" and roles["jax", "winograd4"] == "ours"
+    for row in bench.rows:  # every op has an XLA peer here, so every row has a speed against it
+        assert row["vs_best_peer"] > 0, row
+
+
+def test_opencl_fusion_claims_in_numbers(bench):
+    (fused,) = rows_of(bench, op="group_norm+silu", backend="opencl", variant="fused")
+    (unfused,) = rows_of(bench, op="group_norm+silu", backend="opencl", variant="unfused")
+    assert fused["launches"] == 1 and fused["temp_bytes"] == 0
+    assert unfused["launches"] == 4 and unfused["temp_bytes"] > 0  # mean, variance temporaries + silu
+    (flash,) = rows_of(bench, op="attention", backend="opencl", variant="flash")
+    assert flash["launches"] == 1 and flash["temp_bytes"] == 0
+    for row in rows_of(bench, backend="jax"):
+        assert row["launches"] is None and row["temp_bytes"] is None
+
+
+def test_outputs_are_written_with_their_headers(bench):
+    csv_path, md_path, *pngs = bench.paths
+    lines = csv_path.read_text().splitlines()
+    header = dict(line[2:].split(": ", 1) for line in lines if line.startswith("# "))
+    for key in ("date", "commit", "command", "shapes", "device opencl", "device jax", "device torch", "versions",
+                "ceiling 1"):
+        assert header[key], key
+    assert header["status"] == "complete"
+    assert header["command"] == "pytest tests/test_bench.py"
+    table = list(csv.DictReader(line for line in lines if not line.startswith("# ")))
+    assert len(table) == len(bench.rows) and table[0].keys() == set(kernels.COLUMNS)
+    markdown = md_path.read_text()
+    assert "- commit: " in markdown and "## conv3x3 (winograd)" in markdown
+    assert [p.name for p in pngs] == [f"{csv_path.stem}_{op}.png" for op in kernels.OPS]
+    for png in pngs:
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(bench.summary) == len(kernels.OPS)
+
+
+def test_sd14_convolutions_come_from_the_network():
+    convs = sd_shapes.conv3x3_shapes()
+    for shape in [(2, 320, 64, 64, 320), (2, 1280, 16, 16, 1280), (1, 512, 128, 128, 512), (1, 128, 512, 512, 128),
+                  (2, 2560, 16, 16, 1280), (2, 2560, 8, 8, 1280), (2, 4, 64, 64, 320), (1, 128, 512, 512, 3)]:
+        assert shape in convs, shape
+    assert len(convs) == len(set(convs))
+    assert all(s in convs for s in kernels.Conv3x3.REPRESENTATIVES)
+
+
+def test_sd14_linears_and_the_listed_shapes_are_in_the_trace():
+    linears = sd_shapes.linear_shapes()
+    assert (8192, 320, 2560) in linears and (154, 768, 320) in linears and (2, 320, 1280) in linears
+    assert all(s in linears for s in kernels.Linear.REDUCED)
+    calls = [c for counter in sd_shapes.sd14_calls().values() for c in counter]
+    group_norms = {c.inputs[0] for c in calls if c.op == "group_norm" and c.kwarg("silu")}
+    assert set(kernels.GroupNormSiLU.FULL) <= group_norms
+    gegl_inputs = {c.inputs[0] for c in calls if c.op == "geglu"}
+    assert set(kernels.GEGLU.FULL) <= gegl_inputs
+    attention = {q[:3] + (k[2], q[3]) for c in calls if c.op == "attention" for q, k, _ in [c.inputs]}
+    assert set(kernels.Attention.FULL) <= attention
