@@ -447,6 +447,11 @@ def _version(package: str) -> str:
 
 
 def _git_commit() -> str:
+    """The checkout's commit ("+dirty" with uncommitted changes), or BENCH_COMMIT where the tree
+    is a copy without its git folder (e.g. sent to a GPU machine)."""
+    if os.environ.get("BENCH_COMMIT"):
+        return os.environ["BENCH_COMMIT"] + " (BENCH_COMMIT)"
+
     def git(*args):
         return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
 
