@@ -693,7 +693,7 @@ def _supported_dtypes(runners, dtypes, notes) -> dict[str, list[str]]:
     return supported
 
 
-def _summary_line(bench: Op, rows: list[dict], seconds: float) -> str:
+def _summary_line(bench: Op, rows: list[dict], seconds: float | None) -> str:
     failed = sum(1 for r in rows if "note" in r)
     bad = sum(1 for r in rows if r.get("check", "ok") != "ok")
     speedups: dict[str, list[float]] = {}
@@ -703,7 +703,8 @@ def _summary_line(bench: Op, rows: list[dict], seconds: float) -> str:
     versus = ", ".join(f"{name} {statistics.median(v):.2f}x" for name, v in speedups.items()) or "no peer measured"
     fp32 = [r["rel_error"] for r in rows if r["dtype"] == "float32" and "rel_error" in r]
     worst = f"max fp32 rel_error {max(fp32):.1e}; " if fp32 else ""
-    return (f"{bench.idea}: {len(rows)} rows in {seconds:.0f} s, {bad} failed checks, {failed} errors; {worst}"
+    took = "" if seconds is None else f" in {seconds:.0f} s"
+    return (f"{bench.idea}: {len(rows)} rows{took}, {bad} failed checks, {failed} errors; {worst}"
             f"ours vs best peer (median over shapes and dtypes): {versus}")
 
 
@@ -741,10 +742,12 @@ def _format(key, value) -> str:
     return str(value)
 
 
-def write_outputs(out: Path, rows, header: dict, summary, ops, dtypes, slug: str, plots: bool) -> list[Path]:
-    """The CSV and the Markdown (and, with ``plots``, one PNG per op); returns their paths."""
+def write_outputs(out: Path, rows, header: dict, summary, ops, dtypes, slug: str, plots: bool,
+                  day: str | None = None) -> list[Path]:
+    """The CSV and the Markdown (and, with ``plots``, one PNG per op) named by device and ``day``
+    (YYYY-MM-DD, default today, UTC); returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"kernels_{slug}_{datetime.now(timezone.utc):%Y-%m-%d}"
+    stem = out / f"kernels_{slug}_{day or datetime.now(timezone.utc).strftime('%Y-%m-%d')}"
     csv_path, md_path = stem.with_suffix(".csv"), stem.with_suffix(".md")
     with open(csv_path, "w", newline="") as f:
         for key, value in header.items():
@@ -816,6 +819,73 @@ def plot(rows, bench: Op, dtypes, path: Path, shapes_note: str) -> Path:
     return path
 
 
+# -- merging the parts of a run ------------------------------------------------------------------
+
+#: CSV columns read back as numbers
+NUMERIC = {"rel_error": float, "device_ms": float, "wall_ms": float, "GB/s": float, "TFLOP/s": float,
+           "of_ceiling": float, "vs_best_peer": float, "launches": int, "temp_bytes": int}
+
+
+def read_csv(path: Path) -> tuple[dict, list[dict]]:
+    """(header, rows) of a CSV written by ``write_outputs``; empty cells become absent keys."""
+    header, lines = {}, Path(path).read_text().splitlines()
+    while lines and lines[0].startswith("# "):
+        key, _, value = lines.pop(0)[2:].partition(": ")
+        header[key] = value
+    rows = []
+    for raw in csv.DictReader(lines):
+        row = {k: (NUMERIC[k](float(v)) if k in NUMERIC else v) for k, v in raw.items() if v != ""}
+        rows.append(row)
+    return header, rows
+
+
+def merge(paths, out: Path, command: str = "") -> Result:
+    """One table from several CSVs of one machine (a run split into calls, e.g. one per op to fit a
+    time limit): the rows of every part, the first part listed winning where two measured the
+    same (op, shape, variant, backend, dtype); ``vs_best_peer`` recomputed over the merged rows
+    (each row keeps the ceiling its own part measured). The header lists every part."""
+    named = re.match(r"kernels_(.+)_(\d{4}-\d{2}-\d{2})", Path(paths[0]).name)  # as write_outputs names it
+    if named is None:
+        raise ValueError(f"paths: expected the first CSV to keep its kernels_<device>_<YYYY-MM-DD> name, "
+                         f"got {Path(paths[0]).name}")
+    slug, day = named.groups()
+    parts = [(Path(p), *read_csv(p)) for p in paths]
+    merged: dict[tuple, dict] = {}
+    for _, _, rows in parts:
+        for row in rows:
+            merged.setdefault((row["op"], row["shape"], row["variant"], row["backend"], row["dtype"]), row)
+    rows = list(merged.values())
+    best_peer: dict[tuple, float] = {}
+    for row in rows:
+        ms = _ms(row)
+        if row["role"] == "peer" and ms is not None:
+            key = (row["op"], row["shape"], row["dtype"])
+            best_peer[key] = min(ms, best_peer.get(key, math.inf))
+    for row in rows:
+        row.pop("vs_best_peer", None)
+        peer_ms, ms = best_peer.get((row["op"], row["shape"], row["dtype"])), _ms(row)
+        if peer_ms is not None and ms is not None:
+            row["vs_best_peer"] = peer_ms / ms
+    first = parts[0][1]
+    dates = sorted(part.get("date", "?") for _, part, _ in parts)
+    header = {"date": dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"}
+    header.update({k: v for k, v in first.items() if k.startswith(("device ", "versions", "shapes", "repeats", "commit"))})
+    header["merged"] = f"{len(parts)} parts (the first listed wins where two measured the same row)"
+    header["command"] = command or "experiments.kernels.merge(...)"
+    for i, (path, part, part_rows) in enumerate(parts, start=1):
+        header[f"part {i}"] = (f"{part.get('date')}: {part.get('command')} ({part.get('status')}, "
+                               f"{part.get('elapsed')}, {len(part_rows)} rows; commit {part.get('commit')})")
+        for key, value in part.items():
+            if key.startswith("ceiling "):
+                header[f"part {i} {key}"] = value
+    ops = [idea for idea in OPS if any(r["op"] == BENCHMARKS[idea].op for r in rows)]
+    dtypes = [d for d in ALL_DTYPES if any(r["dtype"] == d for r in rows)]
+    summary = [_summary_line(BENCHMARKS[idea], [r for r in rows if r["op"] == BENCHMARKS[idea].op], None)
+               for idea in ops]
+    return Result(rows, summary, write_outputs(Path(out), rows, header, summary, ops, dtypes, slug, plots=True,
+                                               day=day))
+
+
 # -- command line ---------------------------------------------------------------------------------
 
 
@@ -832,10 +902,17 @@ def main(argv=None) -> None:
     sizes.add_argument("--full", dest="size", action="store_const", const="full", help="SD 1.4's shapes")
     sizes.add_argument("--reduced", dest="size", action="store_const", const="reduced", help="scaled-down shapes")
     parser.add_argument("--out", type=Path, default=REPO / "experiments" / "results")
+    parser.add_argument("--merge", nargs="+", type=Path, metavar="CSV",
+                        help="measure nothing: merge these CSVs of one machine into one table in --out")
     args = parser.parse_args(argv)
+    command = "python -m experiments.kernels " + shlex.join(sys.argv[1:] if argv is None else argv)
+    if args.merge:
+        result = merge(args.merge, args.out, command)
+        for line in [*(f"wrote {p}" for p in result.paths), *result.summary]:
+            print(line)
+        return
     # JAX must not reserve most of the GPU: OpenCL and torch measure on the same device
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-    command = "python -m experiments.kernels " + shlex.join(sys.argv[1:] if argv is None else argv)
     result = run(ops=args.ops, backends=args.backends or BACKENDS, dtypes=args.dtypes, size=args.size,
                  repeats=args.repeats, warmup=args.warmup, out=args.out, command=command.strip(),
                  backends_required=args.backends is not None)

@@ -108,3 +108,30 @@ def test_sd14_linears_and_the_listed_shapes_are_in_the_trace():
     assert set(kernels.GEGLU.FULL) <= gegl_inputs
     attention = {q[:3] + (k[2], q[3]) for c in calls if c.op == "attention" for q, k, _ in [c.inputs]}
     assert set(kernels.Attention.FULL) <= attention
+
+
+def test_merge_joins_the_parts_of_a_run_and_recomputes_the_peer_speeds(bench, tmp_path):
+    # two "calls": GroupNorm rows measured with their XLA peer, and a second part whose peer row is
+    # 4x faster; the first part listed wins for duplicate rows, the speeds use the merged peers
+    csv_path = bench.paths[0]
+    header, rows = kernels.read_csv(csv_path)
+    assert len(rows) == len(bench.rows) and rows[0]["rel_error"] == bench.rows[0]["rel_error"]
+    norm = [r for r in rows if r["op"] == "group_norm+silu"]
+    first = tmp_path / "a" / csv_path.name
+    kernels.write_outputs(first.parent, [r for r in norm if r["role"] != "peer"], header, [], ["group_norm"],
+                          ["float32"], "cpu", plots=False, day=csv_path.stem.rsplit("_", 1)[1])
+    faster_peer = [{**r, "device_ms": r["device_ms"] / 4} for r in norm if r["role"] == "peer"]
+    second = tmp_path / "b" / csv_path.name
+    kernels.write_outputs(second.parent, faster_peer + norm, {**header, "command": "part two"}, [], ["group_norm"],
+                          ["float32"], "cpu", plots=False, day=csv_path.stem.rsplit("_", 1)[1])
+    merged = kernels.merge([first, second], tmp_path / "merged", command="merge test")
+    assert len(merged.rows) == len(norm)  # every (op, shape, variant, backend, dtype) once
+    (fused,) = [r for r in merged.rows if r["backend"] == "opencl" and r["variant"] == "fused"]
+    (peer,) = [r for r in merged.rows if r["role"] == "peer"]
+    assert peer["device_ms"] == faster_peer[0]["device_ms"]  # the only peer row came from part two
+    assert fused["vs_best_peer"] == pytest.approx(peer["device_ms"] / fused["device_ms"])
+    merged_header, _ = kernels.read_csv(merged.paths[0])
+    assert merged_header["command"] == "merge test" and "part two" in merged_header["part 2"]
+    assert merged.paths[0].name == csv_path.name and merged.paths[2].suffix == ".png"
+    with pytest.raises(ValueError, match="kernels_<device>_<YYYY-MM-DD>"):
+        kernels.merge([tmp_path / "a" / "renamed.csv"], tmp_path / "merged")
