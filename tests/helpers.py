@@ -4,6 +4,7 @@ Arrays always come from a seeded generator (never from raw float strategies, nev
 hypothesis draws the seed, the shape and the scale.
 """
 
+import math
 import os
 
 import ml_dtypes
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 from reference import attention as ref_attention
 from reference import ops
-from reference.numerics import assert_close
+from reference.numerics import assert_close, relative_frobenius_error
 
 #: True under the thorough profile: tests may draw larger shapes.
 THOROUGH = os.environ.get("HYPOTHESIS_PROFILE", "ci") == "thorough"
@@ -43,7 +44,8 @@ def given_for(backend, n: int | None = None, jax: int | None = None, **strategie
         def test_softmax_matches_reference(backend, dtype):
             @given_for(backend, n=12, jax=3, seed=seeds, shape=shapes)
             def check(seed, shape):
-                ...
+                x, x64 = rounded(random_array(seed, shape), dtype)
+                assert_matches(backend.to_numpy(backend.softmax(backend.asarray(x))), ops.softmax(x64), dtype)
             check()
 
     ``n`` examples for numpy and opencl (None: the profile's count), ``jax`` for the JAX backend,
@@ -177,3 +179,121 @@ def check_fused_gelu_accuracy(backend, tail_rel_tol):
     assert np.max(np.abs(approx - ops.gelu(x64, approximate=True))) < 2e-6
     tail = x < -2
     assert np.max(np.abs(y[tail] / ops.gelu(x64[tail]) - 1)) < tail_rel_tol
+
+
+# --------------------------------------------------------------------------- convolution test helpers
+
+
+#: Winograd F(m x m, 3 x 3): relative Frobenius bound vs float64 on the same rounded inputs, per
+#: storage dtype and tile m (issue #2; tests/test_winograd.py checks the reference's medians against
+#: it, the backends each call). bfloat16 (JAX), chosen from measurement: the reference's emulation
+#: over 40 layers (SD-like and ragged, scales 0.1 to 10, bias, padding 0/1) gives medians 5.0e-3,
+#: 2.8e-2, 5.7e-2 and maxima 5.8e-3, 3.4e-2, 7.0e-2 for m = 2, 4, 6: 8.0x the float16 medians, the
+#: ratio of the unit roundoffs (2^-8 / 2^-11), since every storage rounding (V, U, M, y) is 8x
+#: coarser. The bounds are ~2.5x those maxima (float16's are ~6x its maxima).
+WINOGRAD_BOUNDS = {
+    np.dtype(np.float32): {2: 3e-6, 4: 2e-5, 6: 5e-5},
+    np.dtype(np.float16): {2: 4e-3, 4: 2.5e-2, 6: 6e-2},
+    np.dtype(ml_dtypes.bfloat16): {2: 1.5e-2, 4: 8e-2, 6: 1.5e-1},
+}
+
+
+def conv_inputs(seed, x_shape, w_shape, dtype, scale=1.0, bias=True, w_scale=1.0):
+    """A convolution's (x, w, b) rounded to ``dtype`` (x and b of size ``scale``, w of size
+    ``w_scale``; b None without ``bias``), and the same values in float64."""
+    x, x64 = rounded(random_array(seed, x_shape, scale), dtype)
+    w, w64 = rounded(random_array(seed + 1, w_shape, w_scale), dtype)
+    b, b64 = rounded(random_array(seed + 2, (w_shape[0],), scale), dtype) if bias else (None, None)
+    return (x, w, b), (x64, w64, b64)
+
+
+# --------------------------------------------------------------------------- helpers of the per-idea modules (T1)
+
+
+#: float16 overflows past 65504: low-precision inputs of ops whose outputs grow with them stay below that
+LOW_PRECISION_SCALES = st.sampled_from([1e-3, 0.1, 1.0, 10.0])
+
+
+def scales_for(dtype):
+    """The input scales to draw for a storage dtype: all of ``scales`` for float32, at most 10 for
+    float16 and bfloat16."""
+    return scales if np.dtype(dtype) == np.float32 else LOW_PRECISION_SCALES
+
+
+def check_low_precision_reference(op, dtype, tol):
+    """A reference op on float32 / float16 input keeps the dtype, and is within ``tol`` (relative
+    Frobenius) of the same op on the float64 values: float32 arithmetic, rounded to the storage."""
+    x = random_array(7, (4, 16), scale=3.0, dtype=dtype)
+    y = op(x)
+    assert y.dtype == dtype
+    exact = op(x.astype(np.float64))
+    assert relative_frobenius_error(y, exact) < tol
+
+
+def equations_outside_kernels(jaxpr):
+    """Every equation of a jaxpr and of its nested jaxprs (jit bodies, ...), not looking inside
+    pallas_call kernels (the pallas_call equation itself is included)."""
+    for eqn in jaxpr.eqns:
+        yield eqn
+        if eqn.primitive.name == "pallas_call":
+            continue
+        for value in eqn.params.values():
+            for item in value if isinstance(value, (tuple, list)) else (value,):
+                inner = getattr(item, "jaxpr", item)  # ClosedJaxpr -> Jaxpr
+                if hasattr(inner, "eqns"):
+                    yield from equations_outside_kernels(inner)
+
+
+def primitives_outside_kernels(jaxpr) -> list[str]:
+    """Names of the primitives of ``equations_outside_kernels``."""
+    return [eqn.primitive.name for eqn in equations_outside_kernels(jaxpr)]
+
+
+#: primitives a fused JAX op may run outside its kernel: layout only (views, the ragged pad and crop, nested jit)
+JAX_LAYOUT_PRIMITIVES = {"jit", "pjit", "reshape", "pad", "slice", "squeeze", "broadcast_in_dim",
+                         "convert_element_type", "copy"}
+
+
+def assert_one_pallas_call(fn, *args):
+    """``jax.jit(fn)(*args)`` traces to exactly ONE pallas_call and no math outside it (no
+    reduction, no product: only JAX_LAYOUT_PRIMITIVES)."""
+    import jax
+
+    names = primitives_outside_kernels(jax.make_jaxpr(jax.jit(fn))(*args).jaxpr)
+    assert names.count("pallas_call") == 1, names
+    outside = [n for n in names if n != "pallas_call"]
+    assert not [n for n in outside if n.startswith("reduce") or n in ("argmax", "cumsum", "dot_general")], names
+    math_outside = sorted(set(outside) - JAX_LAYOUT_PRIMITIVES)
+    assert not math_outside, f"math outside the kernel: {math_outside}"
+
+
+@st.composite
+def shape_and_new_shape(draw):
+    """A shape, and another with the same element count: its sizes reordered, some merged."""
+    shape = tuple(draw(st.lists(st.integers(1, 6), min_size=1, max_size=4)))
+    order = draw(st.permutations(shape))
+    merge = draw(st.integers(0, len(order)))
+    new = ((math.prod(order[:merge]),) if merge else ()) + tuple(order[merge:])
+    return shape, new or (1,)
+
+
+@st.composite
+def shape_and_axes(draw):
+    """2 to 4 sizes ragged against OpenCL's 16 x 16 transpose tiles (some spanning two tiles), and a
+    permutation of the axes."""
+    shape = tuple(draw(st.lists(st.integers(1, 24), min_size=2, max_size=4)))
+    return shape, tuple(draw(st.permutations(range(len(shape)))))
+
+
+#: a concatenation's inputs: 1 to 4 arrays of shape (2, 3, 4, 5) except along ``axis`` (sizes 1 to 5)
+concat_sizes = st.lists(st.integers(1, 5), min_size=1, max_size=4)
+
+
+def concat_parts(seed, sizes, axis, dtype):
+    """Host arrays of shape (2, 3, 4, 5) with ``sizes[i]`` along ``axis``, of ``dtype``."""
+    parts = []
+    for i, size in enumerate(sizes):
+        shape = [2, 3, 4, 5]
+        shape[axis] = size
+        parts.append(random_array(seed + i, tuple(shape)).astype(dtype))
+    return parts

@@ -1,5 +1,26 @@
-"""Winograd: exact theory, equivalence with direct convolution, and error bounds per tile size."""
+"""Convolution, the paper's fourth idea: Winograd F(m x m, 3 x 3) and the direct convolution it
+replaces, in the reference and on every backend.
 
+The reference (reference/winograd.py): the transforms' exact theory in rationals (the bilinear
+identity for any m and r, Lavin's published F(2, 3) matrices), the direct convolution against
+loops, Winograd against it in float64 (ragged sizes, shifted tile seams), the error of each tile
+size in low precision (median over layers, growing with m, the point sets that beat Lavin's for
+F(4, 3), a bad point set caught), a componentwise metric that sees one bad element, and the cost
+model (the paper's multiplication and memory ratios).
+
+The backends (the ``backend`` fixture: numpy, opencl, jax; ``dtype``: each one's storage dtypes)
+on the same rounded inputs as the float64 reference: the direct convolution for any kernel size,
+stride and padding (and float32 products that are not TF32), Winograd within the per-tile bound
+``WINOGRAD_BOUNDS`` and about as accurate as the reference's emulation of the same storage
+roundings, ragged sizes, the weight transform U = G g G^T of the GPU backends, rejected input,
+and the paper's optimizations choosing Winograd for 3x3 stride-1 layers. Example counts per
+backend (``given_for``): the OpenCL suite's for numpy and opencl, the JAX suite's for jax (its
+Pallas transforms compile, or are interpreted, per shape). Backend-specific checks:
+tests/opencl/test_opencl_winograd.py (launches, temporaries, the weight cache),
+tests/jax/test_jax_winograd.py (Pallas against jnp transforms, the jaxpr, Triton lowering).
+"""
+
+import math
 from fractions import Fraction
 
 import numpy as np
@@ -7,11 +28,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from backends import Optimizations, get_backend
 from reference import ops
 from reference import winograd as wg
 from reference.numerics import assert_close, relative_frobenius_error
 
-from .helpers import THOROUGH, random_array, scales, seeds
+from .helpers import (
+    THOROUGH, WINOGRAD_BOUNDS, assert_matches, conv_inputs, given_for, random_array, rounded, scales, scales_for,
+    seeds, to_device,
+)
+
+# =========================================================================== the reference
+
 
 TILES = [2, 4, 6]
 
@@ -65,7 +93,30 @@ def test_float_matrices_satisfy_the_identity(m, points):
     assert_close(tensor, expected, atol=1e-13, rtol=0)
 
 
-# ----------------------------------------------------------------------------- the convolution
+# ----------------------------------------------------------------------------- the convolutions
+
+
+def conv2d_by_loops(x, w, b, stride, padding):
+    n, c, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    ho = (h + 2 * padding - kh) // stride + 1
+    wo = (wd + 2 * padding - kw) // stride + 1
+    y = np.zeros((n, o, ho, wo))
+    for i in range(ho):
+        for j in range(wo):
+            patch = xp[:, :, i * stride:i * stride + kh, j * stride:j * stride + kw]
+            y[:, :, i, j] = np.tensordot(patch, w, axes=([1, 2, 3], [1, 2, 3]))
+    return y + b.reshape(1, o, 1, 1)
+
+
+@given(seed=seeds, c=st.integers(1, 3), o=st.integers(1, 3), k=st.sampled_from([1, 3, 5]),
+       hw=st.tuples(st.integers(5, 9), st.integers(5, 9)), stride=st.integers(1, 2), padding=st.integers(0, 2))
+def test_conv2d_matches_loops(seed, c, o, k, hw, stride, padding):
+    x = random_array(seed, (2, c) + hw)
+    w, b = random_array(seed + 1, (o, c, k, k)), random_array(seed + 2, (o,))
+    assert_close(ops.conv2d(x, w, b, stride=stride, padding=padding),
+                 conv2d_by_loops(x, w, b, stride, padding), atol=1e-12, rtol=1e-12)
 
 
 sizes = st.integers(3, 14)
@@ -109,10 +160,6 @@ def test_tile_seam_shifts_give_the_shifted_result(m):
 # ----------------------------------------------------------------------------- error bounds
 
 
-BOUNDS = {  # relative Frobenius error vs float64 on the same rounded inputs (issue #2)
-    np.float32: {2: 3e-6, 4: 2e-5, 6: 5e-5},
-    np.float16: {2: 4e-3, 4: 2.5e-2, 6: 6e-2},
-}
 SEEDS = range(8 if THOROUGH else 5)
 LAYER = (1, 32, 16, 16), (32, 32, 3, 3)  # a small SD-like layer: C = 32, 16x16 map, padding 1
 
@@ -128,7 +175,7 @@ def median_error(m, dtype, points=None, layer=LAYER):
 def test_error_bounds_per_tile_and_growth_with_m(dtype):
     rel = {m: median_error(m, dtype)[0] for m in TILES}
     for m in TILES:
-        assert rel[m] < BOUNDS[dtype][m], (dtype, m, rel[m])
+        assert rel[m] < WINOGRAD_BOUNDS[np.dtype(dtype)][m], (dtype, m, rel[m])
         assert rel[m] > 0  # really computed in low precision
     assert rel[2] < rel[4] < rel[6], rel
 
@@ -144,7 +191,7 @@ def test_direct_fp32_is_more_accurate_than_f4_and_f6():
 def test_mutation_integer_points_fail_the_f6_bound():
     """0, +-1, +-2, +-3 for F(6,3): the bound is tight enough to catch a bad point set."""
     rel, _ = median_error(6, np.float32, points="integer")
-    assert rel > BOUNDS[np.float32][6], rel
+    assert rel > WINOGRAD_BOUNDS[np.dtype(np.float32)][6], rel
 
 
 def test_better_point_sets_are_better_for_f4():
@@ -181,3 +228,161 @@ def test_cost_model_counts_ragged_tile_padding():
     assert ragged.tiles == 4
     assert ragged.mult_reduction == pytest.approx(81 / 16 * 64 / 144)
     assert ragged.direct_mults == 64 * 64 * 8 * 8 * 9
+
+
+# =========================================================================== every backend's convolutions
+
+
+KERNELS = [(1, 1), (3, 3), (5, 5), (1, 3), (3, 2)]
+#: Winograd with low-precision storage keeps to moderate input scales: float16 overflows past 65504
+#: (V and U grow with m) and keeps only absolute precision in its subnormals (the direct
+#: convolution takes helpers.scales_for(dtype), which includes 1e-3).
+WINOGRAD_LOW_PRECISION_SCALES = st.sampled_from([0.1, 1.0, 10.0])
+#: A backend's Winograd error may exceed that of the reference's emulation of the same storage
+#: roundings (reference.winograd.conv2d_winograd) by this factor at most: float32 reassociation in
+#: the transforms and GEMMs (the numpy backend is the emulation itself).
+EMULATION_FACTOR = {"numpy": 2, "opencl": 3, "jax": 2}
+
+
+def on_device(backend, arrays):
+    return [to_device(backend, a) for a in arrays]
+
+
+# --------------------------------------------------------------------------- direct
+
+
+def test_direct_matches_reference(backend, dtype):
+    # any kernel size (square or not), stride and padding; OpenCL's 8 x 8 pixel blocks of 4 output
+    # channels are ragged against every drawn size
+    @given_for(backend, jax=8, seed=seeds, batch=st.integers(1, 2), c=st.integers(1, 6), o=st.integers(1, 9),
+               h=st.integers(1, 13), w=st.integers(1, 13), k=st.sampled_from(KERNELS),
+               stride=st.sampled_from([1, 2, (2, 1)]), ph=st.integers(0, 2), pw=st.integers(0, 2),
+               bias=st.booleans(), scale=scales_for(dtype))
+    def check(seed, batch, c, o, h, w, k, stride, ph, pw, bias, scale):
+        h, w = max(h, k[0] - 2 * ph), max(w, k[1] - 2 * pw)  # the padded input must hold the kernel
+        arrays, (x64, w64, b64) = conv_inputs(seed, (batch, c, h, w), (o, c) + k, dtype, scale, bias,
+                                              w_scale=1 / math.sqrt(c * k[0] * k[1]))
+        y = backend.conv2d(*on_device(backend, arrays), stride=stride, padding=(ph, pw), method="direct")
+        expected = ops.conv2d(x64, w64, b64, stride=stride, padding=(ph, pw))
+        assert y.shape == expected.shape
+        # (an output that reads only padding, e.g. 1x1 input, stride 2, padding 1, must be exact zeros)
+        assert_matches(backend.to_numpy(y), expected, dtype)
+
+    check()
+
+
+@pytest.mark.parametrize("kernel, stride, padding", [((1, 3), (2, 1), (0, 2)), ((3, 2), (1, 3), (1, 0))])
+def test_direct_non_square_kernels_and_strides(backend, dtype, kernel, stride, padding):
+    arrays, (x64, w64, b64) = conv_inputs(7, (2, 3, 11, 10), (5, 3) + kernel, dtype)
+    y = backend.conv2d(*on_device(backend, arrays), stride=stride, padding=padding, method="direct")
+    assert_matches(backend.to_numpy(y), ops.conv2d(x64, w64, b64, stride=stride, padding=padding), dtype)
+
+
+def test_direct_float32_products_are_not_tf32(backend):
+    # operands with 16+ significant bits: a TF32 (10-bit) or bf16 pass would be ~1e-4 off
+    x = (1.0 + random_array(0, (2, 4, 8, 8), scale=1e-3)).astype(np.float32)
+    w = (1.0 + random_array(1, (4, 4, 3, 3), scale=1e-3)).astype(np.float32)
+    y = backend.to_numpy(backend.conv2d(backend.asarray(x), backend.asarray(w), padding=1, method="direct"))
+    assert relative_frobenius_error(y, ops.conv2d(x.astype(np.float64), w.astype(np.float64), padding=1)) < 1e-6
+
+
+# --------------------------------------------------------------------------- Winograd
+
+
+def sd_like_layers(backend):
+    """(x shape, output channels, bias, weight scale) of SD-like layers: C and O of 16 to 32, maps of
+    12 to 16 pixels (ragged against every m), unit weights, with or without bias. JAX: one such
+    layer (C = O = 32, 16 x 16, bias, weights ~ 1/sqrt(9 C)), since every shape is a kernel compile."""
+    if backend.name == "jax":
+        return st.just(((1, 32, 16, 16), 32, True, 1 / math.sqrt(9 * 32)))
+    return st.builds(lambda c, o, h, w, bias: ((1, c, h, w), o, bias, 1.0),
+                     st.sampled_from([16, 24, 32]), st.sampled_from([16, 32]), st.integers(12, 16),
+                     st.integers(12, 16), st.booleans())
+
+
+@pytest.mark.parametrize("m", TILES)
+def test_winograd_sd_like_layer_within_the_error_bound(backend, dtype, m):
+    @given_for(backend, n=4, jax=3, seed=seeds, layer=sd_like_layers(backend),
+               scale=scales if dtype == np.float32 else WINOGRAD_LOW_PRECISION_SCALES)
+    def check(seed, layer, scale):
+        x_shape, o, bias, w_scale = layer
+        arrays, arrays64 = conv_inputs(seed, x_shape, (o, x_shape[1], 3, 3), dtype, scale, bias, w_scale)
+        y = backend.to_numpy(backend.conv2d(*on_device(backend, arrays), padding=1, method="winograd", tile=m))
+        expected = ops.conv2d(*arrays64, padding=1)
+        assert y.dtype == dtype and y.shape == expected.shape and np.all(np.isfinite(y))
+        err = relative_frobenius_error(y, expected)
+        assert 0 < err < WINOGRAD_BOUNDS[dtype][m], (m, err)
+        # and as accurate as the reference's emulation of the same plan (the same storage roundings)
+        emulated = relative_frobenius_error(wg.conv2d_winograd(*arrays, padding=1, m=m), expected)
+        assert err < EMULATION_FACTOR[backend.name] * emulated, (m, err, emulated)
+
+    check()
+
+
+# JAX: a fixed list of ragged layers (each shape is a kernel compile), run with both its Pallas and
+# its jnp transforms, in tests/jax/test_jax_winograd.py
+@pytest.mark.backends("numpy", "opencl")
+@pytest.mark.parametrize("m", TILES)
+def test_winograd_ragged_sizes_within_the_error_bound(backend, dtype, m):
+    @given_for(backend, n=6, seed=seeds, batch=st.integers(1, 2), c=st.integers(2, 8), o=st.integers(1, 8),
+               h=st.sampled_from([7, 9, 13]), w=st.sampled_from([7, 9, 13]), ph=st.integers(0, 1),
+               pw=st.integers(0, 1), bias=st.booleans())
+    def check(seed, batch, c, o, h, w, ph, pw, bias):
+        arrays, arrays64 = conv_inputs(seed, (batch, c, h, w), (o, c, 3, 3), dtype, bias=bias)
+        y = backend.to_numpy(backend.conv2d(*on_device(backend, arrays), padding=(ph, pw), method="winograd",
+                                            tile=m))
+        expected = ops.conv2d(*arrays64, padding=(ph, pw))
+        assert y.shape == expected.shape and np.all(np.isfinite(y))
+        assert relative_frobenius_error(y, expected) < WINOGRAD_BOUNDS[dtype][m]
+
+    check()
+
+
+def transformed_weights(backend, w, m):
+    """U = G g G^T (alpha^2, O, C) of the host weights ``w`` as the GPU backend computes it, on the host."""
+    if backend.name == "opencl":
+        from backends.opencl import winograd as ocl_winograd
+
+        return ocl_winograd.transformed_weights(backend.rt, backend.asarray(w), m).get()
+    from backends.jax import winograd as jax_winograd
+
+    return np.asarray(jax_winograd.filter_transform(backend.asarray(w), m))
+
+
+@pytest.mark.backends("opencl", "jax")
+@pytest.mark.parametrize("m", TILES)
+def test_weight_transform_is_g_g_gt(backend, dtype, m):
+    """U against G g G^T in float64 (with the float32 matrices), rounded to the storage dtype."""
+    w, w64 = rounded(random_array(5, (3, 4, 3, 3)), dtype)
+    u = transformed_weights(backend, w, m)
+    g = wg.winograd_matrices(m).G.astype(np.float32).astype(np.float64)
+    expected = np.einsum("xu,ocuv,yv->xyoc", g, w64, g).reshape((m + 2) ** 2, 3, 4)
+    assert u.shape == expected.shape and u.dtype == dtype
+    tol = {"float32": 1e-6, "float16": 1e-3, "bfloat16": 8e-3}[dtype.name]  # float arithmetic, one storage rounding
+    np.testing.assert_allclose(u.astype(np.float64), expected, rtol=tol, atol=tol * np.abs(expected).max())
+
+
+def test_winograd_rejects_what_it_cannot_compute(backend):
+    x = backend.asarray(random_array(0, (1, 2, 8, 8)).astype(np.float32))
+    w3 = backend.asarray(random_array(1, (2, 2, 3, 3)).astype(np.float32))
+    w5 = backend.asarray(random_array(2, (2, 2, 5, 5)).astype(np.float32))
+    with pytest.raises(ValueError, match="tile: expected one of"):
+        backend.conv2d(x, w3, method="winograd", tile=5)
+    with pytest.raises(ValueError, match="needs a 3x3 kernel"):
+        backend.conv2d(x, w5, padding=2, method="winograd", tile=4)
+    with pytest.raises(ValueError, match="needs stride 1"):
+        backend.conv2d(x, w3, stride=2, method="winograd", tile=4)
+    with pytest.raises(ValueError, match="smaller than the kernel"):
+        backend.conv2d(backend.asarray(np.ones((1, 2, 1, 1), np.float32)), w3, method="winograd", tile=2)
+
+
+def test_paper_optimizations_pick_winograd_for_3x3_stride_1(backend):
+    be = get_backend(backend.name, optimizations=Optimizations.paper(),
+                     **({"poison": True} if backend.name == "opencl" else {}))
+    arrays, arrays64 = conv_inputs(1, (1, 3, 9, 9), (2, 3, 3, 3), np.float32, w_scale=1 / math.sqrt(27))
+    y = be.to_numpy(be.conv2d(*on_device(be, arrays), padding=1))
+    assert be.choices[("conv2d", "default", "winograd4")] == 1
+    assert relative_frobenius_error(y, ops.conv2d(*arrays64, padding=1)) < WINOGRAD_BOUNDS[np.dtype(np.float32)][4]
+    # a stride-2 layer stays direct
+    be.conv2d(*on_device(be, arrays), stride=2, padding=1)
+    assert be.choices[("conv2d", "default", "direct")] == 1

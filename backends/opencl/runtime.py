@@ -276,7 +276,7 @@ class Runtime:
 
     def to_device(self, x: np.ndarray) -> "cla.Array":
         """Upload a host array (a C-contiguous copy of it) to a new, counted device array."""
-        x = np.ascontiguousarray(x)
+        x = np.asarray(x, order="C")  # (ascontiguousarray would turn a 0-d array into shape (1,))
         self.check_storage_dtype("x", x.dtype)
         return self._track(cla.to_device(self.queue, x))
 

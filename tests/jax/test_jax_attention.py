@@ -1,8 +1,13 @@
-"""JAX attention: naive (jnp), partially fused softmax (jnp scores + Pallas statistics and fused
-P V kernels) and flash (one Pallas kernel) against the float64 reference, causal (CLIP) attention
-of all three, the paper's N x 2 statistics (also with fully masked blocks), padding of head dims
-and ragged N, M, and what each variant holds in memory (read from the jaxpr). On a CPU the Pallas
-kernels run interpreted, so shapes stay small."""
+"""JAX attention: what only the JAX backend has. The flash kernel called with explicit block sizes
+(many key blocks; unequal query and key blocks under the causal mask; blocks that are not powers
+of two rejected), jit through the backend, the padding of head dims and the block sizes, and what
+each variant holds in memory, read from the jaxpr (the paper's point: naive exponentiates the whole
+N x M score matrix, the partially fused softmax stores only A, flash no N x M array at all).
+On a CPU the Pallas kernels run interpreted, so shapes stay small.
+
+Every method against the float64 reference, causal attention and the statistics kernel (also with
+fully masked blocks) run on every backend in tests/test_attention.py.
+"""
 
 import jax
 import jax.numpy as jnp
@@ -15,58 +20,28 @@ from backends.jax import attention as jax_attention
 from reference import attention as att
 
 from ..helpers import (
-    assert_matches, attention_inputs, attention_tolerance, check_attention_methods, examples,
-    random_array, rounded, scales, seeds,
+    assert_matches, attention_inputs, attention_tolerance, equations_outside_kernels, examples, given_for, seeds,
 )
+
+pytestmark = pytest.mark.backends("jax")
 
 METHODS = ("naive", "partial_softmax", "flash")
 
-shapes = st.tuples(
-    st.integers(1, 2),             # B
-    st.integers(1, 2),             # H
-    st.integers(1, 100),           # N: ragged against every block
-    st.integers(1, 100),           # M: ragged against every block (padded keys are masked)
-    st.sampled_from([8, 40, 80]),  # d (40, 80: SD 1.4's 64x64 and 32x32 levels; 8 pads to 16)
-)
+
+# -- the flash kernel with explicit block sizes ----------------------------------------------------
 
 
-# -- all three methods against the reference ----------------------------------------------------
-
-
-@examples(3)
-@given(seed=seeds, shape=shapes, scale=scales, dv_extra=st.sampled_from([0, 10]))
-def test_three_methods_match_the_reference(backend, dtype, seed, shape, scale, dv_extra):
-    # dv = d + 10 (e.g. 50 against d = 40) pads to its own power of two
-    inputs, inputs64 = attention_inputs(seed, shape, dtype, scale=scale, dv=shape[-1] + dv_extra)
-    check_attention_methods(backend, inputs, inputs64, dtype)
-
-
-@examples(1)
-@given(seed=seeds, n=st.integers(1, 40))
-def test_cross_attention_with_77_text_tokens(backend, dtype, seed, n):
-    # SD 1.4's cross-attention: M = 77 CLIP tokens (padded to 128 keys, 51 of them masked), d = 40
-    inputs, inputs64 = attention_inputs(seed, (1, 2, n, 77, 40), dtype)
-    check_attention_methods(backend, inputs, inputs64, dtype)
-
-
-@pytest.mark.parametrize("d", [160, 512], ids=["d160", "vae_d512"])
-@examples(1)
-@given(seed=seeds, n=st.integers(1, 9), m=st.integers(17, 40))
-def test_large_head_dims(backend, dtype, d, seed, n, m):
-    # d = 160 (SD 1.4's 16x16 level) pads to 256 with 32-key blocks; the VAE's d = 512 uses 16-key
-    # blocks, so M >= 17 spans at least two key blocks of the online softmax
-    inputs, inputs64 = attention_inputs(seed, (1, 1, n, m, d), dtype)
-    check_attention_methods(backend, inputs, inputs64, dtype)
-
-
-@examples(1)
-@given(seed=seeds, n=st.integers(1, 40), m=st.integers(33, 100))
-def test_flash_with_many_key_blocks(backend, dtype, seed, n, m):
+def test_flash_with_many_key_blocks(backend, dtype):
     # 16-key blocks: 3 to 7 rounds of the online softmax, the last one ragged
-    (q, k, v), (q64, k64, v64) = attention_inputs(seed, (1, 2, n, m, 40), dtype)
-    out = jax_attention.attention_flash(jnp.asarray(q), jnp.asarray(k), jnp.asarray(v), 40**-0.5,
-                                        backend.interpret, block_q=16, block_k=16)
-    assert_matches(np.asarray(out), att.attention(q64, k64, v64), dtype, rel_tol=attention_tolerance(q64, k64, dtype))
+    @given_for(backend, n=1, seed=seeds, queries=st.integers(1, 40), keys=st.integers(33, 100))
+    def check(seed, queries, keys):
+        (q, k, v), (q64, k64, v64) = attention_inputs(seed, (1, 2, queries, keys, 40), dtype)
+        out = jax_attention.attention_flash(jnp.asarray(q), jnp.asarray(k), jnp.asarray(v), 40**-0.5,
+                                            backend.interpret, block_q=16, block_k=16)
+        assert_matches(np.asarray(out), att.attention(q64, k64, v64), dtype,
+                       rel_tol=attention_tolerance(q64, k64, dtype))
+
+    check()
 
 
 @pytest.mark.parametrize("blocks", [(8, 16), (16, 24)])
@@ -74,21 +49,6 @@ def test_flash_blocks_must_be_powers_of_two_of_at_least_16(blocks):
     x = jnp.ones((1, 1, 4, 8), jnp.float32)
     with pytest.raises(ValueError, match="power of two"):
         jax_attention.attention_flash(x, x, x, 1.0, True, block_q=blocks[0], block_k=blocks[1])
-
-
-# -- causal attention (CLIP's text encoder) ------------------------------------------------------
-
-
-@examples(1)
-@given(seed=seeds, shape=shapes, scale=scales)
-@example(seed=5, shape=(1, 2, 77, 77, 64), scale=1.0)  # CLIP ViT-L/14's text encoder: 77 tokens, d = 64
-@example(seed=6, shape=(1, 1, 100, 3, 8), scale=1e3)  # N > M: rows >= 3 see every key; huge scores
-def test_causal_methods_match_the_reference(backend, dtype, seed, shape, scale):
-    # ragged N, M (N != M both ways). With 64-row/key blocks, row block 0 has a fully masked key
-    # block 1 whenever M > 64 (the NaN case of the statistics merge); for N = M = 77 block 1 holds
-    # the last 13 rows and keys.
-    inputs, inputs64 = attention_inputs(seed, shape, dtype, scale=scale)
-    check_attention_methods(backend, inputs, inputs64, dtype, causal=True)
 
 
 @pytest.mark.parametrize("blocks", [(32, 16), (16, 32)], ids=["tall_q_tiles", "wide_k_tiles"])
@@ -103,84 +63,6 @@ def test_causal_flash_with_unequal_blocks(blocks, seed, n, m):
                                         block_q=blocks[0], block_k=blocks[1], causal=True)
     assert_matches(np.asarray(out), att.attention(q64, k64, v64, causal=True), np.float32,
                    rel_tol=attention_tolerance(q64, k64, np.float32))
-
-
-def test_causal_rows_ignore_later_keys(backend):
-    # query i must not depend on keys or values j > i: change them all and compare exactly
-    (q, k, v), _ = attention_inputs(11, (1, 1, 20, 20, 8), np.float32)
-    k2, v2 = k.copy(), v.copy()
-    k2[..., 10:, :] *= -3.0
-    v2[..., 10:, :] += 100.0
-    for method in METHODS:
-        run = lambda k, v: backend.to_numpy(backend.attention(  # noqa: E731
-            backend.asarray(q), backend.asarray(k), backend.asarray(v), method=method, causal=True))
-        a, b = run(k, v), run(k2, v2)
-        np.testing.assert_array_equal(a[..., :10, :], b[..., :10, :], err_msg=method)
-        assert not np.allclose(a[..., 10:, :], b[..., 10:, :]), method
-
-
-def test_causal_must_be_a_bool(backend):
-    x = backend.asarray(np.ones((1, 1, 4, 8), np.float32))
-    with pytest.raises(TypeError, match="causal: expected True or False"):
-        backend.attention(x, x, x, causal="yes")
-
-
-# -- large scores ---------------------------------------------------------------------------------
-
-
-@examples(1)
-@given(seed=seeds, shape=shapes)
-def test_scores_of_size_1e3_stay_finite_and_accurate(backend, dtype, seed, shape):
-    inputs, inputs64 = attention_inputs(seed, shape, dtype, scale=1e3)
-    check_attention_methods(backend, inputs, inputs64, dtype)  # assert_matches rejects non-finite output
-
-
-def test_equal_huge_scores_give_the_mean_of_v(backend, dtype):
-    # every score equal to 1e4: exp without subtracting the row max overflows (inf / inf = NaN);
-    # the softmax is uniform, so the output is the mean of v's rows
-    b, h, n, m, d = 1, 2, 9, 77, 40
-    c = np.sqrt(1e4 / np.sqrt(d))  # q = k = c: scale * q.k = c^2 d / sqrt(d) = 1e4
-    q = np.full((b, h, n, d), c, dtype=dtype)
-    v, v64 = rounded(random_array(3, (b, h, m, d)), dtype)
-    expected = np.broadcast_to(v64.mean(axis=2, keepdims=True), (b, h, n, d))
-    for method in METHODS:
-        out = backend.attention(backend.asarray(q), backend.asarray(q[:, :, :1].repeat(m, 2)),
-                                backend.asarray(v), method=method)
-        assert_matches(backend.to_numpy(out), expected, dtype, name=method)
-
-
-# -- the paper's statistics -----------------------------------------------------------------------
-
-
-@examples(3)
-@given(seed=seeds, rows=st.tuples(st.integers(1, 3), st.integers(1, 20)), m=st.integers(1, 300),
-       scale=scales, offset=st.sampled_from([0.0, -50.0, 1e3]))
-@example(seed=1, rows=(2, 5), m=150, scale=1.0, offset=-50.0)  # every row max negative, 3 blocks
-def test_softmax_stats_is_row_max_and_row_sum_of_exp(backend, dtype, seed, rows, m, scale, offset):
-    # M up to 300: up to 5 column blocks merged online, the last one ragged (masked). The max is
-    # compared exactly, so a running max that starts at 0 instead of -inf fails on negative rows.
-    a, a64 = rounded(random_array(seed, rows + (m,), scale=scale, offset=offset), dtype)
-    stats = np.asarray(jax_attention.softmax_stats(backend.asarray(a), backend.interpret))
-    expected = att.softmax_stats(a64)
-    assert stats.shape == rows + (2,) and stats.dtype == np.float32
-    np.testing.assert_array_equal(stats[..., 0], expected[..., 0])  # the max of the stored values is exact
-    assert_matches(stats[..., 1], expected[..., 1], np.float32, name="row sum S")
-
-
-@examples(2)
-@given(seed=seeds, rows=st.integers(1, 20), m=st.integers(65, 200), shift=st.integers(-20, 5))
-def test_softmax_stats_merge_fully_masked_blocks_without_nan(backend, seed, rows, m, shift):
-    # causally masked scores (-inf where column > row + shift): with 64-column blocks a row's
-    # later blocks are all -inf (block max -inf), and rows with row + shift < 0 are -inf entirely.
-    # The reference gives L = -inf, S = 0 for those rows and the plain (L, S) of the visible keys
-    # for the others; exp(-inf - (-inf)) = NaN anywhere in the merge poisons S.
-    a = random_array(seed, (rows, m)).astype(np.float32)
-    a[np.arange(m)[None, :] > np.arange(rows)[:, None] + shift] = -np.inf
-    stats = np.asarray(jax_attention.softmax_stats(backend.asarray(a), backend.interpret))
-    expected = att.softmax_stats(a.astype(np.float64))
-    np.testing.assert_array_equal(stats[..., 0], expected[..., 0])
-    assert np.all(np.isfinite(stats[..., 1])), "NaN or inf in the row sums"
-    np.testing.assert_allclose(stats[..., 1], expected[..., 1], rtol=1e-5, atol=0)
 
 
 # -- jit, block sizes, memory ---------------------------------------------------------------------
@@ -213,18 +95,11 @@ def test_head_dims_pad_to_powers_of_two_and_blocks_shrink_with_them():
 
 
 def _equations_outside_kernels(jaxpr):
-    """(primitive name, output aval) of every equation, recursing into jit bodies but not into the
-    Pallas kernels (whose tiles may be N x M-sized for tiny N, M)."""
-    for eqn in jaxpr.eqns:
+    """(primitive name, output aval) of every equation outside the Pallas kernels (whose tiles may
+    be N x M-sized for tiny N, M)."""
+    for eqn in equations_outside_kernels(jaxpr):
         for var in eqn.outvars:
             yield eqn.primitive.name, var.aval
-        if eqn.primitive.name == "pallas_call":
-            continue
-        for param in eqn.params.values():
-            for sub in param if isinstance(param, (tuple, list)) else (param,):
-                inner = getattr(sub, "jaxpr", sub)  # ClosedJaxpr -> Jaxpr
-                if hasattr(inner, "eqns"):
-                    yield from _equations_outside_kernels(inner)
 
 
 @pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])

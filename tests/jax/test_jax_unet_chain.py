@@ -20,7 +20,7 @@ import pytest
 from backends import Optimizations, get_backend
 from reference.numerics import relative_frobenius_error
 
-from ..helpers import random_array
+from ..helpers import primitives_outside_kernels, random_array
 
 BATCH, CHANNELS, SIZE, GROUPS, HEADS = 2, 64, 8, 32, 2
 TEMB, CONTEXT_TOKENS, CONTEXT_DIM = 128, 77, 96   # SD 1.x: 1280, 77, 768
@@ -121,17 +121,7 @@ def chain_inputs(seed=100):
 
 
 def _count_pallas_calls(jaxpr) -> int:
-    count = 0
-    for eqn in jaxpr.eqns:
-        if eqn.primitive.name == "pallas_call":
-            count += 1
-            continue
-        for value in eqn.params.values():
-            for item in value if isinstance(value, (tuple, list)) else (value,):
-                inner = getattr(item, "jaxpr", item)
-                if hasattr(inner, "eqns"):
-                    count += _count_pallas_calls(inner)
-    return count
+    return primitives_outside_kernels(jaxpr).count("pallas_call")
 
 
 @pytest.mark.parametrize("config", sorted(CONFIGS))

@@ -1,47 +1,38 @@
-"""JAX Winograd F(m x m, 3 x 3) (backends/jax/winograd.py): Pallas input and output transforms
-around alpha^2 batched GEMMs, m = 2, 4, 6, against the float64 direct convolution of the same
-rounded inputs, within the reference's error bounds per tile size (tests/test_winograd.py), and
-as accurate as the reference's emulation of the same storage roundings.
+"""JAX Winograd F(m x m, 3 x 3) (backends/jax/winograd.py): what only the JAX backend has. Its Pallas
+input and output transforms around alpha^2 batched GEMMs against its plain-jnp transforms (the
+two must round the same way, up to float32 reassociation), on their own on layers that need
+several tile blocks, padded tiles and ragged edges, and inside the convolution; the jaxpr (two
+kernels around the GEMMs); lowering with Pallas' Triton backend (the GPU path, checked without a
+GPU).
 
-The transform kernels are checked on their own (against the plain-jnp transforms) on layers that
-need several tile blocks, padded tiles and ragged edges; the Pallas and jnp paths must agree; the
-kernels must lower with Pallas' Triton backend (the GPU path, checked without a GPU). On a CPU the
-kernels run in the Pallas interpreter, which compiles per shape (1-2 s): the SD-like layer keeps
-one shape per (m, dtype) and draws seeds and scales; the ragged-size sweep is a fixed list of
-shapes in float32 with drawn seeds (the kernels' index logic does not depend on the dtype; the
-casts are covered by the SD-like layer), and the thorough profile adds freely drawn shapes.
+On a CPU the kernels run in the Pallas interpreter, which compiles per shape (1-2 s): the SD-like
+layer keeps one shape per (m, dtype) and draws seeds and scales; the ragged-size sweep is a fixed
+list of shapes in float32 with drawn seeds (the kernels' index logic does not depend on the dtype;
+the casts are covered by the SD-like layer), and the thorough profile adds freely drawn shapes.
+The error bounds per tile, the weight transform, bad input and the paper's choice of Winograd run
+on every backend in tests/test_winograd.py.
 """
 
 import math
 
 import jax
 import jax.numpy as jnp
-import ml_dtypes
 import numpy as np
 import pytest
-from hypothesis import given
 from hypothesis import strategies as st
 
-from backends import Optimizations, get_backend
 from backends.jax import winograd as jw
 from reference import ops
 from reference import winograd as wg
 from reference.numerics import relative_frobenius_error
 
-from ..helpers import THOROUGH, examples, random_array, rounded, scales, seeds
+from ..helpers import (
+    THOROUGH, WINOGRAD_BOUNDS, conv_inputs, given_for, primitives_outside_kernels, random_array, scales, seeds,
+)
+
+pytestmark = pytest.mark.backends("jax")
 
 TILES = (2, 4, 6)
-#: Relative Frobenius bound vs float64 on the same rounded inputs, per dtype and tile (issue #2,
-#: as tests/test_winograd.py and the OpenCL suite). bfloat16, chosen from measurement: the
-#: reference's emulation over 40 layers (SD-like and ragged, scales 0.1 to 10, bias, padding 0/1)
-#: gives medians 5.0e-3, 2.8e-2, 5.7e-2 and maxima 5.8e-3, 3.4e-2, 7.0e-2 for m = 2, 4, 6: 8.0x the
-#: float16 medians, the ratio of the unit roundoffs (2^-8 / 2^-11), since every storage rounding
-#: (V, U, M, y) is 8x coarser. The bounds are ~2.5x those maxima (float16's are ~6x its maxima).
-BOUNDS = {
-    np.dtype(np.float32): {2: 3e-6, 4: 2e-5, 6: 5e-5},
-    np.dtype(np.float16): {2: 4e-3, 4: 2.5e-2, 6: 6e-2},
-    np.dtype(ml_dtypes.bfloat16): {2: 1.5e-2, 4: 8e-2, 6: 1.5e-1},
-}
 #: float16 storage overflows (65504) for large inputs, V and U growing with m: moderate scales.
 LOW_PRECISION_SCALES = st.sampled_from([0.1, 1.0, 10.0])
 SD_LAYER = (1, 32, 16, 16), 32  # x shape and output channels: C = O = 32, a 16 x 16 map, padding 1
@@ -49,46 +40,32 @@ SD_LAYER = (1, 32, 16, 16), 32  # x shape and output channels: C = O = 32, a 16 
 
 def inputs(dtype, seed, x_shape, o, scale=1.0, bias=True):
     """(x, w, b) rounded to ``dtype`` and the same values in float64 (w ~ 1/sqrt(9C), b ~ scale)."""
-    c = x_shape[1]
-    x, x64 = rounded(random_array(seed, x_shape, scale), dtype)
-    w, w64 = rounded(random_array(seed + 1, (o, c, 3, 3), 1 / math.sqrt(9 * c)), dtype)
-    b, b64 = rounded(random_array(seed + 2, (o,), scale), dtype) if bias else (None, None)
-    return (x, w, b), (x64, w64, b64)
+    return conv_inputs(seed, x_shape, (o, x_shape[1], 3, 3), dtype, scale, bias, w_scale=1 / math.sqrt(9 * x_shape[1]))
 
 
 def device(backend, arrays):
     return [None if a is None else backend.asarray(a) for a in arrays]
 
 
-def emulated_error(arrays, arrays64, padding, m):
-    """Relative error of the reference's emulation of the same plan (same storage roundings)."""
-    x, w, b = arrays
-    return relative_frobenius_error(wg.conv2d_winograd(x, w, b, padding=padding, m=m),
-                                    ops.conv2d(*arrays64, padding=padding))
-
-
-# ----------------------------------------------------------------------------------- error bounds
+# ----------------------------------------------------------------------------------- Pallas and jnp transforms
 
 
 @pytest.mark.parametrize("m", TILES)
-@examples(3)
-@given(seed=seeds, data=st.data())
-def test_sd_like_layer_within_the_error_bound(backend, dtype, m, seed, data):
-    scale = data.draw(scales if dtype == np.float32 else LOW_PRECISION_SCALES)
-    x_shape, o = SD_LAYER
-    arrays, arrays64 = inputs(dtype, seed, x_shape, o, scale)
-    xd, wd, bd = device(backend, arrays)
-    y = backend.to_numpy(backend.conv2d(xd, wd, bd, padding=1, method="winograd", tile=m))
-    expected = ops.conv2d(*arrays64, padding=1)
-    assert y.dtype == dtype and y.shape == expected.shape and np.all(np.isfinite(y))
-    err = relative_frobenius_error(y, expected)
-    assert 0 < err < BOUNDS[dtype][m], (m, err)
-    # as accurate as the reference's emulation of the same plan (the same storage roundings) ...
-    assert err < 2 * emulated_error(arrays, arrays64, 1, m), (m, err)
-    # ... and the plain-jnp transforms round the same way: they differ by float32 reassociation only
-    plain = np.asarray(jw.conv2d_winograd(xd, wd, bd, (1, 1), m, backend.interpret, transforms="jnp"))
-    assert plain.dtype == dtype
-    assert relative_frobenius_error(y, plain) < BOUNDS[dtype][m] / 4, m
+def test_sd_like_layer_jnp_transforms_round_as_the_kernels(backend, dtype, m):
+    # the layer of tests/test_winograd.py's SD-like test on JAX (the same shape: no new compile); the
+    # plain-jnp transforms differ from the kernels by float32 reassociation only
+    @given_for(backend, n=3, seed=seeds, data=st.data())
+    def check(seed, data):
+        scale = data.draw(scales if dtype == np.float32 else LOW_PRECISION_SCALES)
+        x_shape, o = SD_LAYER
+        arrays, _ = inputs(dtype, seed, x_shape, o, scale)
+        xd, wd, bd = device(backend, arrays)
+        y = backend.to_numpy(backend.conv2d(xd, wd, bd, padding=1, method="winograd", tile=m))
+        plain = np.asarray(jw.conv2d_winograd(xd, wd, bd, (1, 1), m, backend.interpret, transforms="jnp"))
+        assert plain.dtype == dtype
+        assert relative_frobenius_error(y, plain) < WINOGRAD_BOUNDS[dtype][m] / 4, m
+
+    check()
 
 
 #: (m, x shape (N, C, H, W), output channels, padding, bias): every tile size meets the ragged sizes
@@ -107,26 +84,31 @@ def check_ragged(backend, m, x_shape, o, padding, bias, seed):
     plain = np.asarray(jw.conv2d_winograd(xd, wd, bd, padding, m, backend.interpret, transforms="jnp"))
     expected = ops.conv2d(*arrays64, padding=padding)
     assert pallas.shape == plain.shape == expected.shape
-    assert relative_frobenius_error(pallas, expected) < BOUNDS[dtype][m]
-    assert relative_frobenius_error(plain, expected) < BOUNDS[dtype][m]
-    assert relative_frobenius_error(pallas, plain) < BOUNDS[dtype][m] / 2
+    assert relative_frobenius_error(pallas, expected) < WINOGRAD_BOUNDS[dtype][m]
+    assert relative_frobenius_error(plain, expected) < WINOGRAD_BOUNDS[dtype][m]
+    assert relative_frobenius_error(pallas, plain) < WINOGRAD_BOUNDS[dtype][m] / 2
 
 
 @pytest.mark.parametrize("m, x_shape, o, padding, bias", RAGGED)
-@examples(3)
-@given(seed=seeds)
-def test_ragged_sizes_within_the_bound_and_pallas_equals_jnp(backend, m, x_shape, o, padding, bias, seed):
-    check_ragged(backend, m, x_shape, o, padding, bias, seed)
+def test_ragged_sizes_within_the_bound_and_pallas_equals_jnp(backend, m, x_shape, o, padding, bias):
+    @given_for(backend, n=3, seed=seeds)
+    def check(seed):
+        check_ragged(backend, m, x_shape, o, padding, bias, seed)
+
+    check()
 
 
 @pytest.mark.skipif(not THOROUGH, reason="draws shapes freely (a kernel compile each): thorough profile only")
 @pytest.mark.parametrize("m", TILES)
-@examples(2)
-@given(seed=seeds, n=st.integers(1, 2), c=st.integers(1, 6), o=st.integers(1, 5), h=st.integers(1, 20),
-       w=st.integers(1, 20), ph=st.integers(0, 2), pw=st.integers(0, 2), bias=st.booleans())
-def test_drawn_sizes_within_the_bound_and_pallas_equals_jnp(backend, m, seed, n, c, o, h, w, ph, pw, bias):
-    h, w = max(h, 3 - 2 * ph), max(w, 3 - 2 * pw)  # the padded input must hold the kernel
-    check_ragged(backend, m, (n, c, h, w), o, (ph, pw), bias, seed)
+def test_drawn_sizes_within_the_bound_and_pallas_equals_jnp(backend, m):
+    @given_for(backend, n=2, seed=seeds, batch=st.integers(1, 2), c=st.integers(1, 6), o=st.integers(1, 5),
+               h=st.integers(1, 20), w=st.integers(1, 20), ph=st.integers(0, 2), pw=st.integers(0, 2),
+               bias=st.booleans())
+    def check(seed, batch, c, o, h, w, ph, pw, bias):
+        h, w = max(h, 3 - 2 * ph), max(w, 3 - 2 * pw)  # the padded input must hold the kernel
+        check_ragged(backend, m, (batch, c, h, w), o, (ph, pw), bias, seed)
+
+    check()
 
 
 # ----------------------------------------------------------------------------------- the kernels alone
@@ -158,17 +140,6 @@ def test_transform_kernels_equal_the_jnp_transforms(backend, m, x_shape):
     np.testing.assert_allclose(y[:, :, :tiles_h * m], y_jnp, rtol=1e-5, atol=1e-5 * np.abs(y_jnp).max())
 
 
-@pytest.mark.parametrize("m", TILES)
-def test_filter_transform_is_g_g_gt(dtype, m):
-    w, w64 = rounded(random_array(5, (3, 4, 3, 3)), dtype)
-    u = np.asarray(jw.filter_transform(jnp.asarray(w), m))
-    g = wg.winograd_matrices(m).G.astype(np.float32).astype(np.float64)
-    expected = np.einsum("xu,ocuv,yv->xyoc", g, w64, g).reshape((m + 2) ** 2, 3, 4)
-    assert u.shape == expected.shape and u.dtype == dtype
-    tol = {np.float32: 1e-6, np.float16: 1e-3, ml_dtypes.bfloat16: 8e-3}[dtype.type]  # one storage rounding
-    np.testing.assert_allclose(u.astype(np.float64), expected, rtol=tol, atol=tol * np.abs(expected).max())
-
-
 def test_matrices_are_the_references_in_float32():
     for m in TILES:
         for ours, ref in zip(jw.matrices(m), wg.winograd_matrices(m)):
@@ -177,21 +148,6 @@ def test_matrices_are_the_references_in_float32():
 
 
 # ----------------------------------------------------------------------------------- jit, structure, GPU lowering
-
-
-def _primitives(jaxpr) -> list[str]:
-    """Primitive names of a jaxpr and its nested jaxprs, not looking inside pallas_call kernels."""
-    names = []
-    for eqn in jaxpr.eqns:
-        names.append(eqn.primitive.name)
-        if eqn.primitive.name == "pallas_call":
-            continue
-        for value in eqn.params.values():
-            for item in value if isinstance(value, (tuple, list)) else (value,):
-                inner = getattr(item, "jaxpr", item)
-                if hasattr(inner, "eqns"):
-                    names += _primitives(inner)
-    return names
 
 
 def test_jit_through_the_backend_two_kernels_around_the_gemms(backend):
@@ -203,37 +159,21 @@ def test_jit_through_the_backend_two_kernels_around_the_gemms(backend):
 
     jitted = jax.jit(conv)
     np.testing.assert_array_equal(np.asarray(jitted(xd, wd, bd)), np.asarray(conv(xd, wd, bd)))
-    names = _primitives(jax.make_jaxpr(jitted)(xd, wd, bd).jaxpr)
+    names = primitives_outside_kernels(jax.make_jaxpr(jitted)(xd, wd, bd).jaxpr)
     assert names.count("pallas_call") == 2, names        # the input and the output transform
-    in_filter_transform = _primitives(jax.make_jaxpr(lambda w: jw.filter_transform(w, 4))(wd).jaxpr)
+    in_filter_transform = primitives_outside_kernels(
+        jax.make_jaxpr(lambda w: jw.filter_transform(w, 4))(wd).jaxpr)
     assert names.count("dot_general") == in_filter_transform.count("dot_general") + 1, names  # + the GEMMs
-    plain = _primitives(jax.make_jaxpr(lambda x, w, b: jw.conv2d_winograd(x, w, b, (1, 1), 4, True, "jnp"))(
-        xd, wd, bd).jaxpr)
+    plain = primitives_outside_kernels(
+        jax.make_jaxpr(lambda x, w, b: jw.conv2d_winograd(x, w, b, (1, 1), 4, True, "jnp"))(xd, wd, bd).jaxpr)
     assert "pallas_call" not in plain
 
 
-def test_paper_optimizations_pick_winograd_for_3x3_stride_1():
-    be = get_backend("jax", optimizations=Optimizations.paper())
-    arrays, arrays64 = inputs(np.dtype(np.float32), 1, (1, 3, 9, 9), 2)
-    y = be.to_numpy(be.conv2d(*device(be, arrays), padding=1))
-    assert be.choices[("conv2d", "default", "winograd4")] == 1
-    assert relative_frobenius_error(y, ops.conv2d(*arrays64, padding=1)) < BOUNDS[np.dtype(np.float32)][4]
-
-
-def test_bad_input_raises_value_errors(backend):
+def test_unknown_transforms_are_rejected(backend):
     x = backend.asarray(random_array(0, (1, 2, 8, 8)).astype(np.float32))
     w3 = backend.asarray(random_array(1, (2, 2, 3, 3)).astype(np.float32))
-    w5 = backend.asarray(random_array(2, (2, 2, 5, 5)).astype(np.float32))
-    with pytest.raises(ValueError, match="needs a 3x3 kernel"):
-        backend.conv2d(x, w5, padding=2, method="winograd", tile=4)
-    with pytest.raises(ValueError, match="needs stride 1"):
-        backend.conv2d(x, w3, stride=2, method="winograd", tile=4)
-    with pytest.raises(ValueError, match="tile: expected one of"):
-        backend.conv2d(x, w3, method="winograd", tile=5)
     with pytest.raises(ValueError, match="transforms: expected one of"):
         jw.conv2d_winograd(x, w3, None, (1, 1), 4, True, "numpy")
-    with pytest.raises(ValueError, match="smaller than the kernel"):
-        backend.conv2d(backend.asarray(np.ones((1, 2, 1, 1), np.float32)), w3, method="winograd", tile=2)
 
 
 @pytest.mark.parametrize("dtype_name", ["float32", "float16", "bfloat16"])
