@@ -560,15 +560,26 @@ def measure_row(runner: Runner, bench: Op, variant: Variant, shape, dtype: str, 
     return row
 
 
-def finish_rows(rows: list[dict], ceilings, runners: list[Runner]) -> None:
-    """Fill in of_ceiling, ceiling and vs_best_peer of ``rows`` (every row of one shape)."""
-    device_of = {r.name: r.device for r in runners}
+def set_peer_speeds(rows: list[dict]) -> None:
+    """vs_best_peer of every timed row: the fastest peer's ms for its (op, shape, dtype) over its
+    own ms; absent where no peer of that (op, shape, dtype) is among ``rows``."""
     best_peer: dict[tuple, float] = {}
     for row in rows:
         ms = _ms(row)
         if row["role"] == "peer" and ms is not None:
             key = (row["op"], row["shape"], row["dtype"])
             best_peer[key] = min(ms, best_peer.get(key, math.inf))
+    for row in rows:
+        row.pop("vs_best_peer", None)
+        peer_ms, ms = best_peer.get((row["op"], row["shape"], row["dtype"])), _ms(row)
+        if peer_ms is not None and ms is not None:
+            row["vs_best_peer"] = peer_ms / ms
+
+
+def finish_rows(rows: list[dict], ceilings, runners: list[Runner]) -> None:
+    """Fill in of_ceiling, ceiling and vs_best_peer of ``rows`` (every row of one shape)."""
+    device_of = {r.name: r.device for r in runners}
+    set_peer_speeds(rows)
     for row in rows:
         ms = _ms(row)
         if ms is None:
@@ -578,9 +589,6 @@ def finish_rows(rows: list[dict], ceilings, runners: list[Runner]) -> None:
         if ceiling is not None:
             rate = row["GB/s"] if bench.memory_bound else row["TFLOP/s"]
             row["of_ceiling"], row["ceiling"] = rate / ceiling.value, ceiling.name
-        peer_ms = best_peer.get((row["op"], row["shape"], row["dtype"]))
-        if peer_ms is not None:
-            row["vs_best_peer"] = peer_ms / ms
 
 
 def _ms(row) -> float | None:
@@ -855,17 +863,7 @@ def merge(paths, out: Path, command: str = "") -> Result:
         for row in rows:
             merged.setdefault((row["op"], row["shape"], row["variant"], row["backend"], row["dtype"]), row)
     rows = list(merged.values())
-    best_peer: dict[tuple, float] = {}
-    for row in rows:
-        ms = _ms(row)
-        if row["role"] == "peer" and ms is not None:
-            key = (row["op"], row["shape"], row["dtype"])
-            best_peer[key] = min(ms, best_peer.get(key, math.inf))
-    for row in rows:
-        row.pop("vs_best_peer", None)
-        peer_ms, ms = best_peer.get((row["op"], row["shape"], row["dtype"])), _ms(row)
-        if peer_ms is not None and ms is not None:
-            row["vs_best_peer"] = peer_ms / ms
+    set_peer_speeds(rows)
     first = parts[0][1]
     dates = sorted(part.get("date", "?") for _, part, _ in parts)
     header = {"date": dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"}
