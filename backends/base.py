@@ -108,16 +108,16 @@ class Backend(ABC):
     def group_norm(self, x, num_groups, weight=None, bias=None, eps=1e-5, fused=None, silu=False):
         """GroupNorm of x (N, C, *spatial) over ``num_groups`` groups, then SiLU if ``silu``;
         ``fused``: one kernel (the paper's first idea) or the unfused kernels."""
-        checks.check_group_norm(x, num_groups, weight, bias, array_type=self.array_type)
+        eps = checks.check_group_norm(x, num_groups, weight, bias, array_type=self.array_type, eps=eps)
         self._check_arrays(x=x, weight=weight, bias=bias)
-        return self._group_norm(x, int(num_groups), weight, bias, float(eps),
+        return self._group_norm(x, int(num_groups), weight, bias, eps,
                                 fused=self._fused("group_norm", fused), silu=bool(silu))
 
     def layer_norm(self, x, weight=None, bias=None, eps=1e-5):
         """LayerNorm over the last axis (torch.nn.LayerNorm(C))."""
-        checks.check_layer_norm(x, weight, bias, array_type=self.array_type)
+        eps = checks.check_layer_norm(x, weight, bias, array_type=self.array_type, eps=eps)
         self._check_arrays(x=x, weight=weight, bias=bias)
-        return self._layer_norm(x, weight, bias, float(eps))
+        return self._layer_norm(x, weight, bias, eps)
 
     # -- activations (reference/gelu.py, reference/elementwise.py) ------------------------------
 
@@ -359,12 +359,13 @@ class Backend(ABC):
         """(method, tile) for a convolution. ``method=None`` uses Winograd with the default tile
         for every eligible layer (3x3, stride 1) and direct convolution for the others."""
         if method is None:
+            if tile is not None and tile not in WINOGRAD_TILES:  # wrong even where a layer is not eligible
+                raise ValueError(f"tile: expected one of {WINOGRAD_TILES} (the Winograd output tile of "
+                                 f"3x3 stride-1 layers), got {tile!r}")
             eligible = tuple(w_shape[2:]) == (3, 3) and checks.pair("stride", stride) == (1, 1)
             tile = tile if tile is not None else self.optimizations.winograd_tile
             chosen = ("winograd", tile) if (eligible and tile is not None) else ("direct", None)
             self.choices[("conv2d", "default", f"{chosen[0]}{chosen[1] or ''}")] += 1
-            if chosen[0] == "winograd" and tile not in WINOGRAD_TILES:
-                raise ValueError(f"tile: expected one of {WINOGRAD_TILES}, got {tile!r}")
             return chosen
         if method == "direct":
             if tile is not None:

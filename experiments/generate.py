@@ -17,20 +17,61 @@ kernel builds and JIT compilation are not in the timed numbers.
 The command builds the backend (``--backend``, ``--optimizations``, ``--device``) with
 ``backends.get_backend`` and hands the object to the network in reference/sd/, which imports
 no backend itself.
+
+Bad options end the command with exit status 2 and a message naming the option before any model is
+built or any work is done: values by the pipeline's own rules (reference.sd.pipeline.CALL_ARGUMENTS:
+``--guidance-scale`` a finite number >= 0, ``--seed`` an int in [0, 2**64), ``--steps``,
+``--height``, ``--width`` positive ints), ``--out`` a .png file and ``--json`` a file, each in an
+existing writable folder. Only the multiple that ``--height``/``--width`` must be of waits for the
+model's config (its check runs right after loading, before any generation).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
 
 from backends import Backend, Optimizations, available_backends, get_backend
-from reference.sd.pipeline import SCHEDULER_NAMES, StableDiffusionPipeline
+from reference.sd.pipeline import CALL_ARGUMENTS, SCHEDULER_NAMES, StableDiffusionPipeline, check_call_argument
 from reference.sd.tiny import tiny_pipeline
 
 
-def parse_args(argv=None):
+def pipeline_argument(name: str, parse):
+    """An argparse ``type=``: the option's text parsed with ``parse`` (int, float) and checked by
+    the pipeline's own rule for its argument ``name`` (reference.sd.pipeline.CALL_ARGUMENTS), so a
+    bad value is an argparse error (exit status 2) before anything is built, e.g.
+    "argument --guidance-scale: expected a finite number >= 0, got 'nan'"."""
+    def convert(text):
+        try:
+            return check_call_argument(name, parse(text))
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"expected {CALL_ARGUMENTS[name].expected}, got {text!r}") from None
+
+    return convert
+
+
+def check_output_file(parser, option: str, path: str, suffix: str | None = None) -> None:
+    """``path`` can be written: not a directory, in an existing writable folder (and ending in
+    ``suffix``); otherwise ``parser.error``, before any model is built."""
+    file = Path(path)
+    if suffix is not None and file.suffix.lower() != suffix:
+        parser.error(f"argument {option}: expected a file name ending in {suffix}, got {path!r}")
+    if file.is_dir():
+        parser.error(f"argument {option}: expected a file name, got the directory {path!r}")
+    folder = file.parent
+    if not folder.exists():
+        parser.error(f"argument {option}: expected a file in an existing folder, got {path!r} "
+                     f"(no folder {str(folder)!r}; create it first)")
+    if not folder.is_dir():
+        parser.error(f"argument {option}: expected a file in a folder, got {path!r} ({str(folder)!r} is not a folder)")
+    if not os.access(folder, os.W_OK | os.X_OK) or (file.exists() and not os.access(file, os.W_OK)):
+        parser.error(f"argument {option}: expected a writable file, got {path!r} (permission denied)")
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m experiments.generate", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     source = p.add_mutually_exclusive_group(required=True)
@@ -41,8 +82,9 @@ def parse_args(argv=None):
                         help="a tiny random SD-shaped pipeline (reference.sd.tiny): the whole loop in seconds")
     p.add_argument("--prompt", default="a photograph of an astronaut riding a horse")
     p.add_argument("--negative-prompt", default="")
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--guidance-scale", type=float, default=7.5, help="<= 1 turns classifier-free guidance off")
+    p.add_argument("--steps", type=pipeline_argument("steps", int), default=20)
+    p.add_argument("--guidance-scale", type=pipeline_argument("guidance_scale", float), default=7.5,
+                   help="a number >= 0; <= 1 turns classifier-free guidance off (as in diffusers)")
     p.add_argument("--scheduler", choices=sorted(set(SCHEDULER_NAMES.values())), default=None,
                    help="default: the checkpoint's (SD 1.4: pndm)")
     p.add_argument("--backend", choices=available_backends(), default="numpy")
@@ -50,15 +92,31 @@ def parse_args(argv=None):
     p.add_argument("--dtype", choices=["float32", "float16"], default="float32",
                    help="storage dtype of weights and activations (arithmetic is float32)")
     p.add_argument("--device", default=None, help="OpenCL device ('P:D' or a name substring; default PYOPENCL_CTX)")
-    p.add_argument("--height", type=int, default=None)
-    p.add_argument("--width", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0, help="seed of the initial noise (and of --random-weights)")
+    p.add_argument("--height", type=pipeline_argument("height", int), default=None)
+    p.add_argument("--width", type=pipeline_argument("width", int), default=None)
+    p.add_argument("--seed", type=pipeline_argument("seed", int), default=0,
+                   help="an int in [0, 2**64): seed of the initial noise (and of --random-weights, --tiny)")
     p.add_argument("--variant", default=None, help="weights variant, e.g. fp16 for *.fp16.safetensors")
     p.add_argument("--warmup", action="store_true", help="one untimed pass first (kernel builds, JIT)")
     p.add_argument("--out", default="image.png", help="PNG file to write")
     p.add_argument("--json", metavar="FILE", default=None, help="also write the timings as JSON")
     p.add_argument("--no-progress", action="store_true")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv=None, parser: argparse.ArgumentParser | None = None):
+    """The options, checked before any work starts: values (argparse ``type=``), then the files
+    to write and option combinations; a bad one exits with status 2 and a message naming it."""
+    parser = parser or build_parser()
+    args = parser.parse_args(argv)
+    check_output_file(parser, "--out", args.out, suffix=".png")  # matplotlib's imsave picks PNG from it
+    if args.json is not None:
+        check_output_file(parser, "--json", args.json)
+        if Path(args.json).resolve() == Path(args.out).resolve():
+            parser.error(f"argument --json: expected a file other than --out's, got {args.json!r}")
+    if args.device is not None and args.backend != "opencl":
+        parser.error(f"argument --device: only the opencl backend takes a device, got --backend {args.backend}")
+    return args
 
 
 def make_backend(args) -> Backend:
@@ -80,8 +138,13 @@ def load_pipeline(args) -> StableDiffusionPipeline:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    parser = build_parser()
+    args = parse_args(argv, parser)
     pipe = load_pipeline(args)
+    try:  # the multiple of --height/--width the model needs is known once it is loaded
+        pipe.latent_shape(args.height, args.width)
+    except ValueError as error:
+        parser.error(f"{error} (--height, --width)")
     call = dict(prompt=args.prompt, negative_prompt=args.negative_prompt, steps=args.steps,
                 guidance_scale=args.guidance_scale, seed=args.seed, scheduler=args.scheduler,
                 height=args.height, width=args.width)

@@ -42,9 +42,13 @@ COMPONENTS = (("text_encoder", TextEncoder), ("unet", UNet2DConditionModel), ("d
 
 
 def component_configs(tiny: bool) -> dict:
+    """The networks' configs; the decoder's force_upcast is off, so ``--dtype float16`` times the
+    decoder in float16 as the paper runs it (SD 1.4's config would run it in float32: reference/sd/vae.py)."""
     if tiny:
-        return {"text_encoder": {**TINY_TEXT_ENCODER, "vocab_size": 1000}, "unet": TINY_UNET, "decoder": TINY_VAE}
-    return {"text_encoder": SD14_CONFIGS["text_encoder"], "unet": SD14_CONFIGS["unet"], "decoder": SD14_CONFIGS["vae"]}
+        return {"text_encoder": {**TINY_TEXT_ENCODER, "vocab_size": 1000}, "unet": TINY_UNET,
+                "decoder": {**TINY_VAE, "force_upcast": False}}
+    return {"text_encoder": SD14_CONFIGS["text_encoder"], "unet": SD14_CONFIGS["unet"],
+            "decoder": {**SD14_CONFIGS["vae"], "force_upcast": False}}
 
 
 def inputs(configs: dict, batch: int, dtype) -> dict:

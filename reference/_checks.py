@@ -91,10 +91,24 @@ def pair(name: str, value) -> tuple[int, int]:
 # Shared by the reference and every backend, so that bad input gets the same error everywhere.
 
 
-def check_group_norm(x, num_groups, weight, bias, array_type=np.ndarray) -> None:
+def check_eps(eps) -> float:
+    """A normalization's ``eps``: a finite real number >= 0 (not a bool, not a string); returned
+    as a float. 0 is allowed, as in torch.nn.GroupNorm / LayerNorm: the normalization is then
+    exact, and a constant slab or row gives 0 / 0 = NaN there as it does in torch."""
+    if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, (int, float, np.integer, np.floating)):
+        raise TypeError(f"eps: expected a finite number >= 0, got {eps!r}")
+    value = float(eps)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"eps: expected a finite number >= 0, got {eps!r}")
+    return value
+
+
+def check_group_norm(x, num_groups, weight, bias, array_type=np.ndarray, eps=1e-5) -> float:
+    """Validate a GroupNorm's arguments; return eps as a float."""
     check_array("x", x, ndim=tuple(range(2, 6)), array_type=array_type)
     c = x.shape[1]
-    if not isinstance(num_groups, (int, np.integer)) or num_groups <= 0:
+    if isinstance(num_groups, (bool, np.bool_)) or not isinstance(num_groups, (int, np.integer)) \
+            or num_groups <= 0:
         raise ValueError(f"num_groups: expected a positive int, got {num_groups!r}")
     if c % num_groups != 0:
         raise ValueError(
@@ -103,15 +117,18 @@ def check_group_norm(x, num_groups, weight, bias, array_type=np.ndarray) -> None
     check_vector("weight", weight, c, array_type)
     check_vector("bias", bias, c, array_type)
     check_same_dtype(x=x, weight=weight, bias=bias)
+    return check_eps(eps)
 
 
-def check_layer_norm(x, weight, bias, array_type=np.ndarray) -> None:
+def check_layer_norm(x, weight, bias, array_type=np.ndarray, eps=1e-5) -> float:
+    """Validate a LayerNorm's arguments; return eps as a float."""
     check_array("x", x, array_type=array_type)
     if x.ndim == 0:
         raise ValueError("x: expected at least one dimension, got a scalar")
     check_vector("weight", weight, x.shape[-1], array_type)
     check_vector("bias", bias, x.shape[-1], array_type)
     check_same_dtype(x=x, weight=weight, bias=bias)
+    return check_eps(eps)
 
 
 def check_geglu(x, array_type=np.ndarray) -> None:

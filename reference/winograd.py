@@ -266,8 +266,12 @@ def conv2d_winograd(x, w, b=None, padding=0, m: int = 4, points=None, stride=1):
         return t.astype(storage).astype(ct)
 
     n, c, h, wd = x.shape
+    o = w.shape[0]
     ho, wo = h + 2 * ph - 2, wd + 2 * pw - 2
     th, tw = -(-ho // m), -(-wo // m)
+    if n == 0 or o == 0 or c == 0:  # no tiles or no products: an empty output, or (C = 0) the bias
+        y = np.zeros((n, o, ho, wo), ct)
+        return (y if b is None else y + b.astype(ct)[None, :, None, None]).astype(storage)
     # zero padding: `padding` on all sides, plus enough at the bottom/right for whole tiles
     xp = np.pad(
         x.astype(ct),
@@ -279,7 +283,6 @@ def conv2d_winograd(x, w, b=None, padding=0, m: int = 4, points=None, stride=1):
     v = store(rearrange(v, "x y c n i j -> x y c (n i j)"))
     u = store(np.einsum("xu,ocuv,yv->xyoc", g, w.astype(ct), g, optimize=True))
     mm = store(np.matmul(u, v))  # (alpha, alpha, O, tiles): alpha^2 GEMMs
-    o = w.shape[0]
     y = np.einsum("ix,xyot,jy->otij", at, mm, at, optimize=True)  # (O, tiles, m, m)
     # the m x m output tile of tile t = (n, ti, tj) lands at rows ti*m.., columns tj*m.. of image n
     y = rearrange(y, "o (n ti tj) i j -> n o (ti i) (tj j)", n=n, ti=th)

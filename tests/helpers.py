@@ -136,6 +136,33 @@ def group_norm_tolerance(x64, groups, eps, dtype):
 # --------------------------------------------------------------------------- attention test helpers
 
 
+#: Query and key lengths (N, M) of the attention draws. The flash kernels' blocks at SD's d = 40:
+#: OpenCL 16 query rows x 32 keys (``opencl.attention.flash_plan``), JAX 64 x 64
+#: (``jax.attention.block_sizes``); the score/PV tiles are 16 x 16. So the list mixes one row or key,
+#: sizes inside one block, exact block sizes and one past them (64, 65, 129), CLIP's 77 tokens, and a
+#: few hundred (257, 300: 5 JAX blocks, 17 OpenCL row blocks, 10 key blocks), all ragged against
+#: some block; half the draws are any integer in 2..300 instead. Not integers(1, 300) alone:
+#: Hypothesis starts from and shrinks toward the smallest value and favours small integers, so
+#: N = M = 1 would be common. The first (simplest) draw is 77 x 77, CLIP's length.
+ATTENTION_LENGTHS = (77, 1, 7, 16, 40, 64, 65, 129, 257, 300)
+attention_lengths = st.one_of(st.sampled_from(ATTENTION_LENGTHS), st.integers(2, 300))
+#: most query-key pairs B * H * N * M of a draw: B and H shrink (to 1 for the longest N and M), so
+#: that a draw costs at most about as much as a (2, 3, 100, 100) one or a single (300, 300) head
+ATTENTION_WORK = 2 * 3 * 100 * 100
+
+
+@st.composite
+def attention_shapes(draw, lengths=attention_lengths, head_dims=(8, 40, 80)):
+    """(B, H, N, M, d) with N and M from ``lengths``, B <= 2, H <= 3 and B * H * N * M at most
+    ATTENTION_WORK (or N * M, with B = H = 1, where N * M alone is more)."""
+    n, m = draw(lengths), draw(lengths)
+    d = draw(st.sampled_from(head_dims))
+    pairs = max(1, ATTENTION_WORK // (n * m))
+    b = draw(st.integers(1, min(2, pairs)))
+    h = draw(st.integers(1, min(3, pairs // b)))
+    return b, h, n, m, d
+
+
 def attention_inputs(seed, shape, dtype, scale=1.0, dv=None):
     """Rounded q, k (entries of size sqrt(scale), so the scores are of size ~scale) and v, and the
     same values in float64."""

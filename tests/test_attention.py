@@ -33,7 +33,8 @@ from reference import attention as att
 from reference.numerics import assert_close, relative_frobenius_error
 
 from .helpers import (
-    REL_TOL, assert_matches, attention_inputs, attention_tolerance, check_attention_methods,
+    ATTENTION_LENGTHS, ATTENTION_WORK, REL_TOL, assert_matches, attention_inputs, attention_shapes, attention_tolerance,
+    check_attention_methods,
     check_low_precision_reference, given_for, random_array, rounded, scales, scales_for, seeds,
 )
 
@@ -208,18 +209,51 @@ def test_softmax_single_element_and_long_rows(backend, dtype, cols):
 # =========================================================================== every backend's attention
 
 
-shapes = st.tuples(
-    st.integers(1, 2),    # B
-    st.integers(1, 3),    # H
-    st.integers(1, 100),  # N: ragged against OpenCL's 16-row tiles and every block_q
-    st.integers(1, 100),  # M: ragged against the 16-column tiles and every block_k (JAX: padded keys are masked)
-    st.sampled_from([8, 40, 80]),  # d (40, 80: SD 1.4's 64x64 and 32x32 levels; JAX pads 8 to 16)
-)
+#: (B, H, N, M, d): N and M from ``helpers.ATTENTION_LENGTHS`` (1 to 300, ragged against OpenCL's
+#: 16 x 16 tiles and every flash block, several blocks in both directions at the longest) or any
+#: integer up to 100; d in 8, 40, 80 (40, 80: SD 1.4's 64x64 and 32x32 levels; JAX pads 8 to 16).
+#: B and H shrink for long N and M (``helpers.ATTENTION_WORK``).
+shapes = attention_shapes()
+#: multi-block in both directions for both flash kernels at d = 40 (OpenCL 16 x 32, JAX 64 x 64):
+#: an explicit example of the tests that draw ``shapes``, whatever Hypothesis draws
+MULTI_BLOCK = (1, 1, 257, 300, 40)
+
+
+def test_attention_draws_cover_several_blocks_and_few_single_rows():
+    """The ``shapes`` draws under the profile's settings (``ci``: 12, derandomized): N = M = 1 is
+    rare, N and M reach 200 and more, some draw spans several JAX flash blocks (64) in both
+    directions, and the work per draw stays bounded. MULTI_BLOCK spans several blocks of both
+    flash kernels at d = 40 in both directions."""
+    drawn = []
+
+    @given(shape=shapes)
+    def record(shape):
+        drawn.append(shape)
+
+    record()
+    lengths = [(n, m) for _, _, n, m, _ in drawn]
+    print("drawn (N, M):", lengths)
+    assert sum(n == m == 1 for n, m in lengths) <= len(lengths) // 4, lengths
+    assert sum(n == 1 or m == 1 for n, m in lengths) <= len(lengths) // 2, lengths
+    assert max(n for n, _ in lengths) >= 200 and max(m for _, m in lengths) >= 200, lengths
+    assert any(n > 128 and m > 128 for n, m in lengths), lengths  # 3+ JAX blocks of 64 both ways
+    assert all(b * h * n * m <= max(ATTENTION_WORK, n * m) for b, h, n, m, _ in drawn), drawn
+    assert set(ATTENTION_LENGTHS) >= {1, 7, 40, 77, 129, 257, 300}
+
+    from backends.jax.attention import block_sizes, padded_dim
+    from backends.opencl.attention import flash_plan  # pure Python: no OpenCL device needed
+
+    _, _, n, m, d = MULTI_BLOCK
+    plan = flash_plan(d, d + 10)
+    assert n > 2 * plan.block_q and m > 2 * plan.block_k, plan
+    block_q, block_k = block_sizes(n, m, padded_dim(d + 10))
+    assert n > 2 * block_q and m > 2 * block_k, (block_q, block_k)
 
 
 def test_three_methods_match_the_reference(backend, dtype):
     # dv = d + 10 (e.g. 50 against d = 40): JAX pads it to its own power of two, OpenCL's flash
     # splits it over work-items unevenly
+    @example(seed=11, shape=MULTI_BLOCK, scale=1.0, dv_extra=10)
     @given_for(backend, jax=3, seed=seeds, shape=shapes, scale=scales, dv_extra=st.sampled_from([0, 10]))
     def check(seed, shape, scale, dv_extra):
         inputs, inputs64 = attention_inputs(seed, shape, dtype, scale=scale, dv=shape[-1] + dv_extra)
@@ -299,6 +333,8 @@ def test_causal_matches_the_reference(backend, dtype):
     # JAX's 64-row/key blocks, row block 0 has a fully masked key block 1 whenever M > 64 (the NaN
     # case of the statistics merge).
     @example(seed=6, shape=(1, 1, 100, 3, 8), scale=1e3)  # N > M: rows >= 3 see every key; huge scores
+    @example(seed=12, shape=MULTI_BLOCK, scale=1.0)  # N < M, blocks above the diagonal in both kernels
+    @example(seed=13, shape=(1, 1, 300, 129, 40), scale=10.0)  # N > M over several blocks
     @given_for(backend, jax=1, seed=seeds, shape=shapes, scale=scales)
     def check(seed, shape, scale):
         inputs, inputs64 = attention_inputs(seed, shape, dtype, scale=scale)

@@ -117,13 +117,14 @@ def test_merge_joins_the_parts_of_a_run_and_recomputes_the_peer_speeds(bench, tm
     header, rows = kernels.read_csv(csv_path)
     assert len(rows) == len(bench.rows) and rows[0]["rel_error"] == bench.rows[0]["rel_error"]
     norm = [r for r in rows if r["op"] == "group_norm+silu"]
+    device, day = csv_path.stem.removeprefix("kernels_").rsplit("_", 1)  # "cpu" here, "nvidia-h200" on the GPU
     first = tmp_path / "a" / csv_path.name
     kernels.write_outputs(first.parent, [r for r in norm if r["role"] != "peer"], header, [], ["group_norm"],
-                          ["float32"], "cpu", plots=False, day=csv_path.stem.rsplit("_", 1)[1])
+                          ["float32"], device, plots=False, day=day)
     faster_peer = [{**r, "device_ms": r["device_ms"] / 4} for r in norm if r["role"] == "peer"]
     second = tmp_path / "b" / csv_path.name
     kernels.write_outputs(second.parent, faster_peer + norm, {**header, "command": "part two"}, [], ["group_norm"],
-                          ["float32"], "cpu", plots=False, day=csv_path.stem.rsplit("_", 1)[1])
+                          ["float32"], device, plots=False, day=day)
     merged = kernels.merge([first, second], tmp_path / "merged", command="merge test")
     assert len(merged.rows) == len(norm)  # every (op, shape, variant, backend, dtype) once
     (fused,) = [r for r in merged.rows if r["backend"] == "opencl" and r["variant"] == "fused"]

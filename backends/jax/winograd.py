@@ -337,8 +337,13 @@ def conv2d_winograd(x, w, b, padding: tuple[int, int], m: int, interpret: bool, 
     ph, pw = padding
     ho, wo = h + 2 * ph - 2, wd + 2 * pw - 2
     tiles_h, tiles_w = -(-ho // m), -(-wo // m)
-    if n == 0 or o == 0:
-        return jnp.zeros((n, o, ho, wo), x.dtype)
+    if n == 0 or o == 0 or c == 0:
+        # nothing to transform; with C = 0 the sum over channels is empty: y = b (as the direct
+        # convolution, the reference and torch give)
+        y = jnp.zeros((n, o, ho, wo), F32)
+        if b is not None:
+            y = y + b.astype(F32)[None, :, None, None]
+        return y.astype(x.dtype)
     if transforms == "pallas" and max(n * c, n * o) * (tiles_h * m + 2 + m) * (tiles_w * m + 2) >= 2**31:
         raise ValueError(f"x: the Winograd kernels index with int32 and this layer ({x.shape} -> {o} channels) "
                          "has 2^31 elements or more; split the batch or use method='direct'")

@@ -63,7 +63,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .runtime import Runtime, check_int32_indexing, row_work_group
+from .runtime import Runtime, check_int32_indexing, check_int32_tensors, row_work_group
 
 SOURCE = "attention.cl"
 #: GEMM tile of the score and P V kernels (a work-group computes a TS x TS output tile).
@@ -96,6 +96,11 @@ def attention(rt: Runtime, q, k, v, scale: float, method: str, causal: bool = Fa
     variants = {"naive": attention_naive, "partial_softmax": attention_partial_softmax, "flash": attention_flash}
     if method not in variants:
         raise ValueError(f"method: expected one of {tuple(variants)}, got {method!r}")
+    bh, n, m, _, dv = _dims(q, k, v)
+    tensors = [("q", q.shape), ("k", k.shape), ("v", v.shape), ("q", (bh, n, dv), "the output (B, H, N, dv)")]
+    if method != "flash":  # the (B, H, N, M) float32 scores (and, naive, the probabilities) in memory
+        tensors.append(("q, k", (bh, n, m), "the score matrix (B, H, N, M)"))
+    check_int32_tensors(*tensors)
     return variants[method](rt, q, k, v, float(scale), bool(causal))
 
 
@@ -129,6 +134,7 @@ def softmax_stats(rt: Runtime, a):
     rt.check_storage_dtype("a", a.dtype)
     if a.ndim < 2 or 0 in a.shape:
         raise ValueError(f"a: expected a non-empty array of at least 2 dimensions (..., N, M), got shape {a.shape}")
+    check_int32_indexing("a", a.size)
     stats = rt.empty(a.shape[:-1] + (2,), np.float32)
     _launch_stats(rt, a, stats)
     return stats

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 
-from .runtime import Runtime, check_int32_indexing
+from .runtime import Runtime, check_int32_indexing, check_int32_tensors
 
 FILE = "elementwise.cl"
 #: work-items per group of the elementwise kernels and of ``permute`` (the global size is rounded up to it)
@@ -59,6 +59,7 @@ def _elementwise(rt: Runtime, name: str, n: int, dtype, *args) -> None:
 
 def silu(rt: Runtime, x):
     """x * sigmoid(x), one launch."""
+    check_int32_indexing("x", x.size)
     y = rt.empty(x.shape, x.dtype)
     silu_into(rt, x, y)
     return y
@@ -72,8 +73,8 @@ def silu_into(rt: Runtime, x, y) -> None:
 
 def quick_gelu(rt: Runtime, x):
     """CLIP's x * sigmoid(1.702 x), one launch."""
-    y = rt.empty(x.shape, x.dtype)
     n = check_int32_indexing("x", x.size)
+    y = rt.empty(x.shape, x.dtype)
     _elementwise(rt, "quick_gelu", n, x.dtype, x, y, n)
     return y
 
@@ -82,8 +83,8 @@ def upsample_nearest2d(rt: Runtime, x, scale_factor: int):
     """NCHW nearest upsampling: y[n, c, i, j] = x[n, c, i // s, j // s], one launch."""
     nb, c, h, w = x.shape
     s = int(scale_factor)
+    check_int32_tensors(("x", x.shape), ("x", (nb, c, h * s, w * s), "the upsampled output"))
     y = rt.empty((nb, c, h * s, w * s), x.dtype)
-    check_int32_indexing("x", y.size)
     if y.size:
         rt.launch(rt.kernel(FILE, "upsample_nearest2d", x.dtype), (w * s, h * s, nb * c), (16, 16, 1),
                   x, y, h, w, s)
@@ -92,8 +93,8 @@ def upsample_nearest2d(rt: Runtime, x, scale_factor: int):
 
 def add(rt: Runtime, a, b):
     """a + b for two arrays of one shape and dtype, one launch."""
-    y = rt.empty(a.shape, a.dtype)
     n = check_int32_indexing("a", a.size)
+    y = rt.empty(a.shape, a.dtype)
     _elementwise(rt, "add", n, a.dtype, a, b, y, n)
     return y
 
@@ -101,8 +102,8 @@ def add(rt: Runtime, a, b):
 def add_broadcast(rt: Runtime, x, v):
     """x + v[:, :, None, None]: v of shape (N, C) added at every spatial position of x
     (N, C, *spatial) (the timestep-embedding add of SD's ResNet blocks), one launch."""
-    y = rt.empty(x.shape, x.dtype)
     n = check_int32_indexing("x", x.size)
+    y = rt.empty(x.shape, x.dtype)
     spatial = n // max(1, v.size)
     _elementwise(rt, "add_broadcast", n, x.dtype, x, v, y, spatial, n)
     return y
@@ -110,8 +111,8 @@ def add_broadcast(rt: Runtime, x, v):
 
 def mul_scalar(rt: Runtime, x, s: float):
     """s * x for a Python scalar s, one launch (computed in float32)."""
-    y = rt.empty(x.shape, x.dtype)
     n = check_int32_indexing("x", x.size)
+    y = rt.empty(x.shape, x.dtype)
     _elementwise(rt, "scale_shift", n, x.dtype, x, y, n, float(s), 0.0)
     return y
 
@@ -125,11 +126,13 @@ def concat(rt: Runtime, arrays, axis: int):
     first = arrays[0]
     total = sum(int(a.shape[axis]) for a in arrays)
     out_shape = first.shape[:axis] + (total,) + first.shape[axis + 1:]
+    check_int32_tensors(*((f"arrays[{i}]", a.size) for i, a in enumerate(arrays)),
+                        ("arrays", out_shape, "the concatenated output"))
     y = rt.empty(out_shape, first.dtype)
     inner = math.prod(first.shape[axis + 1:])
     offset = 0
     for a in arrays:
-        n = check_int32_indexing("arrays", a.size)
+        n = a.size
         _elementwise(rt, "copy_into_slice", n, a.dtype, a, y, n, int(a.shape[axis]), inner, total, offset)
         offset += int(a.shape[axis])
     return y
@@ -170,10 +173,10 @@ def _c_strides(shape) -> tuple[int, ...]:
 def transpose(rt: Runtime, x, axes):
     """numpy.transpose(x, axes) into a new C-contiguous array:
     one launch (none for an empty array)."""
+    check_int32_indexing("x", x.size)
     out = rt.empty(tuple(x.shape[a] for a in axes), x.dtype)
     if x.size == 0:
         return out
-    check_int32_indexing("x", x.size)
     shape, perm = simplify_permutation(tuple(x.shape), tuple(axes))
     if len(shape) > 4:
         raise ValueError(f"axes: the opencl transpose moves at most 4 groups of adjacent axes; {tuple(axes)} on shape "

@@ -50,9 +50,9 @@ SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
 def gelu(rt: Runtime, x, approximate: bool, fused: bool):
     """GELU of x (any shape); ``fused`` picks one kernel or the op-by-op graph."""
+    n = check_int32_indexing("x", x.size)
     y = rt.empty(x.shape, x.dtype)
     if fused:
-        n = check_int32_indexing("x", x.size)
         elementwise_launch(rt, FILE, "gelu", n, x.dtype, x, y, n, bool(approximate))
     else:
         gelu_unfused_into(rt, x, y, approximate)
@@ -89,8 +89,9 @@ def gelu_unfused_into(rt: Runtime, x, y, approximate: bool) -> None:
 def geglu(rt: Runtime, x, approximate: bool, fused: bool):
     """a * gelu(b) with a, b the halves of x's last axis (size 2F); the output has last axis F."""
     features = x.shape[-1] // 2
+    check_int32_indexing("x", x.size)  # the kernels read x[row * 2F + j] with int indices
     y = rt.empty(x.shape[:-1] + (features,), x.dtype)
-    n = check_int32_indexing("x", y.size)
+    n = y.size
     if fused:
         elementwise_launch(rt, FILE, "geglu", n, x.dtype, x, y, features, n, bool(approximate))
         return y

@@ -19,7 +19,9 @@ Kernel plans (launches, temporaries):
                           the slab to write the normalized, affine (and optionally SiLU-activated)
                           output. The variance is the corrected two-pass form (mean first, then
                           centred sums, both inside the kernel), so a mean of 1e3 with a standard
-                          deviation of 0.1 in fp32 does not cancel the way E[x^2] - E[x]^2 does.
+                          deviation of 0.1 in fp32 does not cancel the way E[x^2] - E[x]^2 does;
+                          and the mean stays the pair (m0, dm) when it is subtracted,
+                          (x - m0) - dm, so its correction is not rounded away (group_norm.cl).
                           Traffic: x is read three times (the second and third reads of a slab
                           mostly hit cache) and y written once; the unfused path reads x as often,
                           plus the temporaries, plus one more read and write of y for SiLU.
@@ -29,8 +31,9 @@ Kernel plans (launches, temporaries):
                           plan with a large work-group; a split reduction over several work-groups
                           would need a second launch or atomics.
     group_norm, unfused   the paper's "before": 3 launches, or 4 with silu.
-                          group_mean (one WG per slab) -> temp mean (N, G) float32;
-                          group_var (one WG per slab, centred) -> temp var (N, G) float32;
+                          group_mean (one WG per slab) -> temp mean m0 (N, G) float32;
+                          group_var (one WG per slab, centred) -> temp (N, G, 2) float32:
+                          the mean's correction dm and the variance;
                           group_norm_apply (one item per element) -> output;
                           silu (elementwise.cl) in place on the output, its own launch.
     layer_norm            1 launch, 0 temporaries: one work-group per row, the same corrected
@@ -101,12 +104,12 @@ def group_norm_unfused(rt: Runtime, x, groups: int, weight, bias, eps: float, si
         return y
     wg = power_of_two_at_most(GROUP_WG, rt.max_work_group_size)
     mean = rt.temp((nb, groups), np.float32)
-    var = rt.temp((nb, groups), np.float32)
+    stats = rt.temp((nb, groups, 2), np.float32)  # (mean correction dm, variance) per slab
     rt.launch(_kernel(rt, "group_mean", x.dtype, wg), (nb * groups * wg,), (wg,), x, mean, slab)
-    rt.launch(_kernel(rt, "group_var", x.dtype, wg), (nb * groups * wg,), (wg,), x, mean, var, slab)
+    rt.launch(_kernel(rt, "group_var", x.dtype, wg), (nb * groups * wg,), (wg,), x, mean, stats, slab)
     w, b, has_w, has_b = _affine(rt, weight, bias, x.dtype)
     rt.launch(_kernel(rt, "group_norm_apply", x.dtype, wg), (x.size,), (APPLY_LOCAL,),
-              x, mean, var, w, b, y, has_w, has_b, c, slab, spatial, x.size, float(eps))
+              x, mean, stats, w, b, y, has_w, has_b, c, slab, spatial, x.size, float(eps))
     if silu:
         elementwise.silu_into(rt, y, y)
     return y

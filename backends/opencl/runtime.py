@@ -180,12 +180,30 @@ def row_work_group(rt: "Runtime", cols: int) -> int:
     return power_of_two_at_most(256 if cols > 2048 else 64, rt.max_work_group_size)
 
 
-def check_int32_indexing(name: str, size: int) -> int:
-    """``size`` (an element count) if the kernels' int indexing can address it, else ValueError."""
+#: The most elements one tensor may have: the kernels index with 32-bit ``int``. Every op checks
+#: each tensor it reads, writes or allocates (inputs, output, temporaries such as the Winograd
+#: transforms) with ``check_int32_indexing`` before it allocates or launches anything.
+INT32_LIMIT = 2**31 - 1
+
+
+def check_int32_indexing(name: str, size, what: str | None = None) -> int:
+    """``size`` (an element count, or a shape) as an int if the kernels' 32-bit int indexing can
+    address it (at most ``INT32_LIMIT`` elements), else a ValueError naming the argument ``name``
+    (and ``what`` tensor derived from it, e.g. "its Winograd transform V (36, C, T)")."""
+    if not isinstance(size, (int, np.integer)):
+        size = math.prod(int(s) for s in size)
     size = int(size)
-    if size >= 2**31:
-        raise ValueError(f"{name}: {size} elements exceed the int32 indexing of the OpenCL kernels; split the tensor")
+    if size > INT32_LIMIT:
+        of = f" ({what})" if what else ""
+        raise ValueError(f"{name}{of}: {size} elements exceed the int32 indexing of the OpenCL kernels "
+                         f"(at most {INT32_LIMIT}); split the tensor")
     return size
+
+
+def check_int32_tensors(*tensors) -> None:
+    """``check_int32_indexing`` for each (name, size or shape[, what]) of ``tensors``."""
+    for entry in tensors:
+        check_int32_indexing(*entry)
 
 
 class Runtime:

@@ -36,11 +36,12 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+import pyopencl as cl
 
 from reference.winograd import winograd_matrices
 
 from .gemm import gemm_batched
-from .runtime import Runtime
+from .runtime import Runtime, check_int32_tensors
 
 FILE = "winograd.cl"
 #: Direct kernel: work-group = TW x TH output pixels, OB output channels per work-item.
@@ -85,7 +86,10 @@ def conv2d_direct(rt: Runtime, x, w, b, stride, padding):
     sh, sw = stride
     ph, pw = padding
     ho, wo = (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1
+    check_int32_tensors(("x", x.shape), ("w", w.shape), ("x", (n, o, ho, wo), "the output (N, O, Ho, Wo)"))
     y = rt.empty((n, o, ho, wo), x.dtype)
+    if y.size == 0:  # N = 0 or O = 0: nothing to launch (C = 0 launches: the kernel writes the bias)
+        return y
     cb = _channel_block(rt, kh, kw, sh, sw)
     defines = {"KH": kh, "KW": kw, "SH": sh, "SW": sw, "TW": TW, "TH": TH, "OB": OB, "CB": cb}
     kernel = rt.kernel(FILE, "conv2d_direct", x.dtype, defines)
@@ -153,7 +157,11 @@ def transformed_weights(rt: Runtime, w, m: int):
 
 def conv2d_winograd(rt: Runtime, x, w, b, padding, m: int):
     """3x3 stride-1 convolution by Winograd F(m x m, 3 x 3): 3 launches (4 with new weights),
-    temporaries V (alpha^2, C, T) and M (alpha^2, O, T) in x's dtype."""
+    temporaries V (alpha^2, C, T) and M (alpha^2, O, T) in x's dtype.
+
+    Empty dimensions: N = 0 or O = 0 give an empty output and launch nothing; C = 0 (no input
+    channels) is the empty sum, M = 0, so the output transform alone writes y = b (zeros without
+    a bias), as the direct convolution and torch do: no filter or input transform, no GEMM."""
     n, c, h, wd = x.shape
     o = w.shape[0]
     ph, pw = padding
@@ -161,16 +169,25 @@ def conv2d_winograd(rt: Runtime, x, w, b, padding, m: int):
     ho, wo = h + 2 * ph - 2, wd + 2 * pw - 2
     tiles_h, tiles_w = -(-ho // m), -(-wo // m)
     t = n * tiles_h * tiles_w
+    check_int32_tensors(("x", x.shape), ("w", w.shape),
+                        ("w", (alpha * alpha, o, c), "its Winograd transform U (alpha^2, O, C)"),
+                        ("x", (alpha * alpha, c, t), "its Winograd transform V (alpha^2, C, tiles)"),
+                        ("x", (alpha * alpha, o, t), "the Winograd products M (alpha^2, O, tiles)"),
+                        ("x", (n, o, ho, wo), "the output (N, O, Ho, Wo)"))
+    if n == 0 or o == 0:
+        return rt.empty((n, o, ho, wo), x.dtype)
 
-    u = transformed_weights(rt, w, m)
-
-    v = rt.temp((alpha * alpha, c, t), x.dtype)
-    rt.launch(_winograd_kernel(rt, "winograd_input_transform", x.dtype, m), (t, c), (WG, 1),
-              x, v, c, h, wd, ph, pw, tiles_h, tiles_w, t)
-
-    mt = rt.temp((alpha * alpha, o, t), x.dtype)
-    gemm_batched(rt, u, v, mt, m=o, n=t, k=c, batch=alpha * alpha,
-                 a_strides=(o * c, c, 1), b_strides=(c * t, t, 1), c_strides=(o * t, t, 1))
+    if c == 0:
+        mt = rt.temp((alpha * alpha, o, t), x.dtype)
+        cl.enqueue_fill_buffer(rt.queue, mt.data, np.zeros(1, mt.dtype), 0, mt.nbytes)
+    else:
+        u = transformed_weights(rt, w, m)
+        v = rt.temp((alpha * alpha, c, t), x.dtype)
+        rt.launch(_winograd_kernel(rt, "winograd_input_transform", x.dtype, m), (t, c), (WG, 1),
+                  x, v, c, h, wd, ph, pw, tiles_h, tiles_w, t)
+        mt = rt.temp((alpha * alpha, o, t), x.dtype)
+        gemm_batched(rt, u, v, mt, m=o, n=t, k=c, batch=alpha * alpha,
+                     a_strides=(o * c, c, 1), b_strides=(c * t, t, 1), c_strides=(o * t, t, 1))
 
     y = rt.empty((n, o, ho, wo), x.dtype)
     rt.launch(_winograd_kernel(rt, "winograd_output_transform", x.dtype, m), (t, o), (WG, 1),

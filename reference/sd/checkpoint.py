@@ -15,16 +15,29 @@ chooses and configures it (name, ``Optimizations``, device), so nothing here imp
 
 Loading is strict: a missing file, a missing tensor or a tensor of the wrong shape raises an
 error naming the file and the tensor; tensors of parts we do not model (the VAE's encoder) are
-listed per model in ``IGNORED_PREFIXES`` and skipped, any other unexpected tensor is an error.
+listed per model in ``IGNORED_PREFIXES`` and skipped, any other unexpected tensor is an error. So
+is a file that is truncated or not safetensors, and a tensor that is not floating point, holds
+NaN or Inf, or overflows the storage dtype it is loaded into (``read_safetensors``). The config
+is checked too (``Model.check_config``): every key we read by type, keys of other architectures
+only at the value that means SD 1.x, unknown keys refused by name.
+
+Host memory while loading: ``read_safetensors`` reads one tensor at a time straight into its
+array (``numpy.fromfile``; safetensors' own numpy reader maps the whole file, whose pages then
+count as resident next to the arrays), converting it to the storage dtype at once, so the peak
+is about the parameters' size in that dtype plus one tensor.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
+import math
 import zlib
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import Callable, NamedTuple
 
+import ml_dtypes
 import numpy as np
 
 from .layers import Module, Run
@@ -41,7 +54,142 @@ def read_json(path: Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file (expected a diffusers-style config)")
     with open(path) as f:
-        return json.load(f)
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
+
+
+#: safetensors dtype names -> numpy dtypes (the floating ones a checkpoint may hold)
+SAFETENSORS_FLOATS = {"F64": np.dtype(np.float64), "F32": np.dtype(np.float32), "F16": np.dtype(np.float16),
+                      "BF16": np.dtype(ml_dtypes.bfloat16)}
+#: the largest header a safetensors file may declare (the format's own limit)
+SAFETENSORS_MAX_HEADER = 100_000_000
+
+
+def read_safetensors_header(path: Path) -> tuple[dict, int]:
+    """(tensor name -> {"dtype", "shape", "data_offsets"}, offset of the data) of a safetensors
+    file: 8 bytes of little-endian header size, then the JSON header, then the raw data. A file
+    that does not parse so raises CheckpointError naming it."""
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        prefix = f.read(8)
+        if len(prefix) < 8:
+            raise CheckpointError(f"{path}: not a safetensors file ({size} bytes, shorter than the 8-byte header size)")
+        header_size = int.from_bytes(prefix, "little")
+        if not 0 < header_size <= min(SAFETENSORS_MAX_HEADER, size - 8):
+            raise CheckpointError(f"{path}: not a safetensors file (its first 8 bytes declare a header of "
+                                  f"{header_size} bytes in a file of {size})")
+        try:
+            header = json.loads(f.read(header_size))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"{path}: not a safetensors file (its header is not JSON: {exc})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: not a safetensors file (its header is not a JSON object)")
+    header.pop("__metadata__", None)
+    data_start = 8 + header_size
+    for name, entry in header.items():
+        begin, end = entry.get("data_offsets", (-1, -1)) if isinstance(entry, dict) else (-1, -1)
+        if not 0 <= begin <= end or data_start + end > size:
+            raise CheckpointError(f"{path}: tensor {name!r} lies past the end of the file ({size} bytes): "
+                                  "the file is truncated or damaged")
+    return header, data_start
+
+
+def read_safetensors(path, dtype) -> dict[str, np.ndarray]:
+    """Every tensor of a safetensors file, converted to the storage ``dtype``, one tensor at a time
+    (see the module docstring on memory). A tensor that is not floating point, is not finite, or
+    overflows ``dtype`` (finite in the file, infinite after the conversion) raises CheckpointError
+    naming the file and the tensor."""
+    path, dtype = Path(path), np.dtype(dtype)
+    header, data_start = read_safetensors_header(path)
+    tensors = {}
+    with open(path, "rb") as f:
+        for name, entry in header.items():
+            stored = SAFETENSORS_FLOATS.get(entry["dtype"])
+            if stored is None:
+                raise CheckpointError(f"{path}: tensor {name!r} is {entry['dtype']}, expected a floating-point tensor "
+                                      f"({', '.join(SAFETENSORS_FLOATS)})")
+            shape = tuple(int(s) for s in entry["shape"])
+            begin, end = entry["data_offsets"]
+            if end - begin != math.prod(shape) * stored.itemsize:
+                raise CheckpointError(f"{path}: tensor {name!r} declares shape {shape} of {entry['dtype']} but "
+                                      f"holds {end - begin} bytes")
+            f.seek(data_start + begin)
+            value = np.fromfile(f, dtype=stored.newbyteorder("<"), count=math.prod(shape)).reshape(shape)
+            if not np.all(np.isfinite(value)):
+                bad = int(np.size(value) - np.count_nonzero(np.isfinite(value)))
+                raise CheckpointError(f"{path}: tensor {name!r} holds {bad} NaN or infinite values")
+            with np.errstate(over="ignore"):  # an overflow is reported below, by name
+                converted = value.astype(dtype, copy=False)
+            if not np.all(np.isfinite(converted)):
+                raise CheckpointError(f"{path}: tensor {name!r} overflows {dtype} (its largest magnitude is "
+                                      f"{float(np.max(np.abs(value.astype(np.float64)))):.4g}); load it in float32")
+            tensors[name] = converted
+    return tensors
+
+
+# -- config checks ----------------------------------------------------------------------------
+
+
+class Kind(NamedTuple):
+    """What a config value must be: ``test(value)`` is True for the allowed values, ``expected``
+    says it in words for the error message."""
+
+    expected: str
+    test: Callable[[object], bool]
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+POSITIVE_INT = Kind("a positive int", lambda v: _is_int(v) and v > 0)
+NUMBER = Kind("a finite number", _is_number)
+POSITIVE_NUMBER = Kind("a positive finite number", lambda v: _is_number(v) and v > 0)
+BOOL = Kind("true or false", lambda v: isinstance(v, bool))
+STRING = Kind("a string", lambda v: isinstance(v, str))
+
+
+def list_of(kind: Kind) -> Kind:
+    return Kind(f"a non-empty list, each {kind.expected}",
+                lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(kind.test(x) for x in v))
+
+
+def one_or_list(kind: Kind) -> Kind:
+    many = list_of(kind)
+    return Kind(f"{kind.expected}, or a list of them", lambda v: kind.test(v) or many.test(v))
+
+
+def optional(kind: Kind) -> Kind:
+    return Kind(f"null or {kind.expected}", lambda v: v is None or kind.test(v))
+
+
+def check_config(config: dict, keys: dict, fixed: dict, informational, source: str) -> None:
+    """Refuse what this network would compute differently from the checkpoint's: a value of the
+    wrong type or range for a key we read (``keys``: key -> Kind), another architecture's key at a
+    value other than SD 1.x's (``fixed``: key -> the only accepted value), or a key nobody here
+    knows (named, with the closest known key). ``informational`` keys change nothing in the
+    network (names, versions, training-only settings) and are accepted as they are, like every
+    key starting with "_"."""
+    suggestions = sorted({*keys, *fixed})
+    for key, value in config.items():
+        if key in keys:
+            if not keys[key].test(value):
+                raise CheckpointError(f"{source}: {key}: expected {keys[key].expected}, got {value!r}")
+        elif key in fixed:
+            if value != fixed[key] or isinstance(value, bool) != isinstance(fixed[key], bool):
+                raise CheckpointError(f"{source}: {key}: only {fixed[key]!r} (SD 1.x) is implemented, got {value!r}")
+        elif key not in informational and not key.startswith("_"):
+            close = difflib.get_close_matches(key, suggestions, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise CheckpointError(f"{source}: {key}: unknown config key (it may change the network, and this "
+                                  f"implementation does not read it){hint}")
 
 
 #: the methods that tell a backend object from anything else (duck typing, so that nothing here
@@ -109,12 +257,20 @@ class Model(ABC):
     DEFAULTS: dict = {}
     #: parameters the forward pass reads on the host (kept as numpy arrays in ``host_params``)
     HOST_PARAMETERS: tuple[str, ...] = ()
+    #: the config keys the network reads, with what each value must be (``check_config``)
+    CONFIG_KEYS: dict = {}
+    #: keys of other architectures, accepted only at the value that means this SD 1.x network
+    FIXED_KEYS: dict = {}
+    #: keys that change nothing in the network (names, versions, training-only settings)
+    INFORMATIONAL_KEYS: frozenset = frozenset()
 
-    def __init__(self, config: dict, params: dict, *, backend, dtype=np.float32, source: str = "parameters"):
+    def __init__(self, config: dict, params: dict, *, backend, dtype=np.float32, source: str = "parameters",
+                 config_source: str = "config"):
         self.backend = require_backend(backend)
-        self.config = {**self.DEFAULTS, **config}
+        self.config = self.checked_config(config, config_source)
         self.module: Module = self.build(self.config)
-        self.dtype = storage_dtype(dtype)
+        self.requested_dtype = storage_dtype(dtype)
+        self.dtype = self.compute_dtype(self.config, self.requested_dtype)
         params = {name: np.asarray(p).astype(self.dtype, copy=False)
                   for name, p in self.check_parameters(params, source).items()}
         self.host_params = {name: params.pop(name) for name in self.HOST_PARAMETERS}
@@ -122,6 +278,21 @@ class Model(ABC):
         self._forward = self._compile()
 
     # -- construction ------------------------------------------------------------------------
+
+    @classmethod
+    def checked_config(cls, config: dict, source: str = "config") -> dict:
+        """The config with the defaults filled in, after ``check_config`` (``source`` names the
+        file in error messages)."""
+        if not isinstance(config, dict):
+            raise CheckpointError(f"{source}: expected a JSON object of config keys, got {type(config).__name__}")
+        check_config(config, cls.CONFIG_KEYS, cls.FIXED_KEYS, cls.INFORMATIONAL_KEYS, source)
+        return {**cls.DEFAULTS, **config}
+
+    @classmethod
+    def compute_dtype(cls, config: dict, dtype: np.dtype) -> np.dtype:
+        """The storage dtype the model runs in when ``dtype`` is asked for (the VAE's
+        ``force_upcast`` turns float16 into float32)."""
+        return dtype
 
     @classmethod
     @abstractmethod
@@ -168,7 +339,7 @@ class Model(ABC):
     def random(cls, config: dict, seed: int = 0, *, backend, dtype=np.float32):
         """The model with random weights of the checkpoint's shapes (latency work without a download)."""
         require_backend(backend)
-        shapes = cls.build({**cls.DEFAULTS, **config}).parameter_shapes()
+        shapes = cls.build(cls.checked_config(config)).parameter_shapes()
         return cls(config, random_parameters(shapes, seed, np.float32), backend=backend, dtype=dtype,
                    source="random parameters")
 
@@ -177,10 +348,10 @@ class Model(ABC):
         """Load ``config.json`` and the safetensors weights of a diffusers component folder.
         ``variant="fp16"`` reads ``*.fp16.safetensors`` as diffusers does."""
         require_backend(backend)
-        from safetensors.numpy import load_file
-
         folder = Path(folder)
-        config = read_json(folder / "config.json")
+        config_path = folder / "config.json"
+        config = read_json(config_path)
+        checked = cls.checked_config(config, str(config_path))  # before the weights are read
         name = cls.WEIGHTS_NAME if variant is None else cls.WEIGHTS_NAME.replace(".safetensors", f".{variant}.safetensors")
         path = folder / name
         if not path.is_file():
@@ -188,12 +359,19 @@ class Model(ABC):
             hint = f"; the folder has {', '.join(present)} (choose it with variant=)" if present else \
                 "; convert .bin weights to safetensors first" if list(folder.glob("*.bin")) else ""
             raise FileNotFoundError(f"{path}: no such weights file{hint}")
-        params = cls.rename_legacy(load_file(str(path)))
-        return cls(config, params, backend=backend, dtype=dtype, source=str(path))
+        read_dtype = cls.compute_dtype(checked, storage_dtype(dtype))
+        try:
+            params = cls.canonical_names(read_safetensors(path, read_dtype))
+        except CheckpointError as error:
+            if str(path) in str(error):
+                raise
+            raise CheckpointError(f"{path}: {error}") from None
+        return cls(config, params, backend=backend, dtype=dtype, source=str(path), config_source=str(config_path))
 
     @classmethod
-    def rename_legacy(cls, params: dict) -> dict:
-        """Map older checkpoint names to the current ones (only the VAE has any)."""
+    def canonical_names(cls, params: dict) -> dict:
+        """Map the tensor names of the other layouts users have (older diffusers, newer
+        transformers) to this model's names."""
         return params
 
     def save_pretrained(self, folder) -> Path:

@@ -15,7 +15,7 @@ The loop is diffusers' ``StableDiffusionPipeline.__call__``:
         e_uncond, e_text = unet(scale_model_input([x, x], t), t, c)
         e = e_uncond + guidance_scale * (e_text - e_uncond)      # classifier-free guidance
         x = scheduler.step(e, t, x)
-    image = decoder(x)                                           # divided by scaling_factor inside
+    image = decoder(x / scaling_factor)                          # diffusers' vae.decode
 
 The networks run on the backend; the scheduler's arithmetic on the (1, 4, 64, 64) latents runs in
 NumPy on the host (a few microseconds next to a UNet evaluation), so every iteration copies the
@@ -27,6 +27,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -41,6 +42,53 @@ from .vae import SD14_VAE, VAEDecoder
 SCHEDULER_NAMES = {"PNDMScheduler": "pndm", "DDIMScheduler": "ddim", "EulerDiscreteScheduler": "euler"}
 
 SD14_CONFIGS = {"text_encoder": SD14_TEXT_ENCODER, "unet": SD14_UNET, "vae": SD14_VAE, "scheduler": SD14_SCHEDULER_CONFIG}
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _is_real(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
+class ArgumentRule(NamedTuple):
+    expected: str  # the error's wording: "<name>: expected <expected>, got <value>"
+    optional: bool  # None is allowed too
+    right_type: Callable
+    right_value: Callable | None = None
+
+
+#: What each argument of ``StableDiffusionPipeline.__call__`` must be (experiments/generate.py
+#: checks its options with the same rules and wording). bool is not an int here.
+CALL_ARGUMENTS = {
+    "prompt": ArgumentRule("a str", False, lambda v: isinstance(v, str)),
+    "negative_prompt": ArgumentRule("a str", False, lambda v: isinstance(v, str)),
+    "steps": ArgumentRule("a positive int", False, _is_int, lambda v: v >= 1),
+    "guidance_scale": ArgumentRule("a finite number >= 0", False, _is_real, lambda v: np.isfinite(v) and v >= 0),
+    "seed": ArgumentRule("an int in [0, 2**64)", False, _is_int, lambda v: 0 <= v < 2**64),
+    "scheduler": ArgumentRule(f"one of {', '.join(map(repr, sorted(SCHEDULERS)))}", True,
+                              lambda v: isinstance(v, str), lambda v: v in SCHEDULERS),
+    "height": ArgumentRule("a positive int", True, _is_int, lambda v: v >= 1),
+    "width": ArgumentRule("a positive int", True, _is_int, lambda v: v >= 1),
+    "max_unet_evaluations": ArgumentRule("a positive int", True, _is_int, lambda v: v >= 1),
+}
+
+
+def check_call_argument(name: str, value):
+    """``value`` (NumPy scalars as Python int / float) if it is what ``__call__``'s argument
+    ``name`` must be (``CALL_ARGUMENTS[name]``); else a TypeError (wrong type) or ValueError (wrong
+    value) that names the argument, what was expected and what it got."""
+    rule = CALL_ARGUMENTS[name]
+    if value is None and rule.optional:
+        return None
+    message = f"{name}: expected {'None or ' if rule.optional else ''}{rule.expected}, got {value!r}"
+    if not rule.right_type(value):
+        raise TypeError(message)
+    value = int(value) if _is_int(value) else float(value) if _is_real(value) else value
+    if rule.right_value is not None and not rule.right_value(value):
+        raise ValueError(message)
+    return value
 
 
 @dataclass
@@ -181,14 +229,39 @@ class StableDiffusionPipeline:
 
     def __call__(self, prompt: str, negative_prompt: str = "", steps: int = 20, guidance_scale: float = 7.5,
                  seed: int = 0, scheduler: str | None = None, height: int | None = None, width: int | None = None,
-                 progress: bool = False, max_unet_evaluations: int | None = None) -> GenerationResult:
+                 progress: bool = False, max_unet_evaluations: int | None = None,
+                 latents: np.ndarray | None = None) -> GenerationResult:
         """Generate one image. ``max_unet_evaluations`` stops the denoising loop early (for a
-        warm-up or a quick latency probe; the image is then not a finished one)."""
-        if not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps: expected a positive int, got {steps!r}")
+        warm-up or a quick latency probe; the image is then not a finished one). ``latents``, as
+        in diffusers, is the initial noise (1, C, h, w) in place of the seed's, before the
+        scheduler's ``init_noise_sigma`` multiplies it.
+
+        ``guidance_scale`` is a finite number >= 0. As in diffusers (``do_classifier_free_guidance``
+        is ``guidance_scale > 1``), a scale above 1 runs classifier-free guidance (a batch of 2:
+        negative prompt and prompt) and a scale <= 1 runs the prompt alone, unguided. ``seed``, an
+        int in [0, 2**64), seeds ``numpy.random.default_rng`` for the initial noise. Every argument
+        is checked first (``CALL_ARGUMENTS``): a wrong type raises TypeError, a wrong value
+        ValueError, naming the argument."""
+        prompt = check_call_argument("prompt", prompt)
+        negative_prompt = check_call_argument("negative_prompt", negative_prompt)
+        steps = check_call_argument("steps", steps)
+        guidance_scale = check_call_argument("guidance_scale", guidance_scale)
+        seed = check_call_argument("seed", seed)
+        scheduler = check_call_argument("scheduler", scheduler)
+        height = check_call_argument("height", height)
+        width = check_call_argument("width", width)
+        max_unet_evaluations = check_call_argument("max_unet_evaluations", max_unet_evaluations)
         be = self.backend
         sched = self.make_scheduler(scheduler)
         sched.set_timesteps(steps)
+        shape = self.latent_shape(height, width)
+        if latents is None:
+            latents = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+        elif not isinstance(latents, np.ndarray) or latents.shape != shape or latents.dtype.kind != "f" \
+                or not np.all(np.isfinite(latents)):
+            raise ValueError(f"latents: expected a finite float array of shape {shape}, got "
+                             f"{getattr(latents, 'dtype', type(latents).__name__)} of shape {np.shape(latents)}")
+        latents = latents.astype(np.float32) * np.float32(sched.init_noise_sigma)
         timings = {name: ComponentTiming(name) for name in ("text_encoder", "unet", "decoder")}
         guided = guidance_scale > 1.0
         start = time.perf_counter()
@@ -197,8 +270,6 @@ class StableDiffusionPipeline:
         with _measure(be, timings["text_encoder"]):
             context = be.synchronize(self.text_encoder(self.tokenizer(prompts)))
 
-        shape = self.latent_shape(height, width)
-        latents = np.random.default_rng(seed).standard_normal(shape).astype(np.float32) * np.float32(sched.init_noise_sigma)
         timesteps = list(sched.timesteps)
         if max_unet_evaluations is not None:
             timesteps = timesteps[:max_unet_evaluations]
@@ -220,7 +291,8 @@ class StableDiffusionPipeline:
                 latents = sched.step(noise, t, latents).astype(np.float32)
 
         with _measure(be, timings["decoder"]):
-            decoded = be.to_numpy(self.decoder(latents)).astype(np.float32)
+            z = latents / np.float32(self.decoder.config["scaling_factor"])
+            decoded = be.to_numpy(self.decoder(z)).astype(np.float32)
         total = time.perf_counter() - start
         image = np.round(np.clip(decoded[0].transpose(1, 2, 0) / 2 + 0.5, 0, 1) * 255).astype(np.uint8)
         description = (f"{image.shape[0]}x{image.shape[1]} image, {len(timesteps)} UNet "

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checkpoint import Model
+from .checkpoint import POSITIVE_INT, POSITIVE_NUMBER, STRING, CheckpointError, Model
 from .layers import LayerNorm, Linear, Module, ModuleList, Run, merge_heads, split_heads
 
 #: SD 1.4's text_encoder/config.json (openai/clip-vit-large-patch14's text tower), the keys read here.
@@ -115,6 +115,27 @@ class TextEncoder(Model):
 
     WEIGHTS_NAME = "model.safetensors"
     IGNORED_PREFIXES = ("text_model.embeddings.position_ids",)  # a constant buffer in older files
+    CONFIG_KEYS = {"hidden_act": STRING, "hidden_size": POSITIVE_INT, "intermediate_size": POSITIVE_INT,
+                   "layer_norm_eps": POSITIVE_NUMBER, "max_position_embeddings": POSITIVE_INT,
+                   "num_attention_heads": POSITIVE_INT, "num_hidden_layers": POSITIVE_INT, "vocab_size": POSITIVE_INT}
+    #: what transformers writes beside them that CLIPTextModel's forward pass does not read: names
+    #: and versions, token ids, dropout and initialization (training), the projection (of
+    #: CLIPTextModelWithProjection), and PretrainedConfig's generic settings
+    INFORMATIONAL_KEYS = frozenset({
+        "architectures", "model_type", "transformers_version", "torch_dtype", "dtype", "attention_dropout",
+        "dropout", "initializer_factor", "initializer_range", "bos_token_id", "eos_token_id", "pad_token_id",
+        "projection_dim", "output_attentions", "output_hidden_states", "return_dict", "use_return_dict",
+        "torchscript", "use_bfloat16", "tf_legacy_loss", "pruned_heads", "tie_word_embeddings",
+        "chunk_size_feed_forward", "is_encoder_decoder", "is_decoder", "add_cross_attention",
+        "cross_attention_hidden_size", "tie_encoder_decoder", "finetuning_task", "id2label", "label2id",
+        "tokenizer_class", "prefix", "sep_token_id", "decoder_start_token_id", "task_specific_params",
+        "problem_type", "max_length", "min_length", "do_sample", "early_stopping", "num_beams",
+        "num_beam_groups", "diversity_penalty", "temperature", "top_k", "top_p", "typical_p",
+        "repetition_penalty", "length_penalty", "no_repeat_ngram_size", "encoder_no_repeat_ngram_size",
+        "bad_words_ids", "num_return_sequences", "output_scores", "return_dict_in_generate",
+        "forced_bos_token_id", "forced_eos_token_id", "remove_invalid_values", "exponential_decay_length_penalty",
+        "suppress_tokens", "begin_suppress_tokens",
+    })
     DEFAULTS = {"hidden_act": "quick_gelu", "hidden_size": 512, "intermediate_size": 2048, "layer_norm_eps": 1e-5,
                 "max_position_embeddings": 77, "num_attention_heads": 8, "num_hidden_layers": 12,
                 "vocab_size": 49408}
@@ -125,6 +146,20 @@ class TextEncoder(Model):
     @classmethod
     def build(cls, config: dict) -> Module:
         return TextModule(config)
+
+    @classmethod
+    def canonical_names(cls, params: dict) -> dict:
+        """Both layouts users have: the hub's SD 1.x folders name every tensor ``text_model.*``
+        (as transformers 4 saved ``CLIPTextModel``); transformers 5's ``save_pretrained`` drops
+        that prefix. A file of the second layout gets the prefix; a file mixing both is refused."""
+        prefixed = [name for name in params if name.startswith("text_model.")]
+        if not prefixed:
+            return {f"text_model.{name}": value for name, value in params.items()}
+        if len(prefixed) != len(params):
+            other = next(name for name in params if not name.startswith("text_model."))
+            raise CheckpointError(f"tensor {other!r} lacks the 'text_model.' prefix that "
+                                  f"{prefixed[0]!r} has; expected one layout for the whole file")
+        return params
 
     def forward(self, run: Run, embeddings):
         return self.module(run, embeddings)

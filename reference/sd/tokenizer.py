@@ -179,6 +179,22 @@ def _read_json(path: Path) -> dict:
         return json.load(f)
 
 
+def _read_fast_tokenizer(path: Path) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """(vocab, merges) of a ``tokenizers`` file: its "model" is a BPE whose merges are "a b"
+    strings (tokenizers < 0.20) or [a, b] pairs; the special tokens are in the vocabulary."""
+    model = _read_json(path).get("model")
+    if not isinstance(model, dict) or model.get("type") != "BPE" or not isinstance(model.get("vocab"), dict):
+        raise ValueError(f"{path}: expected a BPE tokenizer (a 'model' entry of type 'BPE' with a vocab), got "
+                         f"{model.get('type') if isinstance(model, dict) else model!r}")
+    merges = []
+    for number, merge in enumerate(model.get("merges", [])[:MAX_MERGES]):
+        pair = tuple(merge.split()) if isinstance(merge, str) else tuple(merge)
+        if len(pair) != 2:
+            raise ValueError(f"{path}: merge {number} is not a pair of symbols: {merge!r}")
+        merges.append(pair)
+    return model["vocab"], merges
+
+
 def _token_content(value):
     """A special token in a config file: a string or {"content": ...}."""
     if isinstance(value, dict):
@@ -235,22 +251,27 @@ class CLIPTokenizer:
 
     @classmethod
     def from_pretrained(cls, folder, max_length: int | None = None) -> "CLIPTokenizer":
-        """Load a Hugging Face tokenizer folder (SD's ``tokenizer/``): ``vocab.json`` and
-        ``merges.txt``, plus ``tokenizer_config.json`` / ``special_tokens_map.json`` when present
-        (special tokens; ``model_max_length``, which ``max_length`` overrides)."""
+        """Load a Hugging Face tokenizer folder (SD's ``tokenizer/``) in either layout users have:
+        ``vocab.json`` and ``merges.txt`` (the hub's SD 1.x folders, transformers 4), or only
+        ``tokenizer.json`` (transformers 5's ``save_pretrained``: the same vocabulary and merges
+        under its "model" entry, a BPE). Then ``tokenizer_config.json`` / ``special_tokens_map.json``
+        when present (special tokens; ``model_max_length``, which ``max_length`` overrides)."""
         folder = Path(folder)
-        vocab_path, merges_path = folder / "vocab.json", folder / "merges.txt"
-        for path in (vocab_path, merges_path):
-            if not path.is_file():
-                raise FileNotFoundError(f"CLIPTokenizer.from_pretrained: {path} not found")
-        vocab = _read_json(vocab_path)
-        lines = merges_path.read_text(encoding="utf-8").strip().split("\n")[1:MAX_MERGES + 1]
-        merges = []
-        for number, line in enumerate(lines, start=2):
-            pair = tuple(line.split())
-            if len(pair) != 2:
-                raise ValueError(f"{merges_path}, line {number}: expected two symbols, got {line!r}")
-            merges.append(pair)
+        vocab_path, merges_path, fast_path = folder / "vocab.json", folder / "merges.txt", folder / "tokenizer.json"
+        if vocab_path.is_file() and merges_path.is_file():
+            vocab = _read_json(vocab_path)
+            lines = merges_path.read_text(encoding="utf-8").strip().split("\n")[1:MAX_MERGES + 1]
+            merges = []
+            for number, line in enumerate(lines, start=2):
+                pair = tuple(line.split())
+                if len(pair) != 2:
+                    raise ValueError(f"{merges_path}, line {number}: expected two symbols, got {line!r}")
+                merges.append(pair)
+        elif fast_path.is_file():
+            vocab, merges = _read_fast_tokenizer(fast_path)
+        else:
+            raise FileNotFoundError(f"CLIPTokenizer.from_pretrained: {folder} has neither vocab.json and merges.txt "
+                                    "nor tokenizer.json")
 
         kwargs = {}
         config_path, special_path = folder / "tokenizer_config.json", folder / "special_tokens_map.json"

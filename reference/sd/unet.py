@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checkpoint import Model
+from .checkpoint import BOOL, NUMBER, POSITIVE_INT, POSITIVE_NUMBER, STRING, Model, list_of, one_or_list, optional
 from .layers import (Conv2d, Downsample2D, GroupNorm, Linear, Module, ModuleList, ResnetBlock2D, Run,
                      Transformer2DModel, Upsample2D, timestep_embedding)
 
@@ -52,15 +52,6 @@ SD14_UNET = {
     "sample_size": 64,
     "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
 }
-
-#: config values we accept, and the only value we accept for keys that select other architectures
-_REQUIRED = {
-    "act_fn": "silu", "center_input_sample": False, "class_embed_type": None, "addition_embed_type": None,
-    "resnet_time_scale_shift": "default", "time_embedding_type": "positional", "only_cross_attention": False,
-    "dual_cross_attention": False, "mid_block_type": "UNetMidBlock2DCrossAttn", "downsample_padding": 1,
-    "mid_block_scale_factor": 1, "encoder_hid_dim": None, "num_class_embeds": None,
-}
-
 
 def _per_block(config: dict, key: str, n: int) -> list:
     value = config[key]
@@ -154,9 +145,6 @@ class UNetModule(Module):
             for t in types:
                 if t not in allowed:
                     raise ValueError(f"{name}: {t!r} is not an SD 1.x block; expected one of {allowed}")
-        for key, value in _REQUIRED.items():
-            if config.get(key, value) != value:
-                raise ValueError(f"{key}: only {value!r} (SD 1.x) is implemented, got {config[key]!r}")
         heads = _per_block(config, "num_attention_heads" if config.get("num_attention_heads") else "attention_head_dim", n)
         layers = _per_block(config, "layers_per_block", n)
         transformer_layers = _per_block(config, "transformer_layers_per_block", n)
@@ -224,6 +212,30 @@ class UNetModule(Module):
 class UNet2DConditionModel(Model):
     """SD 1.x's noise predictor: ``unet(sample, timestep, encoder_hidden_states)``."""
 
+    CONFIG_KEYS = {
+        "attention_head_dim": one_or_list(POSITIVE_INT), "num_attention_heads": optional(one_or_list(POSITIVE_INT)),
+        "block_out_channels": list_of(POSITIVE_INT), "cross_attention_dim": POSITIVE_INT,
+        "down_block_types": list_of(STRING), "up_block_types": list_of(STRING), "flip_sin_to_cos": BOOL,
+        "freq_shift": NUMBER, "in_channels": POSITIVE_INT, "out_channels": POSITIVE_INT,
+        "layers_per_block": one_or_list(POSITIVE_INT), "transformer_layers_per_block": one_or_list(POSITIVE_INT),
+        "norm_eps": POSITIVE_NUMBER, "norm_num_groups": POSITIVE_INT, "use_linear_projection": BOOL,
+        "sample_size": optional(POSITIVE_INT),
+    }
+    #: keys of diffusers' UNet2DConditionModel that select other architectures: only SD 1.x's value
+    FIXED_KEYS = {
+        "act_fn": "silu", "center_input_sample": False, "class_embed_type": None, "addition_embed_type": None,
+        "resnet_time_scale_shift": "default", "time_embedding_type": "positional", "only_cross_attention": False,
+        "dual_cross_attention": False, "mid_block_type": "UNetMidBlock2DCrossAttn", "downsample_padding": 1,
+        "mid_block_scale_factor": 1, "encoder_hid_dim": None, "encoder_hid_dim_type": None, "num_class_embeds": None,
+        "conv_in_kernel": 3, "conv_out_kernel": 3, "resnet_out_scale_factor": 1.0, "resnet_skip_time_act": False,
+        "time_cond_proj_dim": None, "time_embedding_dim": None, "time_embedding_act_fn": None,
+        "timestep_post_act": None, "cross_attention_norm": None, "projection_class_embeddings_input_dim": None,
+        "class_embeddings_concat": False, "mid_block_only_cross_attention": None, "attention_type": "default",
+        "addition_time_embed_dim": None, "reverse_transformer_layers_per_block": None,
+    }
+    #: no effect here: dropout (inference), the heads of an addition embedding that is None, and
+    #: upcast_attention (our attention computes in float32 whatever the storage)
+    INFORMATIONAL_KEYS = frozenset({"dropout", "addition_embed_type_num_heads", "upcast_attention"})
     DEFAULTS = {
         "act_fn": "silu", "attention_head_dim": 8, "block_out_channels": [320, 640, 1280, 1280],
         "center_input_sample": False, "cross_attention_dim": 1280,

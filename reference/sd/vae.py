@@ -5,8 +5,11 @@
     decoder = VAEDecoder.from_pretrained("sd-v1-4/vae", backend=get_backend("opencl"))
     image = decoder(latents)        # (B, 4, 64, 64) -> (B, 3, 512, 512), values about [-1, 1]
 
-diffusers divides the latents by ``scaling_factor`` (0.18215) before decoding; ``__call__`` does
-that, as ``AutoencoderKL.decode`` is called in the pipeline. The network (SD 1.4:
+``decoder(z)`` is diffusers' ``AutoencoderKL.decode(z).sample``: ``z`` is the UNet's latents already
+divided by ``scaling_factor`` (0.18215), which the pipeline does, as diffusers' does. With
+``dtype="float16"`` and the config's ``force_upcast`` (true unless the config says otherwise, as
+in diffusers), the decoder stores and computes in float32, as diffusers' pipelines upcast the VAE
+(SD's decoder overflows float16 activations); ``decoder.dtype`` says which. The network (SD 1.4:
 block_out_channels 128, 256, 512, 512; 2 layers per block, so 3 ResNets per up block):
 
     z -> post_quant_conv (1x1) -> decoder.conv_in (3x3, 4 -> 512)
@@ -21,7 +24,9 @@ All but two of its convolutions are 3x3 with stride 1: the layers Winograd F(4x4
 
 from __future__ import annotations
 
-from .checkpoint import Model
+import numpy as np
+
+from .checkpoint import BOOL, POSITIVE_INT, POSITIVE_NUMBER, STRING, Model, list_of
 from .layers import Conv2d, GroupNorm, Module, ModuleList, ResnetBlock2D, Run, SpatialSelfAttention, Upsample2D
 
 #: SD 1.4's vae/config.json (CompVis/stable-diffusion-v1-4).
@@ -117,6 +122,15 @@ class VAEDecoder(Model):
     """``decoder(latents)``: SD latents -> image (B, 3, 8H, 8W) with values about [-1, 1]."""
 
     IGNORED_PREFIXES = ("encoder.", "quant_conv.")  # the encoder half of AutoencoderKL
+    CONFIG_KEYS = {"block_out_channels": list_of(POSITIVE_INT), "latent_channels": POSITIVE_INT,
+                   "layers_per_block": POSITIVE_INT, "norm_num_groups": POSITIVE_INT, "out_channels": POSITIVE_INT,
+                   "scaling_factor": POSITIVE_NUMBER, "up_block_types": list_of(STRING),
+                   "mid_block_add_attention": BOOL, "force_upcast": BOOL}
+    #: AutoencoderKL keys of other VAEs (SDXL's latents statistics, SD3's shift, no quant convs)
+    FIXED_KEYS = {"act_fn": "silu", "latents_mean": None, "latents_std": None, "shift_factor": None,
+                  "use_quant_conv": True, "use_post_quant_conv": True}
+    #: the encoder's half (not built here: its input channels and block types) and the image size
+    INFORMATIONAL_KEYS = frozenset({"in_channels", "down_block_types", "sample_size"})
     DEFAULTS = {"act_fn": "silu", "block_out_channels": [64], "latent_channels": 4, "layers_per_block": 1,
                 "norm_num_groups": 32, "out_channels": 3, "scaling_factor": 0.18215,
                 "up_block_types": ["UpDecoderBlock2D"], "mid_block_add_attention": True}
@@ -126,7 +140,12 @@ class VAEDecoder(Model):
         return DecoderModule(config)
 
     @classmethod
-    def rename_legacy(cls, params: dict) -> dict:
+    def compute_dtype(cls, config: dict, dtype):
+        """float32 in place of float16 when ``force_upcast`` (diffusers' default: true)."""
+        return np.dtype(np.float32) if dtype == np.float16 and config.get("force_upcast", True) else dtype
+
+    @classmethod
+    def canonical_names(cls, params: dict) -> dict:
         """``...attentions.0.query.weight`` -> ``...attentions.0.to_q.weight`` (diffusers < 0.14),
         and 1x1-conv-shaped (C, C, 1, 1) attention projections to (C, C) linears."""
         renamed = {}
@@ -141,12 +160,13 @@ class VAEDecoder(Model):
             renamed[name] = value
         return renamed
 
-    def forward(self, run: Run, latents):
-        return self.module(run, run.backend.mul_scalar(latents, 1.0 / self.config["scaling_factor"]))
+    def forward(self, run: Run, z):
+        return self.module(run, z)
 
-    def __call__(self, latents):
-        """Decode SD latents (B, latent_channels, h, w): divides by ``scaling_factor`` first."""
-        if latents.ndim != 4 or latents.shape[1] != self.module.latent_channels:
-            raise ValueError(f"latents: expected (B, {self.module.latent_channels}, h, w), got {tuple(latents.shape)}")
-        (latents,) = self.to_backend([latents])
-        return self._forward(self.params, latents)
+    def __call__(self, z):
+        """Decode latents z (B, latent_channels, h, w), already divided by ``scaling_factor``
+        (diffusers' ``vae.decode(z)``)."""
+        if z.ndim != 4 or z.shape[1] != self.module.latent_channels:
+            raise ValueError(f"z: expected (B, {self.module.latent_channels}, h, w), got {tuple(z.shape)}")
+        (z,) = self.to_backend([z])
+        return self._forward(self.params, z)

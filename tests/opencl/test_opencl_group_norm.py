@@ -2,9 +2,9 @@
 
 The fused GroupNorm is ONE launch (``group_norm_fused``) with no temporary buffer, SiLU included;
 the unfused baseline is ``group_mean``, ``group_var``, ``group_norm_apply`` (+ ``silu``) with the
-(N, G) float32 mean and variance as temporaries; LayerNorm is one ``layer_norm`` launch. Counted
-by ``backend.measure()`` for fixed and for drawn shapes. Accuracy on every backend:
-tests/test_group_norm.py.
+(N, G) float32 mean and the (N, G, 2) float32 mean correction and variance as temporaries;
+LayerNorm is one ``layer_norm`` launch. Counted by ``backend.measure()`` for fixed and for drawn
+shapes. Accuracy on every backend: tests/test_group_norm.py.
 """
 
 import numpy as np
@@ -29,8 +29,9 @@ def test_group_norm_launch_and_temporary_counts(backend, dtype):
             backend.group_norm(x, groups, fused=False, silu=silu)
         assert unfused.kernels == ["group_mean", "group_var", "group_norm_apply"] + ["silu"] * silu
         assert unfused.launches == (4 if silu else 3)
-        assert unfused.temp_bytes == 2 * n * groups * 4  # the (N, G) float32 mean and variance
-        assert unfused.temp_buffers == [((n, groups), np.float32)] * 2
+        # the (N, G) float32 mean m0 and the (N, G, 2) float32 (mean correction, variance)
+        assert unfused.temp_bytes == 3 * n * groups * 4
+        assert unfused.temp_buffers == [((n, groups), np.float32), ((n, groups, 2), np.float32)]
 
 
 def test_group_norm_launches_for_any_shape(backend, dtype):

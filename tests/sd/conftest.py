@@ -44,7 +44,9 @@ def tiny_unet_config():
 
 @pytest.fixture(scope="session")
 def tiny_vae_config():
-    return dict(TINY_VAE)
+    """force_upcast off: with float16 storage the decoder then runs in float16, which the
+    float16 tests are about (tests/sd/test_golden.py tests the upcast)."""
+    return {**TINY_VAE, "force_upcast": False}
 
 
 @pytest.fixture(scope="session")

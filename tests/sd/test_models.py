@@ -317,7 +317,7 @@ def test_bad_inputs(tiny_unet_config, tiny_text_config, tiny_vae_config, numpy_b
     # the optimizations belong to the backend's constructor, not beside the backend object
     with pytest.raises(TypeError, match="unexpected keyword argument 'optimizations'"):
         StableDiffusionPipeline.random(backend=numpy_backend, optimizations=Optimizations.paper())
-    with pytest.raises(ValueError, match=r"latents: expected \(B, 4, h, w\)"):
+    with pytest.raises(ValueError, match=r"z: expected \(B, 4, h, w\)"):
         VAEDecoder.random(tiny_vae_config, backend=numpy_backend)(np.ones((1, 3, 4, 4), np.float32))
 
 

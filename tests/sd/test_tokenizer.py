@@ -226,7 +226,33 @@ def test_from_pretrained_keeps_clips_merge_count(tmp_path):
     assert t.merges[0] == ("a0", "b") and t.merges[-1] == merges[MAX_MERGES - 1]
 
 
+@pytest.mark.parametrize("merge_format", ["pairs", "strings"])
+def test_from_pretrained_reads_tokenizer_json_alone(tok, tmp_path, merge_format):
+    """transformers 5 saves tokenizer.json only: its BPE model's vocab and merges ([a, b] pairs
+    in tokenizers >= 0.20, "a b" strings before) are the same tokenizer."""
+    merges = [list(m) if merge_format == "pairs" else " ".join(m) for m in tok.merges]
+    (tmp_path / "tokenizer.json").write_text(json.dumps(
+        {"version": "1.0", "model": {"type": "BPE", "vocab": tok.encoder, "merges": merges, "end_of_word_suffix": "</w>"}}),
+        encoding="utf-8")
+    loaded = CLIPTokenizer.from_pretrained(tmp_path)
+    assert loaded.encoder == tok.encoder and loaded.merges == tok.merges
+    text = "an astronaut, riding a horse in 2023"
+    np.testing.assert_array_equal(loaded([text]), tok([text]))
+
+
 # ----------------------------------------------------------------------------- bad input
+
+
+def test_tokenizer_json_that_is_not_bpe(tmp_path):
+    (tmp_path / "tokenizer.json").write_text(json.dumps({"model": {"type": "WordPiece", "vocab": {"a": 0}}}))
+    with pytest.raises(ValueError, match=r"tokenizer.json: expected a BPE tokenizer .* got 'WordPiece'"):
+        CLIPTokenizer.from_pretrained(tmp_path)
+    (tmp_path / "tokenizer.json").write_text(json.dumps({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [["a"]]}}))
+    with pytest.raises(ValueError, match=r"tokenizer.json: merge 0 is not a pair of symbols"):
+        CLIPTokenizer.from_pretrained(tmp_path)
+    (tmp_path / "tokenizer.json").unlink()
+    with pytest.raises(FileNotFoundError, match="neither vocab.json and merges.txt nor tokenizer.json"):
+        CLIPTokenizer.from_pretrained(tmp_path)
 
 
 @pytest.mark.parametrize("missing", ["vocab.json", "merges.txt"])
