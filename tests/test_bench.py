@@ -128,9 +128,10 @@ def test_merge_joins_the_parts_of_a_run_and_recomputes_the_peer_speeds(bench, tm
     merged = kernels.merge([first, second], tmp_path / "merged", command="merge test")
     assert len(merged.rows) == len(norm)  # every (op, shape, variant, backend, dtype) once
     (fused,) = [r for r in merged.rows if r["backend"] == "opencl" and r["variant"] == "fused"]
-    (peer,) = [r for r in merged.rows if r["role"] == "peer"]
-    assert peer["device_ms"] == faster_peer[0]["device_ms"]  # the only peer row came from part two
-    assert fused["vs_best_peer"] == pytest.approx(peer["device_ms"] / fused["device_ms"])
+    peers = [r for r in merged.rows if r["role"] == "peer"]  # XLA here; torch too on a GPU
+    assert sorted(r["device_ms"] for r in peers) == sorted(r["device_ms"] for r in faster_peer)  # from part two
+    best = min(r["device_ms"] for r in peers)
+    assert fused["vs_best_peer"] == pytest.approx(best / fused["device_ms"])
     merged_header, _ = kernels.read_csv(merged.paths[0])
     assert merged_header["command"] == "merge test" and "part two" in merged_header["part 2"]
     assert merged.paths[0].name == csv_path.name and merged.paths[2].suffix == ".png"
