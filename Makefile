@@ -26,8 +26,10 @@ test: $(STAMP)
 test-thorough: $(STAMP)
 	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest -q
 
+# `make reproduce FULL=1`: SD 1.4's shapes on whatever device is present (default: reduced, a CPU).
+FULL ?=
 reproduce: $(STAMP)
-	$(PY) -m paper_figures
+	$(PY) -m paper_figures $(if $(FULL),--full)
 
 # Kernel benchmark: every idea, variant, backend and dtype, checked then timed (experiments/kernels.py).
 # e.g. make bench BENCH_ARGS="--ops winograd --dtypes float16"

@@ -23,6 +23,7 @@ import gc
 import json
 import statistics
 import time
+from pathlib import Path
 from datetime import datetime, timezone
 
 import numpy as np
@@ -130,6 +131,8 @@ def main(argv=None):
     p.add_argument("--tiny", action="store_true", help="tiny SD-shaped networks instead of SD 1.4")
     p.add_argument("--device", default=None, help="OpenCL device")
     p.add_argument("--json", default=None, help="write the rows as JSON")
+    p.add_argument("--plot", metavar="PNG", default=None,
+                   help="save the ablation as stacked bars per configuration (paper_figures.ablation's figure)")
     args = p.parse_args(argv)
     print(f"{'tiny' if args.tiny else 'SD 1.4'} components, batch {args.batch}, {args.dtype}, "
           f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
@@ -138,6 +141,12 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)
+    if args.plot:
+        from paper_figures import ablation
+
+        group = {"source": "this machine", "shapes": "tiny SD-shaped" if args.tiny else "SD 1.4",
+                 "backend": args.backend, "dtype": args.dtype}
+        print(f"wrote {ablation.plot(ablation.table_rows([(group, rows)]), Path(args.plot))}")
     return rows
 
 

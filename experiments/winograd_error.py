@@ -10,6 +10,8 @@ storage, fp32 arithmetic) and compared with a float64 direct convolution of the 
 inputs. Columns: median relative Frobenius error and median componentwise error
 max|y_hat - y| / (|W| * |X|) over the seeds, and the cost model's multiplication reduction.
 
+It prints the table and saves ``--plot`` (error vs tile size per point set and dtype).
+
 Things to try: the "integer" points for m = 6 (and watch fp16 overflow to NaN); larger channel
 counts (the error barely moves: it is per-element); your own points with --custom.
 """
@@ -65,6 +67,8 @@ def main(argv=None):
                         help="add a row with your own points, e.g. 4:0,1,-1,1/2,-2 (fractions allowed)")
     parser.add_argument("--show-matrices", type=int, metavar="M", help="print A^T, G, B^T of F(M,3) and exit")
     parser.add_argument("--points", default=None, help="point set for --show-matrices (default lavin)")
+    parser.add_argument("--plot", metavar="PNG", default="winograd_error.png",
+                        help="where to save the plot of error vs tile size (default winograd_error.png; '' for none)")
     args = parser.parse_args(argv)
 
     if args.show_matrices:
@@ -83,6 +87,32 @@ def main(argv=None):
     print(f"Winograd error vs float64 direct convolution; {args.channels} channels, {args.size}x{args.size}, "
           f"padding 1, median over {args.seeds} seeds")
     print(format_table(rows))
+    if args.plot:
+        print(f"wrote {plot(rows, args.plot)}")
+
+
+def plot(rows, path) -> str:
+    """Error vs tile size: one line per (point set, dtype), log scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    series = {}
+    for r in rows:
+        series.setdefault((str(r["points"]), r["dtype"]), []).append((r["m"], r["relative"]))
+    for (points, dtype), values in series.items():
+        values.sort()
+        ax.semilogy([m for m, _ in values], [e for _, e in values], "o-" if dtype == "float32" else "s--",
+                    label=f"{points}, {dtype}")
+    ax.set_xlabel("output tile m of F(m x m, 3 x 3)")
+    ax.set_ylabel("relative error vs float64")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return str(path)
 
 
 if __name__ == "__main__":
