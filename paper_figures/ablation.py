@@ -36,16 +36,15 @@ from .common import ROOT, Scale, Section, figure, fmt, save, write_table
 
 ITERATIONS = 20
 COMPONENTS = ("text_encoder", "unet", "decoder")
-#: the committed GPU runs: (file, device, date, commits, storage dtype)
+#: the committed GPU runs: (file, (device, date, commits), storage dtype)
+H200 = ("NVIDIA H200, driver 580.159.04", "2026-12-02", "d6d263f")
+H100 = ("NVIDIA H100 80GB HBM3, driver 580.159.04", "2026-11-25", "9a123b6..02379ed")
 COMMITTED = [
-    *[(f"experiments/results/sd14_h200_2026-12-02/sd_latency_{backend}_{dtype}.json", "NVIDIA H200", "2026-12-02",
-       "d6d263f", dtype) for backend in ("opencl", "jax") for dtype in ("float32", "float16")],
-    ("experiments/results/sd14_h100/sd_latency_opencl_all.json", "NVIDIA H100 80GB HBM3", "2026-11-25",
-     "9a123b6..02379ed", "float32"),
-    ("experiments/results/sd14_h100/sd_latency_opencl_fp16.json", "NVIDIA H100 80GB HBM3", "2026-11-25",
-     "9a123b6..02379ed", "float16"),
-    ("experiments/results/sd14_h100/sd_latency_jax_all.json", "NVIDIA H100 80GB HBM3", "2026-11-25",
-     "9a123b6..02379ed", "float32"),
+    *[(f"experiments/results/sd14_h200_2026-12-02/sd_latency_{backend}_{dtype}.json", H200, dtype)
+      for backend in ("opencl", "jax") for dtype in ("float32", "float16")],
+    ("experiments/results/sd14_h100/sd_latency_opencl_all.json", H100, "float32"),
+    ("experiments/results/sd14_h100/sd_latency_opencl_fp16.json", H100, "float16"),
+    ("experiments/results/sd14_h100/sd_latency_jax_all.json", H100, "float32"),
 ]
 COLUMNS = ["source", "shapes", "backend", "dtype", "configuration", "text encoder ms", "UNet ms / iteration",
            "20 iterations s", "decoder ms", "total s", "reduction vs none", "the paper's reduction",
@@ -88,7 +87,7 @@ def local_runs(scale: Scale) -> list[tuple[dict, list[dict]]]:
 
 def committed_runs() -> list[tuple[dict, list[dict]]]:
     groups = []
-    for path, device, date, commits, dtype in COMMITTED:
+    for path, (device, date, commits), dtype in COMMITTED:
         rows = json.loads((ROOT / path).read_text())
         backend = "jax" if "jax" in Path(path).name else "opencl"
         groups.append(({"source": f"{device}, {date}, commits {commits} ({path})", "shapes": "SD 1.4",
