@@ -127,6 +127,17 @@ def check_unfused(backend, actual, expected, dtype, magnitude, name):
         assert_matches(actual, expected, dtype, name=name)
 
 
+def check_variant(backend, run, fused, expected, dtype, magnitude, name):
+    """``run(fused)`` -> numpy output. The unfused variant against the reference (``check_unfused``);
+    the fused one against the reference and against the unfused one (``matches_unfused``)."""
+    y = run(fused)
+    if not fused:
+        check_unfused(backend, y, expected, dtype, magnitude, f"{name} unfused")
+        return
+    assert_matches(y, expected, dtype, name=f"{name} fused")
+    matches_unfused(run(False), y.astype(np.float64), dtype, magnitude, f"{name}: unfused vs fused")
+
+
 #: 0-D up to 4-D
 gelu_shapes = st.lists(st.integers(1, 9), min_size=0, max_size=4).map(tuple)
 
@@ -138,14 +149,11 @@ def test_gelu_matches_reference(backend, dtype, fused):
     def check(seed, shape, scale, approximate):
         x, x64 = rounded(random_array(seed, shape, scale=scale), dtype)
         expected = ops.gelu(x64, approximate)
-        y = backend.to_numpy(backend.gelu(backend.asarray(x), approximate=approximate, fused=fused))
-        magnitude = np.max(np.abs(x64), initial=0.0)
-        if not fused:
-            check_unfused(backend, y, expected, dtype, magnitude, f"gelu unfused approximate={approximate}")
-            return
-        assert_matches(y, expected, dtype, name=f"gelu fused approximate={approximate}")
-        unfused = backend.to_numpy(backend.gelu(backend.asarray(x), approximate=approximate, fused=False))
-        matches_unfused(unfused, y.astype(np.float64), dtype, magnitude, "unfused vs fused")
+        def run(fused):
+            return backend.to_numpy(backend.gelu(backend.asarray(x), approximate=approximate, fused=fused))
+
+        check_variant(backend, run, fused, expected, dtype, np.max(np.abs(x64), initial=0.0),
+                      f"gelu approximate={approximate}")
 
     check()
 
@@ -163,15 +171,13 @@ def test_geglu_matches_reference(backend, dtype, fused):
         # the reference is a * gelu(b) of the halves
         assert_close(expected, x64[..., :features] * ops.gelu(x64[..., features:], approximate),
                      atol=1e-15 * np.max(x64**2), rtol=1e-12)
-        y = backend.to_numpy(backend.geglu(backend.asarray(x), approximate=approximate, fused=fused))
-        assert y.shape == lead + (features,)
-        magnitude = np.max(np.abs(x64[..., :features] * x64[..., features:]))
-        if not fused:
-            check_unfused(backend, y, expected, dtype, magnitude, f"geglu unfused approximate={approximate}")
-            return
-        assert_matches(y, expected, dtype, name=f"geglu fused approximate={approximate}")
-        unfused = backend.to_numpy(backend.geglu(backend.asarray(x), approximate=approximate, fused=False))
-        matches_unfused(unfused, y.astype(np.float64), dtype, magnitude, "unfused vs fused")
+        def run(fused):
+            y = backend.to_numpy(backend.geglu(backend.asarray(x), approximate=approximate, fused=fused))
+            assert y.shape == lead + (features,)
+            return y
+
+        check_variant(backend, run, fused, expected, dtype, np.max(np.abs(x64[..., :features] * x64[..., features:])),
+                      f"geglu approximate={approximate}")
 
     check()
 
