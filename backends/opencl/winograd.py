@@ -5,10 +5,10 @@ Both compute the 2-D cross-correlation of ``reference.ops.conv2d`` (NCHW input, 
 
     y[n, o, i, j] = b[o] + sum_{c, u, v} w[o, c, u, v] * x[n, c, i*sh + u - ph, j*sw + v - pw]
 
-Direct (``conv2d_direct``): one launch, no temporaries. Each work-group computes an 8 x 8 block
-of output pixels for 4 output channels (each work-item one pixel, 4 channels); it walks the input
-channels a few at a time, staging the input patch the block needs and the matching weights in
-``__local``. Kernel size and stride are compile-time constants (one build per layer shape).
+Direct (``conv2d_direct``): one launch, no temporaries: the implicit GEMM of the matrix core
+(gemm.cl, ``gemm.conv2d_implicit_gemm``), M = O, N = N * Ho * Wo pixels, K = C * kh * kw, whose B
+loader reads the im2col matrix straight from x (no im2col buffer). Kernel size and stride are
+compile-time constants (one build per kernel size, stride and tile).
 
 Winograd (``conv2d_winograd``), the TFLite GPU delegate's plan, alpha = m + 2:
 
@@ -40,16 +40,10 @@ import pyopencl as cl
 
 from reference.winograd import winograd_matrices
 
-from .gemm import gemm_batched
+from .gemm import choose_tile, conv2d_implicit_gemm, gemm_batched
 from .runtime import Runtime, check_int32_tensors
 
 FILE = "winograd.cl"
-#: Direct kernel: work-group = TW x TH output pixels, OB output channels per work-item.
-TW, TH, OB = 8, 8, 4
-#: Input channels staged per step (the largest that fits LOCAL_BUDGET; fixed rather than fitted to
-#: C, so that one build serves every layer with the same kernel size and stride), and the budget.
-CHANNEL_BLOCKS = (4, 2, 1)
-LOCAL_BUDGET = 16 * 1024
 #: Winograd transform kernels: work-group size along the tile (or input-channel) axis.
 WG = 64
 
@@ -57,30 +51,9 @@ WG = 64
 # ----------------------------------------------------------------------------------- direct
 
 
-def _direct_local_bytes(cb: int, kh: int, kw: int, sh: int, sw: int) -> int:
-    patch = cb * ((TH - 1) * sh + kh) * ((TW - 1) * sw + kw)
-    weights = cb * OB * kh * kw
-    return 4 * (patch + weights)
-
-
-def _channel_block(rt: Runtime, kh: int, kw: int, sh: int, sw: int) -> int:
-    """Input channels staged per step: the largest of CHANNEL_BLOCKS within the local budget
-    (channels past C are staged as zeros)."""
-    budget = min(LOCAL_BUDGET, rt.local_mem_size // 2)
-    for cb in CHANNEL_BLOCKS:
-        if _direct_local_bytes(cb, kh, kw, sh, sw) <= budget:
-            return cb
-    raise ValueError(
-        f"w: a {kh}x{kw} kernel with stride ({sh}, {sw}) needs "
-        f"{_direct_local_bytes(1, kh, kw, sh, sw)} bytes of local memory for the direct kernel's "
-        f"input patch, more than its budget of {budget} bytes on {rt.device.name}; use a smaller kernel"
-    )
-
-
 def conv2d_direct(rt: Runtime, x, w, b, stride, padding):
-    """Direct convolution: one launch of ``conv2d_direct``, no temporaries.
-
-    Grid (Wo, Ho, N * ceil(O / OB)) in work-groups of (TW, TH, 1)."""
+    """Direct convolution, any kernel size and stride: one launch of the implicit GEMM
+    (``gemm.conv2d_implicit_gemm``), no temporaries."""
     n, c, h, wd = x.shape
     o, _, kh, kw = w.shape
     sh, sw = stride
@@ -90,13 +63,7 @@ def conv2d_direct(rt: Runtime, x, w, b, stride, padding):
     y = rt.empty((n, o, ho, wo), x.dtype)
     if y.size == 0:  # N = 0 or O = 0: nothing to launch (C = 0 launches: the kernel writes the bias)
         return y
-    cb = _channel_block(rt, kh, kw, sh, sw)
-    defines = {"KH": kh, "KW": kw, "SH": sh, "SW": sw, "TW": TW, "TH": TH, "OB": OB, "CB": cb}
-    kernel = rt.kernel(FILE, "conv2d_direct", x.dtype, defines)
-    oblocks = -(-o // OB)
-    rt.launch(kernel, (wo, ho, n * oblocks), (TW, TH, 1),
-              x, w, b if b is not None else rt.dummy(x.dtype), b is not None, y,
-              c, h, wd, o, ho, wo, ph, pw)
+    conv2d_implicit_gemm(rt, x, w, b, y, stride, padding)
     return y
 
 
@@ -117,8 +84,8 @@ def _winograd_defines(m: int) -> tuple:
             ("WINO_G", _float_literals(g)), ("WINO_BT", _float_literals(bt)))
 
 
-def _winograd_kernel(rt: Runtime, name: str, dtype, m: int):
-    return rt.kernel(FILE, name, dtype, dict(_winograd_defines(m)))
+def _winograd_kernel(rt: Runtime, name: str, dtype, m: int, splits: int = 1):
+    return rt.kernel(FILE, name, dtype, {**dict(_winograd_defines(m)), "SPLITS": splits})
 
 
 def winograd_cache(rt: Runtime) -> dict:
@@ -177,6 +144,7 @@ def conv2d_winograd(rt: Runtime, x, w, b, padding, m: int):
     if n == 0 or o == 0:
         return rt.empty((n, o, ho, wo), x.dtype)
 
+    splits = 1
     if c == 0:
         mt = rt.temp((alpha * alpha, o, t), x.dtype)
         cl.enqueue_fill_buffer(rt.queue, mt.data, np.zeros(1, mt.dtype), 0, mt.nbytes)
@@ -185,12 +153,16 @@ def conv2d_winograd(rt: Runtime, x, w, b, padding, m: int):
         v = rt.temp((alpha * alpha, c, t), x.dtype)
         rt.launch(_winograd_kernel(rt, "winograd_input_transform", x.dtype, m), (t, c), (WG, 1),
                   x, v, c, h, wd, ph, pw, tiles_h, tiles_w, t)
-        mt = rt.temp((alpha * alpha, o, t), x.dtype)
-        gemm_batched(rt, u, v, mt, m=o, n=t, k=c, batch=alpha * alpha,
-                     a_strides=(o * c, c, 1), b_strides=(c * t, t, 1), c_strides=(o * t, t, 1))
+        tile = choose_tile(rt, "gemm", x.dtype, o, t, c, alpha * alpha)
+        mt = rt.temp((alpha * alpha, o, t), x.dtype) if tile.splits == 1 else None
+        partials = gemm_batched(rt, u, v, mt if mt is not None else rt.dummy(x.dtype), m=o, n=t, k=c,
+                                batch=alpha * alpha, a_strides=(o * c, c, 1), b_strides=(c * t, t, 1),
+                                c_strides=(o * t, t, 1), tile=tile, reduce=False)
+        if partials is not None:  # split K: the output transform adds the float32 partial sums
+            mt, splits = partials, tile.splits
 
     y = rt.empty((n, o, ho, wo), x.dtype)
-    rt.launch(_winograd_kernel(rt, "winograd_output_transform", x.dtype, m), (t, o), (WG, 1),
+    rt.launch(_winograd_kernel(rt, "winograd_output_transform", x.dtype, m, splits), (t, o), (WG, 1),
               mt, b if b is not None else rt.dummy(x.dtype), b is not None, y,
               o, ho, wo, tiles_h, tiles_w, t)
     return y

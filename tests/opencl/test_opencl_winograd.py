@@ -38,21 +38,18 @@ def test_direct_is_one_launch_without_temporaries(backend, dtype):
         arrays, _ = conv_inputs(seed, (2, 3, 9, 10), (5, 3) + k, dtype, bias=bias)
         with backend.measure() as counted:
             backend.conv2d(*on_device(backend, arrays), stride=stride, padding=(ph, pw), method="direct")
-        assert counted.kernels == ["conv2d_direct"] and counted.temp_bytes == 0
+        assert counted.kernels == ["conv2d_implicit_gemm"] and counted.temp_bytes == 0
 
     check()
 
 
-def test_direct_kernel_beyond_the_local_memory_budget_is_rejected(backend):
-    # the input patch of an 8 x 8 pixel block and the weights of 4 output channels are staged in
-    # __local memory (16 KiB at most): a 25 x 25 kernel fits one input channel per step, 31 x 31 none
-    x, x64 = rounded(random_array(0, (1, 2, 32, 32)), np.float32)
-    w, w64 = rounded(random_array(1, (1, 2, 25, 25), scale=0.04), np.float32)
+def test_direct_kernel_has_no_kernel_size_limit(backend):
+    # the implicit GEMM stages slabs of the weight and im2col matrices, whose size does not depend
+    # on the kernel's: a 31 x 31 kernel (K = 2 * 961, ragged against every slab depth) is computed
+    x, x64 = rounded(random_array(0, (1, 2, 32, 33)), np.float32)
+    w, w64 = rounded(random_array(1, (3, 2, 31, 31), scale=0.04), np.float32)
     y = backend.to_numpy(backend.conv2d(backend.asarray(x), backend.asarray(w), method="direct"))
     assert relative_frobenius_error(y, ops.conv2d(x64, w64)) < 1e-5
-    big = backend.asarray(np.ones((1, 2, 31, 31), np.float32))
-    with pytest.raises(ValueError, match="bytes of local memory"):
-        backend.conv2d(backend.asarray(x), big, method="direct")
 
 
 # --------------------------------------------------------------------------------- Winograd

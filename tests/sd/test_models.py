@@ -185,11 +185,11 @@ def test_switches_reach_every_layer():
     assert len(paper) < len(none)
     assert not any("winograd" in k for k in none) and any("winograd" in k for k in paper)
     assert "softmax_rows" in none and "softmax_rows" not in paper and "softmax_stats" in paper
-    unfused = {"group_mean", "group_var", "group_norm_apply", "split_halves", "erf_map", "conv2d_direct"}
+    unfused = {"group_mean", "group_var", "group_norm_apply", "split_halves", "erf_map", "conv2d_implicit_gemm"}
     assert unfused <= set(none)
     assert "group_norm_fused" in paper and "geglu" in paper
     # the only direct convolutions left are the 1x1 projections and the stride-2 downsampling
-    assert paper.count("conv2d_direct") == sum(1 for k in none if k == "conv2d_direct") - paper.count(
+    assert paper.count("conv2d_implicit_gemm") == sum(1 for k in none if k == "conv2d_implicit_gemm") - paper.count(
         "winograd_output_transform")
     assert not {"group_mean", "group_var", "group_norm_apply", "split_halves", "erf_map"} & set(paper)
 

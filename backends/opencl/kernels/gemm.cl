@@ -1,43 +1,391 @@
-/* Batched matrix product with general strides (the linear layers, and the Winograd GEMMs).
+/* The matrix core: a register-tiled GEMM, and the direct convolution as an implicit GEMM on the
+ * same main loop. Host side: ../gemm.py (tiles, the measured tile table) and ../winograd.py.
  *
- *   C[b, i, j] = alpha * sum_k A[b, i, k] * B[b, k, j]  (+ bias[j] if has_bias)
+ *   gemm_batched:          C[b, i, j] = alpha * sum_k A[b, i, k] B[b, k, j]  (+ bias[j])
+ *   conv2d_implicit_gemm:  y[n, o, p] = sum_k W[o, k] X_col[k, (n, p)]  + bias[o]
  *
- * Element (b, i, k) of A lives at b*sab + i*sam + k*sak (likewise B, C), so transposed
- * operands are just other strides. Tiling: each work-group computes a TS x TS tile of C; the
- * K dimension is walked in TS-wide slabs staged in local memory (one load per element per
- * work-group instead of TS). Accumulation is float whatever the storage.
+ * gemm_batched reads element (b, i, k) of A at b*sab + i*sam + k*sak (likewise B and C), so a
+ * transposed operand is the same array with its strides swapped. The convolution's A is the
+ * weight tensor (O, C*KH*KW) as stored (OIHW), and its B is the im2col matrix of the input,
+ * X_col[(c, u, v), (n, oy, ox)] = x[n, c, oy*SH + u - ph, ox*SW + v - pw] (0 in the padding),
+ * which is never stored: the loader computes each element's address while staging a tile.
+ *
+ * Tiling (CLBlast's and the CUDA SGEMM literature's register blocking). A work-group of
+ * NT = (BM/TM) * (BN/TN) items computes a BM x BN tile of C; each item holds a TM x TN block of
+ * accumulators in registers. K is walked BK at a time:
+ *
+ *   - the BM x BK slab of A and the BK x BN slab of B are staged in __local memory, A transposed
+ *     (As[k][m]) so that both are read along their long side;
+ *   - double-buffered: while the items multiply out slab t from one buffer, the global loads of
+ *     slab t+1 are already in flight into registers, and are stored to the other buffer after
+ *     the products; one barrier per slab;
+ *   - per k, an item reads TM values of A and TN of B from __local (float4 reads when TM, TN are
+ *     multiples of 4) and does TM * TN FMAs on them: (TM + TN) loads for TM * TN FMAs.
+ *
+ * An item's rows are not contiguous: in groups of VM = min(TM, 4), row i of the item is
+ *   (i / VM) * (NT_M * VM) + tm * VM + i % VM
+ * so that neighbouring items read neighbouring float4s (no __local bank conflicts) and write
+ * neighbouring addresses of C (coalesced stores); columns likewise with VN.
+ *
+ * Global loads are coalesced whatever the layout: the items of a work-group walk the staged slab
+ * along the operand's unit-stride direction, chosen at compile time (A_K_UNIT: A's k stride is 1,
+ * else its i stride is; B_N_UNIT: B's j stride is 1, else its k stride is). The flags only
+ * choose that order: every stride is still honoured, so any layout is computed correctly.
+ * Ragged M, N and K are handled by zero-filling the slabs outside the matrix and masking the
+ * stores. Accumulation is float whatever the storage (fp16 storage is read with vload_half).
+ *
+ * Split K (SPLITS > 1): where a shape has too few tiles of C to fill the device (the 2-row
+ * linears, the 8 x 8 convolutions, Winograd with few tiles), the grid's third dimension also
+ * splits K into SPLITS contiguous ranges (multiples of BK). Each work-group then writes its raw
+ * float32 partial sums to `partial` (SPLITS, batch, M, N) instead of C, and a second launch
+ * (gemm_splitk_reduce / conv2d_splitk_reduce; or, for Winograd, its output transform) adds the
+ * SPLITS partials in a fixed order (deterministic) and applies alpha and the bias.
+ *
+ * Compile-time constants (rt.kernel defines; gemm.py's GemmTile): BM BN BK TM TN PAD SPLITS,
+ * A_K_UNIT B_N_UNIT; for the convolution also KH KW SH SW.
  */
-#ifndef TS
-#define TS 16
+#ifndef BM
+#define BM 64
+#endif
+#ifndef BN
+#define BN 64
+#endif
+#ifndef BK
+#define BK 8
+#endif
+#ifndef TM
+#define TM 4
+#endif
+#ifndef TN
+#define TN 4
+#endif
+#ifndef PAD
+#define PAD 4
+#endif
+#ifndef SPLITS
+#define SPLITS 1
+#endif
+#ifndef A_K_UNIT
+#define A_K_UNIT 1
+#endif
+#ifndef B_N_UNIT
+#define B_N_UNIT 1
 #endif
 
-__kernel __attribute__((reqd_work_group_size(TS, TS, 1)))
+#define NT_M (BM / TM)
+#define NT_N (BN / TN)
+#define NT (NT_M * NT_N)
+#define VM (TM < 4 ? TM : 4)
+#define VN (TN < 4 ? TN : 4)
+#define LDA (BM + PAD)        /* row length of As[k][.] */
+#define LDB (BN + PAD)        /* row length of Bs[k][.] */
+#define A_PER_ITEM (BM * BK / NT)   /* slab elements each item loads */
+#define B_PER_ITEM (BK * BN / NT)
+
+/* The row (within the tile) of an item's accumulator row i, and the column of its column j. */
+#define TILE_ROW(tm, i) (((i) / VM) * (NT_M * VM) + (tm) * VM + (i) % VM)
+#define TILE_COL(tn, j) (((j) / VN) * (NT_N * VN) + (tn) * VN + (j) % VN)
+
+/* Which slab element the item's r-th load is, walking the unit-stride direction fastest. */
+#if A_K_UNIT
+#define A_SLAB_K(e) ((e) % BK)
+#define A_SLAB_M(e) ((e) / BK)
+#else
+#define A_SLAB_K(e) ((e) / BM)
+#define A_SLAB_M(e) ((e) % BM)
+#endif
+#if B_N_UNIT
+#define B_SLAB_K(e) ((e) / BN)
+#define B_SLAB_N(e) ((e) % BN)
+#else
+#define B_SLAB_K(e) ((e) % BK)
+#define B_SLAB_N(e) ((e) / BK)
+#endif
+
+/* The TM x TN products of slab `buf`: acc[i][j] += sum_k As[k][row i] * Bs[k][col j]. */
+void multiply_slab(__local const float *As, __local const float *Bs, const int tm, const int tn,
+                          float acc[TM][TN])
+{
+    #pragma unroll
+    for (int kk = 0; kk < BK; ++kk) {
+        float a[TM], b[TN];
+        #pragma unroll
+        for (int i = 0; i < TM; i += VM) {
+#if VM == 4
+            const float4 v = *(__local const float4 *)(As + kk * LDA + TILE_ROW(tm, i));
+            a[i] = v.x; a[i + 1] = v.y; a[i + 2] = v.z; a[i + 3] = v.w;
+#else
+            #pragma unroll
+            for (int ii = 0; ii < VM; ++ii)
+                a[i + ii] = As[kk * LDA + TILE_ROW(tm, i + ii)];
+#endif
+        }
+        #pragma unroll
+        for (int j = 0; j < TN; j += VN) {
+#if VN == 4
+            const float4 v = *(__local const float4 *)(Bs + kk * LDB + TILE_COL(tn, j));
+            b[j] = v.x; b[j + 1] = v.y; b[j + 2] = v.z; b[j + 3] = v.w;
+#else
+            #pragma unroll
+            for (int jj = 0; jj < VN; ++jj)
+                b[j + jj] = Bs[kk * LDB + TILE_COL(tn, j + jj)];
+#endif
+        }
+        #pragma unroll
+        for (int i = 0; i < TM; ++i) {
+            #pragma unroll
+            for (int j = 0; j < TN; ++j)
+                acc[i][j] = fma(a[i], b[j], acc[i][j]);
+        }
+    }
+}
+
+/* Store the registers of one slab into __local buffer As / Bs (A transposed). */
+void store_slab(__local float *As, __local float *Bs, const int lid,
+                       const float ra[A_PER_ITEM], const float rb[B_PER_ITEM])
+{
+    #pragma unroll
+    for (int r = 0; r < A_PER_ITEM; ++r) {
+        const int e = lid + r * NT;
+        As[A_SLAB_K(e) * LDA + A_SLAB_M(e)] = ra[r];
+    }
+    #pragma unroll
+    for (int r = 0; r < B_PER_ITEM; ++r) {
+        const int e = lid + r * NT;
+        Bs[B_SLAB_K(e) * LDB + B_SLAB_N(e)] = rb[r];
+    }
+}
+
+/* The A slab (rows row0.., columns k0..) of a strided operand into registers, zero outside M x K. */
+void load_a_strided(const __global storage_t *A, const int base, const int sam, const int sak,
+                           const int M, const int K, const int row0, const int k0, const int lid,
+                           float ra[A_PER_ITEM])
+{
+    #pragma unroll
+    for (int r = 0; r < A_PER_ITEM; ++r) {
+        const int e = lid + r * NT;
+        const int row = row0 + A_SLAB_M(e), k = k0 + A_SLAB_K(e);
+        ra[r] = (row < M && k < K) ? LOAD(A, base + row * sam + k * sak) : 0.0f;
+    }
+}
+
+void zero_acc(float acc[TM][TN])
+{
+    #pragma unroll
+    for (int i = 0; i < TM; ++i) {
+        #pragma unroll
+        for (int j = 0; j < TN; ++j)
+            acc[i][j] = 0.0f;
+    }
+}
+
+/* This work-group's K range [*kbegin, *kend) for split `split` of SPLITS (the whole K unsplit). */
+void split_range(const int K, const int split, int *kbegin, int *kend)
+{
+    const int span = (K + SPLITS * BK - 1) / (SPLITS * BK) * BK;
+    *kbegin = split * span;
+    *kend = min(K, *kbegin + span);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+#ifndef KH   /* the plain GEMM */
+
+void load_b_strided(const __global storage_t *B, const int base, const int sbk, const int sbn,
+                           const int K, const int N, const int k0, const int col0, const int lid,
+                           float rb[B_PER_ITEM])
+{
+    #pragma unroll
+    for (int r = 0; r < B_PER_ITEM; ++r) {
+        const int e = lid + r * NT;
+        const int k = k0 + B_SLAB_K(e), col = col0 + B_SLAB_N(e);
+        rb[r] = (k < K && col < N) ? LOAD(B, base + k * sbk + col * sbn) : 0.0f;
+    }
+}
+
+/* Grid (ceil(N / BN) * NT, ceil(M / BM), batch), work-groups of (NT, 1, 1). */
+__kernel __attribute__((reqd_work_group_size(NT, 1, 1)))
 void gemm_batched(const __global storage_t *A, const __global storage_t *B, __global storage_t *C,
                   const __global storage_t *bias, const int has_bias,
                   const int M, const int N, const int K,
                   const int sab, const int sam, const int sak,
                   const int sbb, const int sbk, const int sbn,
                   const int scb, const int scm, const int scn,
-                  const float alpha)
+                  const float alpha, __global float *partial)
 {
-    const int col = get_global_id(0), row = get_global_id(1), b = get_global_id(2);
-    const int lc = get_local_id(0), lr = get_local_id(1);
-    __local float As[TS][TS + 1];
-    __local float Bs[TS][TS + 1];
-    float acc = 0.0f;
-    for (int k0 = 0; k0 < K; k0 += TS) {
-        const int ka = k0 + lc, kb = k0 + lr;
-        As[lr][lc] = (row < M && ka < K) ? LOAD(A, b * sab + row * sam + ka * sak) : 0.0f;
-        Bs[lr][lc] = (kb < K && col < N) ? LOAD(B, b * sbb + kb * sbk + col * sbn) : 0.0f;
+    __local float As[2][BK * LDA] __attribute__((aligned(16)));
+    __local float Bs[2][BK * LDB] __attribute__((aligned(16)));
+    const int lid = get_local_id(0), tn = lid % NT_N, tm = lid / NT_N;
+    const int col0 = get_group_id(0) * BN, row0 = get_group_id(1) * BM;
+    const int b = get_group_id(2) / SPLITS, split = get_group_id(2) % SPLITS;
+    const int abase = b * sab, bbase = b * sbb;
+    int kbegin, kend;
+    split_range(K, split, &kbegin, &kend);
+
+    float acc[TM][TN];
+    zero_acc(acc);
+    float ra[A_PER_ITEM], rb[B_PER_ITEM];
+    load_a_strided(A, abase, sam, sak, M, kend, row0, kbegin, lid, ra);
+    load_b_strided(B, bbase, sbk, sbn, kend, N, kbegin, col0, lid, rb);
+    store_slab(As[0], Bs[0], lid, ra, rb);
+    barrier(CLK_LOCAL_MEM_FENCE);
+    int buf = 0;
+    for (int k0 = kbegin; k0 < kend; k0 += BK) {
+        const bool more = k0 + BK < kend;
+        if (more) {  /* the next slab's loads, in flight during the products */
+            load_a_strided(A, abase, sam, sak, M, kend, row0, k0 + BK, lid, ra);
+            load_b_strided(B, bbase, sbk, sbn, kend, N, k0 + BK, col0, lid, rb);
+        }
+        multiply_slab(As[buf], Bs[buf], tm, tn, acc);
+        if (more)
+            store_slab(As[buf ^ 1], Bs[buf ^ 1], lid, ra, rb);
         barrier(CLK_LOCAL_MEM_FENCE);
-        for (int kk = 0; kk < TS; ++kk)
-            acc = fma(As[lr][kk], Bs[kk][lc], acc);
-        barrier(CLK_LOCAL_MEM_FENCE);
+        buf ^= 1;
     }
-    if (row < M && col < N) {
-        float v = alpha * acc;
-        if (has_bias)
-            v += LOAD(bias, col);
-        STORE(C, b * scb + row * scm + col * scn, v);
+
+    #pragma unroll
+    for (int j = 0; j < TN; ++j) {
+        const int col = col0 + TILE_COL(tn, j);
+        if (col >= N)
+            continue;
+#if SPLITS > 1
+        const int batches = get_num_groups(2) / SPLITS;
+        #pragma unroll
+        for (int i = 0; i < TM; ++i) {
+            const int row = row0 + TILE_ROW(tm, i);
+            if (row < M)
+                partial[((split * batches + b) * M + row) * N + col] = acc[i][j];
+        }
+#else
+        const float bj = has_bias ? LOAD(bias, col) : 0.0f;
+        #pragma unroll
+        for (int i = 0; i < TM; ++i) {
+            const int row = row0 + TILE_ROW(tm, i);
+            if (row < M)
+                STORE(C, b * scb + row * scm + col * scn, alpha * acc[i][j] + bj);
+        }
+#endif
     }
 }
+
+/* C[b, i, j] = alpha * sum_s partial[s, b, i, j] + bias[j]. Grid (N, M, batch). */
+__kernel void gemm_splitk_reduce(const __global float *partial, __global storage_t *C,
+                                 const __global storage_t *bias, const int has_bias,
+                                 const int M, const int N, const int scb, const int scm, const int scn,
+                                 const float alpha)
+{
+    const int col = get_global_id(0), row = get_global_id(1), b = get_global_id(2);
+    if (col >= N)
+        return;
+    const int batches = get_global_size(2), plane = batches * M * N;
+    float sum = 0.0f;
+    for (int s = 0; s < SPLITS; ++s)
+        sum += partial[s * plane + (b * M + row) * N + col];
+    STORE(C, b * scb + row * scm + col * scn, alpha * sum + (has_bias ? LOAD(bias, col) : 0.0f));
+}
+
+/* ------------------------------------------------------------------------------------------ */
+#else        /* KH defined: the direct convolution as an implicit GEMM */
+
+#define KK (KH * KW)
+
+/* The B slab (rows k0.. of X_col, zero from kend on) into registers; xbase, iy0, ix0: each
+ * load's output pixel (its image's offset, and the top-left input row and column of its window). */
+void load_b_im2col(const __global storage_t *x, const int xbase[B_PER_ITEM], const int iy0[B_PER_ITEM],
+                   const int ix0[B_PER_ITEM], const int kend, const int H, const int W, const int k0,
+                   const int lid, float rb[B_PER_ITEM])
+{
+    #pragma unroll
+    for (int r = 0; r < B_PER_ITEM; ++r) {
+        const int k = k0 + B_SLAB_K(lid + r * NT);
+        const int c = k / KK, uv = k - c * KK, u = uv / KW, v = uv - u * KW;
+        const int iy = iy0[r] + u, ix = ix0[r] + v;
+        rb[r] = (k < kend && iy >= 0 && iy < H && ix >= 0 && ix < W) ? LOAD(x, xbase[r] + (c * H + iy) * W + ix) : 0.0f;
+    }
+}
+
+/* Grid (ceil(Nimg*Ho*Wo / BN) * NT, ceil(O / BM), 1), work-groups of (NT, 1, 1).
+ * M = O output channels, N = Nimg * Ho * Wo output pixels, K = C * KH * KW. */
+__kernel __attribute__((reqd_work_group_size(NT, 1, 1)))
+void conv2d_implicit_gemm(const __global storage_t *x, const __global storage_t *w,
+                          const __global storage_t *bias, const int has_bias, __global storage_t *y,
+                          const int Nimg, const int C, const int H, const int W,
+                          const int O, const int Ho, const int Wo, const int ph, const int pw,
+                          __global float *partial)
+{
+    __local float As[2][BK * LDA] __attribute__((aligned(16)));
+    __local float Bs[2][BK * LDB] __attribute__((aligned(16)));
+    const int lid = get_local_id(0), tn = lid % NT_N, tm = lid / NT_N;
+    const int col0 = get_group_id(0) * BN, row0 = get_group_id(1) * BM;
+    const int HoWo = Ho * Wo, P = Nimg * HoWo, K = C * KK, HW = H * W;
+    const int split = get_group_id(2);
+    int kbegin, kend;
+    split_range(K, split, &kbegin, &kend);
+
+    /* The output pixel of each of this item's B loads is the same in every slab: decompose it
+     * once (the only runtime divisions of the kernel). */
+    int xbase[B_PER_ITEM], iy0[B_PER_ITEM], ix0[B_PER_ITEM];
+    #pragma unroll
+    for (int r = 0; r < B_PER_ITEM; ++r) {
+        const int p = col0 + B_SLAB_N(lid + r * NT);
+        const int img = p / HoWo, pix = p - img * HoWo, oy = pix / Wo, ox = pix - oy * Wo;
+        xbase[r] = img * C * HW;
+        iy0[r] = p < P ? oy * SH - ph : -(1 << 20);   /* a pixel past the end reads as padding */
+        ix0[r] = ox * SW - pw;
+    }
+
+    float acc[TM][TN];
+    zero_acc(acc);
+    float ra[A_PER_ITEM], rb[B_PER_ITEM];
+    load_a_strided(w, 0, K, 1, O, kend, row0, kbegin, lid, ra);
+    load_b_im2col(x, xbase, iy0, ix0, kend, H, W, kbegin, lid, rb);
+    store_slab(As[0], Bs[0], lid, ra, rb);
+    barrier(CLK_LOCAL_MEM_FENCE);
+    int buf = 0;
+    for (int k0 = kbegin; k0 < kend; k0 += BK) {
+        const bool more = k0 + BK < kend;
+        if (more) {
+            load_a_strided(w, 0, K, 1, O, kend, row0, k0 + BK, lid, ra);
+            load_b_im2col(x, xbase, iy0, ix0, kend, H, W, k0 + BK, lid, rb);
+        }
+        multiply_slab(As[buf], Bs[buf], tm, tn, acc);
+        if (more)
+            store_slab(As[buf ^ 1], Bs[buf ^ 1], lid, ra, rb);
+        barrier(CLK_LOCAL_MEM_FENCE);
+        buf ^= 1;
+    }
+
+    #pragma unroll
+    for (int j = 0; j < TN; ++j) {
+        const int p = col0 + TILE_COL(tn, j);
+        if (p >= P)
+            continue;
+        const int img = p / HoWo, pix = p - img * HoWo;
+        #pragma unroll
+        for (int i = 0; i < TM; ++i) {
+            const int o = row0 + TILE_ROW(tm, i);
+            if (o >= O)
+                continue;
+#if SPLITS > 1
+            partial[(split * O + o) * P + p] = acc[i][j];
+#else
+            STORE(y, (img * O + o) * HoWo + pix, acc[i][j] + (has_bias ? LOAD(bias, o) : 0.0f));
+#endif
+        }
+    }
+}
+
+/* y[n, o, pixel] = sum_s partial[s, o, (n, pixel)] + bias[o]. Grid (Nimg * Ho * Wo, O). */
+__kernel void conv2d_splitk_reduce(const __global float *partial, const __global storage_t *bias,
+                                   const int has_bias, __global storage_t *y, const int O, const int HoWo,
+                                   const int P)
+{
+    const int p = get_global_id(0), o = get_global_id(1);
+    if (p >= P)
+        return;
+    float sum = has_bias ? LOAD(bias, o) : 0.0f;
+    for (int s = 0; s < SPLITS; ++s)
+        sum += partial[(s * O + o) * P + p];
+    const int img = p / HoWo;
+    STORE(y, (img * O + o) * HoWo + p - img * HoWo, sum);
+}
+#endif /* KH */

@@ -1,6 +1,6 @@
-/* Convolution, the paper's fourth idea: Winograd F(m x m, 3 x 3)'s transform kernels (its GEMMs
- * run in gemm.cl), and below them the direct convolution, the baseline. Host side: ../winograd.py.
- * A build defines either WINO_M (the Winograd kernels) or KH (the direct kernel).
+/* Convolution, the paper's fourth idea: Winograd F(m x m, 3 x 3)'s transform kernels. Its GEMMs,
+ * and the direct convolution it is compared with (an implicit GEMM), run on the matrix core in
+ * gemm.cl. Host side: ../winograd.py.
  *
  *   Y = A^T [ (G g G^T) * (B^T d B) ] A     per alpha x alpha input tile d, alpha = m + 2
  *
@@ -26,7 +26,6 @@
  * Storage vs arithmetic: U, V and M are stored in storage_t (fp16 when STORAGE_HALF), all
  * arithmetic is float: exactly the reference's emulation (reference/winograd.py conv2d_winograd).
  */
-#ifdef WINO_M
 #define ALPHA (WINO_M + 2)
 #ifndef WG
 #define WG 64
@@ -139,10 +138,29 @@ void winograd_input_transform(const __global storage_t *x, __global storage_t *V
     }
 }
 
+/* The products M[p, o, t]: stored in storage_t, or with a split-K GEMM (SPLITS > 1) as SPLITS
+ * float32 partial sums (SPLITS, alpha^2, O, T), added here in a fixed order. */
+#ifndef SPLITS
+#define SPLITS 1
+#endif
+#if SPLITS > 1
+typedef float products_t;
+float load_products(const __global float *Mt, const int i, const int plane)
+{
+    float s = 0.0f;
+    for (int k = 0; k < SPLITS; ++k)
+        s += Mt[k * plane + i];
+    return s;
+}
+#else
+typedef storage_t products_t;
+#define load_products(Mt, i, plane) LOAD(Mt, i)
+#endif
+
 /* One work-item per (tile t, output channel o): y = A^T M A + b[o] for the m x m output tile at
  * (ty*m, tx*m), written in NCHW where it lies inside Ho x Wo. Grid (T, O). */
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
-void winograd_output_transform(const __global storage_t *Mt, const __global storage_t *bias,
+void winograd_output_transform(const __global products_t *Mt, const __global storage_t *bias,
                                const int has_bias, __global storage_t *y,
                                const int O, const int Ho, const int Wo,
                                const int tiles_h, const int tiles_w, const int T)
@@ -157,7 +175,7 @@ void winograd_output_transform(const __global storage_t *Mt, const __global stor
     for (int xi = 0; xi < ALPHA; ++xi) {
         #pragma unroll
         for (int nu = 0; nu < ALPHA; ++nu)
-            mt[xi][nu] = LOAD(Mt, ((xi * ALPHA + nu) * O + o) * T + t);
+            mt[xi][nu] = load_products(Mt, ((xi * ALPHA + nu) * O + o) * T + t, ALPHA * ALPHA * O * T);
     }
     /* Am = A^T M (m x alpha) */
     float Am[WINO_M][ALPHA];
@@ -192,107 +210,3 @@ void winograd_output_transform(const __global storage_t *Mt, const __global stor
         }
     }
 }
-#endif /* WINO_M */
-
-/* ---------------------------------------------------------------------------------------------
- * Direct 2-D convolution (cross-correlation), NCHW input, OIHW weights, any kernel size and stride.
- *
- *   y[n, o, i, j] = b[o] + sum_{c, u, v} w[o, c, u, v] * x[n, c, i*SH + u - ph, j*SW + v - pw]
- *
- * (x is zero outside the image.) Compile-time constants (rt.kernel defines):
- *   KH, KW   kernel size             SH, SW   stride
- *   TW, TH   work-group = TW x TH output pixels of one image
- *   OB       output channels per work-item (each work-item accumulates OB outputs of one pixel)
- *   CB       input channels staged in local memory per step
- *
- * Tiling. A work-group owns a TH x TW block of output pixels and OB output channels. It walks
- * the input channels CB at a time; per step it stages in __local
- *   - the input patch the block needs: CB x PH x PW with PH = (TH-1)*SH + KH, PW = (TW-1)*SW + KW
- *     (zero-filled outside the image, so the inner loop has no bounds checks), and
- *   - the weights w[o0 .. o0+OB, c0 .. c0+CB, :, :],
- * so every input pixel is read from global memory once per work-group instead of up to KH*KW*OB
- * times. Accumulation is float whatever the storage. One launch, no temporaries.
- *
- * Grid: (Wo rounded up to TW, Ho rounded up to TH, N * ceil(O / OB)); items outside the output
- * still help staging and reach every barrier (barriers stay in uniform control flow).
- */
-#ifdef KH
-#ifndef TW
-#define TW 8
-#endif
-#ifndef TH
-#define TH 8
-#endif
-#ifndef OB
-#define OB 4
-#endif
-#ifndef CB
-#define CB 4
-#endif
-
-#define PH ((TH - 1) * SH + KH)   /* input patch rows of one work-group */
-#define PW ((TW - 1) * SW + KW)   /* input patch columns */
-#define KK (KH * KW)
-
-__kernel __attribute__((reqd_work_group_size(TW, TH, 1)))
-void conv2d_direct(const __global storage_t *x, const __global storage_t *w,
-                   const __global storage_t *bias, const int has_bias, __global storage_t *y,
-                   const int C, const int H, const int W,
-                   const int O, const int Ho, const int Wo,
-                   const int ph, const int pw)
-{
-    const int lx = get_local_id(0), ly = get_local_id(1);
-    const int lid = ly * TW + lx;
-    const int ox = get_global_id(0), oy = get_global_id(1);
-    const int oblocks = (O + OB - 1) / OB;
-    const int n = get_group_id(2) / oblocks;
-    const int o0 = (get_group_id(2) % oblocks) * OB;
-    /* top-left input pixel of the work-group's patch (may lie in the padding) */
-    const int iy0 = get_group_id(1) * TH * SH - ph;
-    const int ix0 = get_group_id(0) * TW * SW - pw;
-
-    __local float patch[CB][PH][PW];
-    __local float wloc[CB][OB][KK];
-
-    float acc[OB];
-    for (int ob = 0; ob < OB; ++ob)
-        acc[ob] = 0.0f;
-
-    for (int c0 = 0; c0 < C; c0 += CB) {
-        /* stage CB input channels of the patch, zero outside the image and past C */
-        for (int i = lid; i < CB * PH * PW; i += TW * TH) {
-            const int cc = i / (PH * PW), py = (i / PW) % PH, px = i % PW;
-            const int c = c0 + cc, iy = iy0 + py, ix = ix0 + px;
-            const bool inside = c < C && iy >= 0 && iy < H && ix >= 0 && ix < W;
-            patch[cc][py][px] = inside ? LOAD(x, ((n * C + c) * H + iy) * W + ix) : 0.0f;
-        }
-        /* stage the matching weights, zero past O and C */
-        for (int i = lid; i < CB * OB * KK; i += TW * TH) {
-            const int cc = i / (OB * KK), ob = (i / KK) % OB, k = i % KK;
-            const int c = c0 + cc, o = o0 + ob;
-            wloc[cc][ob][k] = (c < C && o < O) ? LOAD(w, (o * C + c) * KK + k) : 0.0f;
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-
-        /* this work-item's window starts at (ly*SH, lx*SW) in the patch */
-        for (int cc = 0; cc < CB; ++cc)
-            for (int u = 0; u < KH; ++u)
-                for (int v = 0; v < KW; ++v) {
-                    const float xv = patch[cc][ly * SH + u][lx * SW + v];
-                    for (int ob = 0; ob < OB; ++ob)
-                        acc[ob] = fma(xv, wloc[cc][ob][u * KW + v], acc[ob]);
-                }
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-
-    if (ox < Wo && oy < Ho) {
-        for (int ob = 0; ob < OB; ++ob) {
-            const int o = o0 + ob;
-            if (o < O) {
-                const float b = has_bias ? LOAD(bias, o) : 0.0f;
-                STORE(y, ((n * O + o) * Ho + oy) * Wo + ox, acc[ob] + b);
-            }
-        }
-    }
-}
-#endif /* KH */
