@@ -23,7 +23,11 @@ with T = N * tiles_h * tiles_w, tiles_h = ceil(Ho / m), tiles_w = ceil(Wo / m). 
 call (steps 2-4), plus 1 the first time a weight tensor is seen with a given m (step 1). U is
 cached on the runtime (see ``transformed_weights``), allocated with ``rt.cache`` (counted in
 device memory and ``Counters.cache_bytes``); V and M are ``rt.temp`` buffers. U, V and M are
-stored in the input's dtype (fp16 storage, fp32 arithmetic for float16), exactly as ``reference.winograd.conv2d_winograd`` emulates it.
+stored in the input's dtype (fp16 storage, fp32 arithmetic for float16), exactly as
+``reference.winograd.conv2d_winograd`` emulates it, except where the tile table splits the
+products' K (few tiles, e.g. the 8x8 layers): then M is the float32 partial sums
+(splits, alpha^2, O, T), which the output transform adds (still 3 launches; with fp16 storage a
+little more accurate than the emulation, which rounds M to fp16).
 
 The transform matrices come from ``reference.winograd.winograd_matrices(m)`` (Lavin's points),
 rounded to float32 and baked into the kernels as compile-time constants (one build per m and

@@ -8,11 +8,13 @@ U (alpha^2, O, C) per new weight tensor and tile size. Their accuracy on every b
 tests/test_winograd.py.
 """
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import strategies as st
 
-from backends.opencl import winograd
+from backends.opencl import gemm, winograd
 from reference import ops
 from reference.numerics import relative_frobenius_error
 
@@ -37,8 +39,16 @@ def test_direct_is_one_launch_without_temporaries(backend, dtype):
     def check(seed, k, stride, ph, pw, bias):
         arrays, _ = conv_inputs(seed, (2, 3, 9, 10), (5, 3) + k, dtype, bias=bias)
         with backend.measure() as counted:
-            backend.conv2d(*on_device(backend, arrays), stride=stride, padding=(ph, pw), method="direct")
-        assert counted.kernels == ["conv2d_implicit_gemm"] and counted.temp_bytes == 0
+            y = backend.conv2d(*on_device(backend, arrays), stride=stride, padding=(ph, pw), method="direct")
+        # one launch and no temporaries, or where the tile table splits K (few tiles of the
+        # output), the float32 partial sums (splits, O, N*Ho*Wo) and their reduction
+        o, pixels = y.shape[1], y.shape[0] * y.shape[2] * y.shape[3]
+        splits = gemm.choose_tile(backend.rt, "conv", dtype, o, pixels, 3 * k[0] * k[1]).splits
+        if splits == 1:
+            assert counted.kernels == ["conv2d_implicit_gemm"] and counted.temp_bytes == 0
+        else:
+            assert counted.kernels == ["conv2d_implicit_gemm", "conv2d_splitk_reduce"]
+            assert counted.temp_bytes == 4 * splits * o * pixels
 
     check()
 
@@ -55,15 +65,18 @@ def test_direct_kernel_has_no_kernel_size_limit(backend):
 # --------------------------------------------------------------------------------- Winograd
 
 
-def _check_winograd_call(counted, dtype, m, x_shape, o, padding, new_weights):
-    """The plan's budget: launches, kernel order, temporaries V and M, cache bytes."""
+def _check_winograd_call(counted, dtype, m, x_shape, o, padding, new_weights, rt):
+    """The plan's budget: launches, kernel order, temporaries V and M (M as float32 split-K
+    partial sums (splits, alpha^2, O, T) where the tile table splits the products), cache bytes."""
     n, c, h, w = x_shape
     alpha = m + 2
     tiles = n * -(-(h + 2 * padding[0] - 2) // m) * -(-(w + 2 * padding[1] - 2) // m)
     expected = (["winograd_filter_transform"] if new_weights else []) + WINOGRAD_KERNELS
     assert counted.kernels == expected
-    assert counted.temp_buffers == [((alpha**2, c, tiles), dtype), ((alpha**2, o, tiles), dtype)]
-    assert counted.temp_bytes == alpha**2 * (c + o) * tiles * dtype.itemsize
+    splits = gemm.choose_tile(rt, "gemm", dtype, o, tiles, c, alpha**2).splits
+    products = ((alpha**2, o, tiles), dtype) if splits == 1 else ((splits, alpha**2, o, tiles), np.dtype(np.float32))
+    assert counted.temp_buffers == [((alpha**2, c, tiles), dtype), products]
+    assert counted.temp_bytes == alpha**2 * c * tiles * dtype.itemsize + math.prod(products[0]) * products[1].itemsize
     assert counted.cache_bytes == (alpha**2 * o * c * dtype.itemsize if new_weights else 0)
 
 
@@ -78,7 +91,7 @@ def test_winograd_launches_temporaries_and_cache_bytes(backend, dtype, m):
         arrays, _ = conv_inputs(seed, x_shape, (o, c, 3, 3), dtype, bias=bias)
         with backend.measure() as counted:
             backend.conv2d(*on_device(backend, arrays), padding=(ph, pw), method="winograd", tile=m)
-        _check_winograd_call(counted, dtype, m, x_shape, o, (ph, pw), new_weights=True)
+        _check_winograd_call(counted, dtype, m, x_shape, o, (ph, pw), new_weights=True, rt=backend.rt)
 
     check()
 
@@ -91,13 +104,13 @@ def test_winograd_weight_cache(backend, dtype):
 
     with backend.measure() as first:
         y1 = backend.to_numpy(backend.conv2d(xd, wd, bd, padding=1, method="winograd", tile=m))
-    _check_winograd_call(first, dtype, m, x_shape, 6, (1, 1), new_weights=True)
+    _check_winograd_call(first, dtype, m, x_shape, 6, (1, 1), new_weights=True, rt=backend.rt)
     entries = len(cache)
 
     # same weights: U comes from the cache (3 launches, no new cache bytes), same result
     with backend.measure() as again:
         y2 = backend.to_numpy(backend.conv2d(xd, wd, bd, padding=1, method="winograd", tile=m))
-    _check_winograd_call(again, dtype, m, x_shape, 6, (1, 1), new_weights=False)
+    _check_winograd_call(again, dtype, m, x_shape, 6, (1, 1), new_weights=False, rt=backend.rt)
     assert again.launches == 3 and len(cache) == entries
     np.testing.assert_array_equal(y2, y1)
 
@@ -105,7 +118,7 @@ def test_winograd_weight_cache(backend, dtype):
     w_new, w_new64 = rounded(random_array(12, (6, 8, 3, 3)), dtype)
     with backend.measure() as other:
         y3 = backend.to_numpy(backend.conv2d(xd, backend.asarray(w_new), bd, padding=1, method="winograd", tile=m))
-    _check_winograd_call(other, dtype, m, x_shape, 6, (1, 1), new_weights=True)
+    _check_winograd_call(other, dtype, m, x_shape, 6, (1, 1), new_weights=True, rt=backend.rt)
     assert other.launches == 4 and len(cache) == entries + 1
     expected = ops.conv2d(x64, w_new64, b64, padding=1)
     assert relative_frobenius_error(y3, expected) < WINOGRAD_BOUNDS[dtype][m]
