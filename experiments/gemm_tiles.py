@@ -123,7 +123,9 @@ def write(rt, args, csv_path: Path, rows: list, best: dict, stamp, seconds: floa
                                                                       e["k"], e["batch"]))
     data.setdefault("about", "The fastest tile per GEMM shape, measured by python -m experiments.gemm_tiles "
                              "(backends/opencl/gemm.py reads it).")
-    data.setdefault("measured", {})[device] = f"{stamp:%Y-%m-%d}, {csv_path.name}"
+    measured = data.setdefault("measured", {})
+    runs = [r for r in measured.get(device, "").split("; ") if r and csv_path.name not in r]
+    measured[device] = "; ".join(runs + [f"{stamp:%Y-%m-%d}: {csv_path.name}{'' if final else ' (partial)'}"])
     path.write_text(json.dumps(data, indent=1) + "\n")
 
 
@@ -147,7 +149,7 @@ def main(argv=None) -> int:
     device = rt.device.name
     stamp = datetime.now(timezone.utc)
     args.out.mkdir(parents=True, exist_ok=True)
-    csv_path = args.out / f"gemm_tiles_{device.replace(' ', '-').lower()}_{stamp:%Y-%m-%d}.csv"
+    csv_path = args.out / f"gemm_tiles_{device.replace(' ', '-').lower()}_{stamp:%Y-%m-%d}_{'-'.join(args.sources)}.csv"
     rows, best = [], {}
     started = time.perf_counter()
     for source in args.sources:

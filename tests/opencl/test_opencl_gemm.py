@@ -17,7 +17,7 @@ from backends.opencl.gemm import DEFAULT_TILE, TILES, GemmTile
 from reference import ops
 from reference.numerics import relative_frobenius_error
 
-from ..helpers import random_array
+from ..helpers import THOROUGH, random_array
 
 pytestmark = pytest.mark.backends("opencl")
 
@@ -39,8 +39,13 @@ def strided_operand(rng_seed, batch, rows, cols, unit_cols: bool, dtype):
 
 
 LAYOUTS = [(True, True), (True, False), (False, True), (False, False)]  # (A's k stride 1, B's n stride 1)
-#: every tile once, the layouts taken in turn; and every layout on the default tile
-CASES = [(tile, *LAYOUTS[i % 4]) for i, tile in enumerate(TILES)] + [(DEFAULT_TILE, *layout) for layout in LAYOUTS]
+#: the tiles built in the ci profile: every blocking, and each split tile's first split count (the
+#: split count changes only K's ranges, which test_split_k_launches_and_temporaries checks); every
+#: candidate under the thorough profile (PoCL takes seconds per build)
+BUILT = TILES if THOROUGH else [t for i, t in enumerate(TILES) if t.splits == 1 or all(
+    u.splits == 1 or (u.bm, u.bn, u.bk, u.tm, u.tn) != (t.bm, t.bn, t.bk, t.tm, t.tn) for u in TILES[:i])]
+#: each tile once, the layouts taken in turn; and every layout on the default tile
+CASES = [(tile, *LAYOUTS[i % 4]) for i, tile in enumerate(BUILT)] + [(DEFAULT_TILE, *layout) for layout in LAYOUTS]
 
 
 @pytest.mark.parametrize("tile, a_k_unit, b_n_unit", CASES,
@@ -58,8 +63,10 @@ def test_gemm_every_tile_and_layout(backend, tile, a_k_unit, b_n_unit):
     assert relative_frobenius_error(c.get(), want) < TOLERANCE[np.float32]
 
 
-#: the convolution's loader and epilogue are the same for every split count: the unsplit tiles, and one split
-CONV_TILES = [t for t in TILES if t.splits == 1] + [GemmTile.parse("32x32x8/4x4/k4")]
+#: the convolution's loader and epilogue depend on the accumulator block (tm x tn) and on the split, not on
+#: the tile's other sizes (which the GEMM test covers for every tile): one tile per block, and one split
+CONV_TILES = [GemmTile.parse(name) for name in ("128x64x16/8x4", "64x128x8/4x8", "64x64x16/4x4", "128x16x8/8x2",
+                                                "16x128x8/2x8", "32x32x8/4x4/k4")]
 
 
 @pytest.mark.parametrize("tile", CONV_TILES, ids=lambda t: t.name)
@@ -76,7 +83,8 @@ def test_implicit_gemm_convolution_every_tile(backend, tile):
     assert relative_frobenius_error(y.get(), want) < TOLERANCE[np.float32]
 
 
-@pytest.mark.parametrize("tile", [TILES[0], DEFAULT_TILE, TILES[-3]], ids=lambda t: t.name)
+@pytest.mark.parametrize("tile", [GemmTile.parse("128x64x8/8x4"), DEFAULT_TILE, GemmTile.parse("128x16x8/8x2/k2")],
+                         ids=lambda t: t.name)
 def test_fp16_storage_gemm_and_convolution(backend, tile):
     """fp16 storage, fp32 arithmetic: the float64 product of the fp16-rounded operands, to the
     fp16 rounding of the output."""
