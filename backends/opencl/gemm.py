@@ -4,7 +4,9 @@ stage (winograd.py) and, with an im2col loader, the direct convolution (winograd
 
     C[b] = alpha * A[b] (m x k) @ B[b] (k x n)  (+ bias over columns)
 
-``linear`` is one GEMM launch with W read transposed through its strides (no transposed copy).
+``linear`` is one GEMM launch with W read transposed through its strides (no transposed copy);
+with a split-K tile (shapes with few output tiles, such as the time embedding's 2 rows), two
+launches and a float32 (splits, 1, rows, out) temporary.
 
 Tiles. A ``GemmTile`` is the kernel's compile-time blocking: a work-group of (bm/tm) * (bn/tn)
 items computes a bm x bn tile of C, each item a tm x tn block of accumulators in registers,
@@ -212,7 +214,8 @@ def conv2d_implicit_gemm(rt: Runtime, x, w, b, y, stride, padding, tile: GemmTil
 
 
 def linear(rt: Runtime, x, weight, bias=None):
-    """y = x W^T + b over the last axis of x, W (out, in): one GEMM launch, no temporaries."""
+    """y = x W^T + b over the last axis of x, W (out, in): one GEMM launch and no temporaries, or
+    with a split-K tile the partial sums and their reduction (``gemm_batched``)."""
     k = x.shape[-1]
     rows = math.prod(x.shape[:-1])
     n = weight.shape[0]
