@@ -26,6 +26,7 @@ import argparse
 import csv
 import json
 import statistics
+from dataclasses import replace
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -159,7 +160,7 @@ def main(argv=None) -> int:
                 problem = Problem(rt, source, shape, layer, dtype, seed=i)
                 reference, timed = None, {}
                 for tile in tiles:
-                    if tile.splits > 1 and gemm.GemmTile(tile.bm, tile.bn, tile.bk, tile.tm, tile.tn).groups(
+                    if tile.splits > 1 and replace(tile, splits=1).groups(
                             shape[0], shape[1], shape[3]) >= gemm.SPLIT_BELOW:
                         continue  # enough tiles of C to fill the device unsplit
                     problem(tile)

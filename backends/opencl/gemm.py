@@ -180,7 +180,7 @@ def gemm_batched(rt: Runtime, a, b, c, m: int, n: int, k: int, batch: int,
               partial if partial is not None else rt.dummy(np.float32))
     if partial is None or not reduce:
         return partial
-    reducer = rt.kernel(FILE, "gemm_splitk_reduce", c.dtype, {"SPLITS": tile.splits})
+    reducer = rt.kernel(FILE, "gemm_splitk_reduce", c.dtype, {**tile.defines(), **layout})  # same program
     rt.launch(reducer, (n, m, batch), (min(REDUCE_WG, n), 1, 1), partial, c, bias_arg, bias is not None,
               m, n, *c_strides, float(alpha))
     return None
@@ -208,7 +208,7 @@ def conv2d_implicit_gemm(rt: Runtime, x, w, b, y, stride, padding, tile: GemmTil
               x, w, bias_arg, b is not None, y, n, c, h, wd, o, ho, wo, padding[0], padding[1],
               partial if partial is not None else rt.dummy(np.float32))
     if partial is not None:
-        reducer = rt.kernel(FILE, "conv2d_splitk_reduce", x.dtype, {**defines})
+        reducer = rt.kernel(FILE, "conv2d_splitk_reduce", x.dtype, defines)  # same program
         rt.launch(reducer, (pixels, o), (min(REDUCE_WG, pixels), 1), partial, bias_arg, b is not None, y,
                   o, ho * wo, pixels)
 

@@ -5,7 +5,8 @@ Both compute the 2-D cross-correlation of ``reference.ops.conv2d`` (NCHW input, 
 
     y[n, o, i, j] = b[o] + sum_{c, u, v} w[o, c, u, v] * x[n, c, i*sh + u - ph, j*sw + v - pw]
 
-Direct (``conv2d_direct``): one launch, no temporaries: the implicit GEMM of the matrix core
+Direct (``conv2d_direct``): one launch, no temporaries (two and the partial sums with a split-K
+tile, see gemm.py): the implicit GEMM of the matrix core
 (gemm.cl, ``gemm.conv2d_implicit_gemm``), M = O, N = N * Ho * Wo pixels, K = C * kh * kw, whose B
 loader reads the im2col matrix straight from x (no im2col buffer). Kernel size and stride are
 compile-time constants (one build per kernel size, stride and tile).
@@ -57,7 +58,8 @@ WG = 64
 
 def conv2d_direct(rt: Runtime, x, w, b, stride, padding):
     """Direct convolution, any kernel size and stride: one launch of the implicit GEMM
-    (``gemm.conv2d_implicit_gemm``), no temporaries."""
+    (``gemm.conv2d_implicit_gemm``) and no temporaries, or where the tile table splits K the
+    float32 partial sums and their reduction."""
     n, c, h, wd = x.shape
     o, _, kh, kw = w.shape
     sh, sw = stride
@@ -158,12 +160,14 @@ def conv2d_winograd(rt: Runtime, x, w, b, padding, m: int):
         rt.launch(_winograd_kernel(rt, "winograd_input_transform", x.dtype, m), (t, c), (WG, 1),
                   x, v, c, h, wd, ph, pw, tiles_h, tiles_w, t)
         tile = choose_tile(rt, "gemm", x.dtype, o, t, c, alpha * alpha)
-        mt = rt.temp((alpha * alpha, o, t), x.dtype) if tile.splits == 1 else None
-        partials = gemm_batched(rt, u, v, mt if mt is not None else rt.dummy(x.dtype), m=o, n=t, k=c,
-                                batch=alpha * alpha, a_strides=(o * c, c, 1), b_strides=(c * t, t, 1),
-                                c_strides=(o * t, t, 1), tile=tile, reduce=False)
-        if partials is not None:  # split K: the output transform adds the float32 partial sums
-            mt, splits = partials, tile.splits
+        products = dict(m=o, n=t, k=c, batch=alpha * alpha, a_strides=(o * c, c, 1), b_strides=(c * t, t, 1),
+                        c_strides=(o * t, t, 1), tile=tile)
+        if tile.splits == 1:
+            mt = rt.temp((alpha * alpha, o, t), x.dtype)
+            gemm_batched(rt, u, v, mt, **products)
+        else:  # split K: M stays the float32 partial sums, which the output transform adds
+            mt = gemm_batched(rt, u, v, rt.dummy(x.dtype), **products, reduce=False)
+            splits = tile.splits
 
     y = rt.empty((n, o, ho, wo), x.dtype)
     rt.launch(_winograd_kernel(rt, "winograd_output_transform", x.dtype, m, splits), (t, o), (WG, 1),
