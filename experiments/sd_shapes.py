@@ -225,6 +225,19 @@ def linear_shapes() -> list[tuple[int, int, int]]:
     return shapes
 
 
+def attention_shapes() -> list[tuple[int, int, int, int, int, int]]:
+    """Every distinct attention of the UNet and the VAE decoder, as (B, H, N, M, d, dv): queries
+    (B, H, N, d), keys (B, H, M, d), values (B, H, M, dv); in order of first call."""
+    shapes = []
+    for calls in sd14_calls().values():
+        for call in calls:
+            if call.op == "attention":
+                (b, h, n, d), (_, _, m, _), (_, _, _, dv) = call.inputs
+                if (b, h, n, m, d, dv) not in shapes:
+                    shapes.append((b, h, n, m, d, dv))
+    return shapes
+
+
 def _describe(call: Call) -> str:
     parts = [" x ".join(str(s) for s in call.inputs)]
     if call.weights:
@@ -246,6 +259,7 @@ def main() -> None:
         print()
     print("# 3x3 stride-1 convolutions (N, C, H, W, O):", len(conv3x3_shapes()))
     print("# UNet linear layers (rows, in, out):", len(linear_shapes()))
+    print("# attentions (B, H, N, M, d, dv):", len(attention_shapes()))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Attention, the paper's third idea, on OpenCL: naive, the partially fused softmax and flash;
-and the row softmax as an op of its own. Host side of kernels/attention.cl.
+and the row softmax as an op of its own. Host side of kernels/attention.cl; the two products of
+the naive and partially fused variants run on the matrix core (kernels/gemm.cl, gemm.py).
 
 With q (B, H, N, d), k (B, H, M, d), v (B, H, M, dv) and s = scale (reference/attention.py):
 
@@ -28,8 +29,14 @@ Partially fused softmax (the paper's): ``softmax_stats`` reduces each row of A t
 L = max_m A[n, m] and S = sum_m exp(A[n, m] - L) with one work-group of ``ROW_WG`` items per row:
 each item reduces its own block of columns, and the partial (max, sum) pairs are merged in
 __local memory with L = max(La, Lb), S = Sa exp(La - L) + Sb exp(Lb - L). Then
-``attention_pv_softmax``, tiled like a GEMM, applies exp(A - L[n]) as it loads each A tile and
-divides the finished row by S[n]: O = sum_m exp(A[n, m] - L[n]) V[m, :] / S[n]. P is never stored.
+``attention_pv_softmax``, the matrix core's GEMM with A = the scores, applies exp(A - L[n]) as it
+stages each slab of A and divides the finished row by S[n]: O = sum_m exp(A[n, m] - L[n]) V[m, :]
+/ S[n]. P is never stored.
+
+The products (``attention_scores``, ``attention_pv``, ``attention_pv_softmax``) are the matrix
+core's register-tiled GEMM (gemm.py ``attention_product``): A = s Q K^T with K read along its rows
+as B = K^T, and O = W V; the tile comes from the table's "attention" entries (never split along
+K), the loads are vectors where the head dims allow.
 
 Flash: one work-group per (batch*head, block of ``block_q`` query rows) loops over blocks of
 ``block_k`` keys staged in __local memory, keeping the running row max m, row sum l and the output
@@ -63,11 +70,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .gemm import attention_product
 from .runtime import Runtime, check_int32_indexing, check_int32_tensors, row_work_group
 
 SOURCE = "attention.cl"
-#: GEMM tile of the score and P V kernels (a work-group computes a TS x TS output tile).
-TS = 16
 #: work-items per row in the row reductions (softmax_stats, softmax_rows); a power of two.
 ROW_WG = 64
 #: work-items per flash work-group, and accumulator columns per work-item at most.
@@ -112,12 +118,23 @@ def _dims(q, k, v):
 
 def _scores(rt: Runtime, q, k, scale: float, causal: bool):
     """A = scale q k^T (-inf right of the diagonal when causal) as a float32 temporary (B, H, N, M):
-    one launch."""
+    one launch of the matrix core, k read along its rows as B = K^T."""
     bh, n, m, d, _ = _dims(q, k, k)
     a = rt.temp(q.shape[:3] + (m,), np.float32)
-    kernel = rt.kernel(SOURCE, "attention_scores", q.dtype, {"TS": TS, "CAUSAL": causal})
-    rt.launch(kernel, (m, n, bh), (TS, TS, 1), q, k, a, n, m, d, scale)
+    kernel, grid, local = attention_product(rt, "attention_scores", q.dtype, n, m, d, bh,
+                                            (n * d, d, 1), (m * d, 1, d), causal)
+    rt.launch(kernel, grid, local, q, k, a, n, m, d, scale)
     return a
+
+
+def _pv(rt: Runtime, name: str, weights, stats, v, causal: bool):
+    """O = W V by the matrix core's ``name`` ("attention_pv": W = P; "attention_pv_softmax":
+    W = exp(A - L) / S from the scores A and their statistics): one launch, O in v's dtype."""
+    bh, n, m, dv = math.prod(weights.shape[:2]), weights.shape[2], weights.shape[3], v.shape[3]
+    out = rt.empty(weights.shape[:3] + (dv,), v.dtype)
+    kernel, grid, local = attention_product(rt, name, v.dtype, n, dv, m, bh, (n * m, m, 1), (m * dv, dv, 1), causal)
+    rt.launch(kernel, grid, local, weights, *([stats] if stats is not None else []), v, out, n, m, dv)
+    return out
 
 
 def _launch_stats(rt: Runtime, a, stats) -> None:
@@ -142,27 +159,20 @@ def softmax_stats(rt: Runtime, a):
 
 def attention_naive(rt: Runtime, q, k, v, scale: float, causal: bool = False):
     """A, then P = softmax(A) into a second N x M buffer, then O = P V: 3 launches, 2 N x M temps."""
-    bh, n, m, _, dv = _dims(q, k, v)
+    bh, n, m, _, _ = _dims(q, k, v)
     a = _scores(rt, q, k, scale, causal)
     p = rt.temp(a.shape, np.float32)
     rt.launch(rt.kernel(SOURCE, "softmax_rows", np.float32, {"ROW_WG": ROW_WG}), (bh * n * ROW_WG,), (ROW_WG,),
               a, p, m)
-    out = rt.empty(q.shape[:3] + (dv,), q.dtype)
-    rt.launch(rt.kernel(SOURCE, "attention_pv", q.dtype, {"TS": TS, "CAUSAL": causal}), (dv, n, bh), (TS, TS, 1),
-              p, v, out, n, m, dv)
-    return out
+    return _pv(rt, "attention_pv", p, None, v, causal)
 
 
 def attention_partial_softmax(rt: Runtime, q, k, v, scale: float, causal: bool = False):
     """A, the (B, H, N, 2) statistics, then O = exp(A - L) V / S fused: 3 launches, one N x M temp."""
-    bh, n, m, _, dv = _dims(q, k, v)
     a = _scores(rt, q, k, scale, causal)
     stats = rt.temp(q.shape[:3] + (2,), np.float32)
     _launch_stats(rt, a, stats)
-    out = rt.empty(q.shape[:3] + (dv,), q.dtype)
-    rt.launch(rt.kernel(SOURCE, "attention_pv_softmax", q.dtype, {"TS": TS, "CAUSAL": causal}), (dv, n, bh),
-              (TS, TS, 1), a, stats, v, out, n, m, dv)
-    return out
+    return _pv(rt, "attention_pv_softmax", a, stats, v, causal)
 
 
 @dataclass(frozen=True)

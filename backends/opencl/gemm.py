@@ -1,6 +1,7 @@
 """The matrix core on OpenCL: a register-tiled GEMM (kernels/gemm.cl) with its tile sizes chosen
 per device and shape from a measured table. Used by the linear layers, the Winograd batched
-stage (winograd.py) and, with an im2col loader, the direct convolution (winograd.py).
+stage (winograd.py), attention's two products (attention.py, ``attention_product``) and, with an
+im2col loader, the direct convolution (winograd.py).
 
     C[b] = alpha * A[b] (m x k) @ B[b] (k x n)  (+ bias over columns)
 
@@ -17,6 +18,11 @@ shape of SD 1.4 and every candidate, the median device time, and the fastest can
 shape. A call takes the fastest tile of the measured shape of the same kind and storage dtype
 nearest to its own (distance: the sum of |log| ratios of m, n, k and batch); a device with no
 measurements gets ``DEFAULT_TILE``. ``tile=`` overrides the choice (the tests and the tuner).
+
+Vector loads. Each global load of an item reads ``vector_width`` adjacent elements along the
+operand's unit stride (float4 / float2, or vloada_half4 / vloada_half2 with fp16 storage) where
+the layout allows it: every vector aligned and wholly inside or outside the matrix. Else scalar
+loads, the same kernel otherwise. ``vectors=False`` forces scalar loads (the tests and the tuner).
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from __future__ import annotations
 import functools
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -113,7 +119,9 @@ SPLIT_BELOW = 512
 #: work-group size of the split-K reductions
 REDUCE_WG = 64
 DEFAULT_TILE = GemmTile.parse("64x64x8/4x4")
-KINDS = ("gemm", "conv")
+KINDS = ("gemm", "conv", "attention")
+#: widths of the vector loads, widest first
+VECTOR_WIDTHS = (4, 2)
 
 
 @functools.lru_cache(maxsize=None)
@@ -145,6 +153,34 @@ def choose_tile(rt: Runtime, kind: str, dtype, m: int, n: int, k: int, batch: in
     return min(same, key=distance)[6]
 
 
+def vector_width(strides, extents, slab, per_item: int) -> int:
+    """How many adjacent elements each global load of an operand reads: the widest of
+    ``VECTOR_WIDTHS`` (else 1) along its unit stride that divides the matrix's extent along it
+    (a vector is wholly inside or outside), every other stride (each vector starts aligned), the
+    slab's side along it and the item's share of the slab (``per_item``). ``strides`` are the
+    (batch, row, col) element strides, ``extents`` the (rows, cols) of the matrix and ``slab`` the
+    staged (rows, cols); the unit stride is the column's where it is 1, else the row's."""
+    _, row_stride, col_stride = strides
+    axis = 1 if col_stride == 1 else 0 if row_stride == 1 else None
+    if axis is None:
+        return 1
+    others = [strides[0], (row_stride, col_stride)[1 - axis]]
+    for width in VECTOR_WIDTHS:
+        if extents[axis] % width == 0 and slab[axis] % width == 0 and per_item % width == 0 and all(
+                s % width == 0 for s in others):
+            return width
+    return 1
+
+
+def _layout(tile: GemmTile, m: int, n: int, k: int, a_strides, b_strides, vectors: bool) -> dict:
+    """The defines of an operand layout: which stride of A and B is the unit one, and their
+    vector widths (``vector_width``; 1 with ``vectors=False``)."""
+    a_items, b_items = tile.bm * tile.bk // tile.threads, tile.bk * tile.bn // tile.threads
+    va = vector_width(a_strides, (m, k), (tile.bm, tile.bk), a_items) if vectors else 1
+    vb = vector_width(b_strides, (k, n), (tile.bk, tile.bn), b_items) if vectors else 1
+    return {"A_K_UNIT": a_strides[2] == 1, "B_N_UNIT": b_strides[2] == 1, "VA": va, "VB": vb}
+
+
 def _check_tile(rt: Runtime, tile: GemmTile) -> GemmTile:
     if not isinstance(tile, GemmTile):
         raise TypeError(f"tile: expected a GemmTile, got {type(tile).__name__}")
@@ -156,7 +192,7 @@ def _check_tile(rt: Runtime, tile: GemmTile) -> GemmTile:
 
 def gemm_batched(rt: Runtime, a, b, c, m: int, n: int, k: int, batch: int,
                  a_strides, b_strides, c_strides, bias=None, alpha: float = 1.0, tile: GemmTile | None = None,
-                 reduce: bool = True):
+                 reduce: bool = True, vectors: bool = True):
     """For every batch index, C = alpha * A (m x k) @ B (k x n) (+ bias over columns): one launch,
     or with a split-K tile two (the products into a float32 (splits, batch, m, n) temporary, then
     ``gemm_splitk_reduce``).
@@ -164,14 +200,15 @@ def gemm_batched(rt: Runtime, a, b, c, m: int, n: int, k: int, batch: int,
     ``*_strides`` are (batch, row, col) element strides of each operand, so A^T is A with its row
     and column strides swapped. All three arrays share one storage dtype. ``tile``: the blocking
     (default: ``choose_tile``). ``reduce=False`` (Winograd, whose output transform adds the
-    partials itself): with a split-K tile, return the partials and leave C alone; else None."""
+    partials itself): with a split-K tile, return the partials and leave C alone; else None.
+    ``vectors=False``: scalar loads whatever the layout."""
     check_int32_tensors(("a", a.size), ("b", b.size), ("c", c.size))
     tile = _check_tile(rt, tile or choose_tile(rt, "gemm", c.dtype, m, n, k, batch))
     partial = None
     if tile.splits > 1:
         check_int32_tensors(("c", (tile.splits, batch, m, n), "the split-K partial sums (splits, batch, M, N)"))
         partial = rt.temp((tile.splits, batch, m, n), np.float32)
-    layout = {"A_K_UNIT": a_strides[2] == 1, "B_N_UNIT": b_strides[2] == 1}
+    layout = _layout(tile, m, n, k, a_strides, b_strides, vectors)
     kernel = rt.kernel(FILE, "gemm_batched", c.dtype, {**tile.defines(), **layout})
     groups = (-(-n // tile.bn), -(-m // tile.bm), batch * tile.splits)
     bias_arg = bias if bias is not None else rt.dummy(c.dtype)
@@ -186,10 +223,12 @@ def gemm_batched(rt: Runtime, a, b, c, m: int, n: int, k: int, batch: int,
     return None
 
 
-def conv2d_implicit_gemm(rt: Runtime, x, w, b, y, stride, padding, tile: GemmTile | None = None) -> None:
+def conv2d_implicit_gemm(rt: Runtime, x, w, b, y, stride, padding, tile: GemmTile | None = None,
+                         vectors: bool = True) -> None:
     """y = conv2d(x, w) + b as one launch of the implicit GEMM: M = O, N = N*Ho*Wo, K = C*kh*kw,
     the im2col matrix computed by the loader (never stored). A split-K tile adds a float32
-    (splits, O, N*Ho*Wo) temporary and a second launch (``conv2d_splitk_reduce``)."""
+    (splits, O, N*Ho*Wo) temporary and a second launch (``conv2d_splitk_reduce``). The weights
+    are read with vector loads where K allows; the im2col loads are scalar."""
     n, c, h, wd = x.shape
     o, _, kh, kw = w.shape
     ho, wo = y.shape[2:]
@@ -199,8 +238,9 @@ def conv2d_implicit_gemm(rt: Runtime, x, w, b, y, stride, padding, tile: GemmTil
     if tile.splits > 1:
         check_int32_tensors(("x", (tile.splits, o, pixels), "the split-K partial sums (splits, O, N*Ho*Wo)"))
         partial = rt.temp((tile.splits, o, pixels), np.float32)
-    defines = {**tile.defines(), "A_K_UNIT": True, "B_N_UNIT": True,
-               "KH": kh, "KW": kw, "SH": stride[0], "SW": stride[1]}
+    k = c * kh * kw
+    layout = _layout(tile, o, pixels, k, (0, k, 1), (0, pixels, 1), vectors)
+    defines = {**tile.defines(), **layout, "VB": 1, "KH": kh, "KW": kw, "SH": stride[0], "SW": stride[1]}
     kernel = rt.kernel(FILE, "conv2d_implicit_gemm", x.dtype, defines)
     groups = (-(-pixels // tile.bn), -(-o // tile.bm), tile.splits)
     bias_arg = b if b is not None else rt.dummy(x.dtype)
@@ -211,6 +251,24 @@ def conv2d_implicit_gemm(rt: Runtime, x, w, b, y, stride, padding, tile: GemmTil
         reducer = rt.kernel(FILE, "conv2d_splitk_reduce", x.dtype, defines)  # same program
         rt.launch(reducer, (pixels, o), (min(REDUCE_WG, pixels), 1), partial, bias_arg, b is not None, y,
                   o, ho * wo, pixels)
+
+
+#: attention's products in gemm.cl, each the build ATTENTION = SCORES (1), PV (2) or PV_SOFTMAX (3)
+ATTENTION_BUILDS = {"attention_scores": 1, "attention_pv": 2, "attention_pv_softmax": 3}
+
+
+def attention_product(rt: Runtime, name: str, dtype, m: int, n: int, k: int, batch: int, a_strides, b_strides,
+                      causal: bool, tile: GemmTile | None = None, vectors: bool = True):
+    """The kernel, global and local size of one of attention's products (``ATTENTION_BUILDS``),
+    an m x n product over k per batch*head, on the matrix core; attention.py passes its arguments.
+    The tile is the table's "attention" entry nearest the shape (``choose_tile``), never split
+    along K: a split tile's blocking is used unsplit."""
+    tile = tile or choose_tile(rt, "attention", dtype, m, n, k, batch)
+    tile = _check_tile(rt, replace(tile, splits=1))
+    defines = {**tile.defines(), **_layout(tile, m, n, k, a_strides, b_strides, vectors),
+               "ATTENTION": ATTENTION_BUILDS[name], "CAUSAL": bool(causal)}
+    groups = (-(-n // tile.bn), -(-m // tile.bm), batch)
+    return rt.kernel(FILE, name, dtype, defines), (groups[0] * tile.threads, groups[1], batch), (tile.threads, 1, 1)
 
 
 def linear(rt: Runtime, x, weight, bias=None):

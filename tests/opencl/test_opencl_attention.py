@@ -14,6 +14,9 @@ import pytest
 from hypothesis import strategies as st
 
 from backends.opencl import attention as ocl_attention
+from backends.opencl import gemm
+from reference import attention as ref_attention
+from reference.numerics import relative_frobenius_error
 
 from ..helpers import attention_inputs, given_for, random_array, seeds
 
@@ -52,6 +55,22 @@ def test_causal_launches_and_temporaries_are_unchanged(backend, method):
         counts.append((counted.kernels, counted.temp_buffers, counted.temp_bytes))
     assert counts[0] == counts[1]
     assert len(counts[1][0]) == (1 if method == "flash" else 3)
+
+
+@pytest.mark.parametrize("tile", ["128x16x8/8x2", "16x128x8/2x8/k4"])
+def test_causal_products_on_non_square_tiles(backend, monkeypatch, tile):
+    """The matrix core's products on a tall and a wide tile (a split tile's blocking is used
+    unsplit): which score tiles lie wholly right of the diagonal, and where the P V products
+    stop, depend on both tile sides. Causal, ragged N and M, against float64."""
+    tile = gemm.GemmTile.parse(tile)
+    monkeypatch.setattr(gemm, "choose_tile", lambda *args: tile)
+    (q, k, v), inputs64 = attention_inputs(2, (1, 2, 150, 140, 12), np.float32)
+    expected = ref_attention.attention(*inputs64, causal=True)
+    for method in ("naive", "partial_softmax"):
+        with backend.measure() as counted:
+            out = backend.attention(*(backend.asarray(x) for x in (q, k, v)), method=method, causal=True)
+        assert counted.launches == 3, method
+        assert relative_frobenius_error(backend.to_numpy(out), expected) < 1e-5, method
 
 
 @pytest.mark.parametrize("d, block_k", [(40, 32), (80, 16), (160, 16), (512, 4)])

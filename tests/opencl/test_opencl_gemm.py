@@ -63,6 +63,43 @@ def test_gemm_every_tile_and_layout(backend, tile, a_k_unit, b_n_unit):
     assert relative_frobenius_error(c.get(), want) < TOLERANCE[np.float32]
 
 
+#: vector loads: tiles whose items load A and B slab shares of 4 and 2, 4 and 4, 1 and 8, 8 and 1 (two
+#: vectors each), and a split-K tile; the layouts in turn, fp16 storage on two (vloada_half)
+VECTOR_CASES = [(GemmTile.parse(name), *LAYOUTS[i % 4], dtype) for i, (name, dtype) in enumerate((
+    ("128x64x8/8x4", np.float32), ("64x64x16/4x4", np.float16), ("16x128x8/2x8", np.float32),
+    ("128x16x8/8x2", np.float32), ("32x32x8/4x4/k4", np.float16)))]
+
+
+def test_vector_width_follows_the_layout():
+    # (batch, row, col) strides, (rows, cols), slab (rows, cols), elements per item
+    assert gemm.vector_width((0, 320, 1), (8192, 320), (128, 8), 4) == 4
+    assert gemm.vector_width((0, 1, 320), (320, 8192), (8, 128), 4) == 4      # unit stride along rows
+    assert gemm.vector_width((0, 77, 1), (4096, 77), (128, 8), 4) == 1        # 77 columns: a vector would straddle
+    assert gemm.vector_width((0, 78, 1), (4096, 78), (128, 8), 4) == 2
+    assert gemm.vector_width((0, 320, 1), (8192, 320), (128, 8), 2) == 2      # the item's share caps it
+    assert gemm.vector_width((6, 320, 1), (10, 320), (128, 8), 4) == 2        # a batch stride 2 mod 4
+    assert gemm.vector_width((0, 320, 3), (10, 320), (128, 8), 4) == 1        # no unit stride
+
+
+@pytest.mark.parametrize("tile, a_k_unit, b_n_unit, storage", VECTOR_CASES,
+                         ids=[f"{t.name}-A{'k' if ak else 'm'}-B{'n' if bn else 'k'}-{np.dtype(d).name}"
+                              for t, ak, bn, d in VECTOR_CASES])
+def test_gemm_vector_loads(backend, tile, a_k_unit, b_n_unit, storage):
+    """Extents that are multiples of 4 but not of the tile (so the vector loads are taken, and
+    the masked edges and the K tail still run), against float64."""
+    rt = backend.rt
+    m, n, k, batch = tile.bm + 4, tile.bn + 4, 2 * tile.bk + 4, 2
+    a, a64, sa = strided_operand(16, batch, m, k, a_k_unit, storage)
+    b, b64, sb = strided_operand(17, batch, k, n, b_n_unit, storage)
+    layout = gemm._layout(tile, m, n, k, sa, sb, vectors=True)
+    shares = (tile.bm * tile.bk // tile.threads, tile.bk * tile.bn // tile.threads)
+    assert (layout["VA"], layout["VB"]) == tuple(min(4, s) for s in shares)
+    c = rt.empty((batch, m, n), storage)
+    gemm.gemm_batched(rt, rt.to_device(a), rt.to_device(b), c, m, n, k, batch, sa, sb, (m * n, n, 1),
+                      alpha=0.5, tile=tile)
+    assert relative_frobenius_error(c.get(), 0.5 * np.einsum("bik,bkj->bij", a64, b64)) < TOLERANCE[storage]
+
+
 #: the convolution's loader and epilogue depend on the accumulator block (tm x tn) and on the split, not on
 #: the tile's other sizes (which the GEMM test covers for every tile): one tile per block, and one split
 CONV_TILES = [GemmTile.parse(name) for name in ("128x64x16/8x4", "64x128x8/4x8", "64x64x16/4x4", "128x16x8/8x2",

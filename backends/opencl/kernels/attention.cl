@@ -1,14 +1,16 @@
 /* Scaled dot-product attention three ways, the paper's third idea, and the row softmax (host side
- * and plan: ../attention.py).
+ * and plan: ../attention.py). The two products of the naive and partially fused variants,
+ * attention_scores and attention_pv / attention_pv_softmax, run on the matrix core (gemm.cl).
  *
  *   A = scale * Q K^T   (N x M per batch*head),   P = softmax(A) along M,   O = P V
  *
  * Q (BH, N, d), K (BH, M, d), V (BH, M, dv) and O (BH, N, dv) are storage_t tensors (float or
  * half storage); the score tensor A, the probabilities P and the row statistics are float
  * buffers whatever the storage (a kernel reading them is built with STORAGE_HALF=0, or takes
- * them as `float *`). All arithmetic is float. Offsets into per-head slabs are size_t, so
- * B*H*N*M may exceed 2^31; storage_t tensors are addressed by offset, never by pointer arithmetic
- * (half is only a pointer type without cl_khr_fp16).
+ * them as `float *`). All arithmetic is float. Offsets into per-head slabs are size_t here;
+ * storage_t tensors are addressed by offset, never by pointer arithmetic (half is only a pointer
+ * type without cl_khr_fp16). (The matrix core's products index with int: attention.py refuses
+ * score matrices of 2^31 elements or more.)
  *
  *   naive:           attention_scores -> softmax_rows (A -> P)   -> attention_pv
  *   partial softmax: attention_scores -> softmax_stats (A -> L,S) -> attention_pv_softmax
@@ -18,20 +20,16 @@
  * no mask at all): query row n sees keys m <= n only, A[n, m] = -inf for m > n (top-left
  * aligned, any N and M). Column 0 is visible to every row, so every row max is finite; the
  * masked entries become exp(-inf) = 0 in P, and the statistics skip them (stats_add), so no NaN
- * arises from -inf - -inf. The kernels also skip work-group tiles that are masked as a whole (a
- * condition uniform over the work-group, so the barriers stay in uniform control flow).
+ * arises from -inf - -inf. The kernels (and the matrix core's products) also skip work-group
+ * tiles that are masked as a whole (a condition uniform over the work-group, so the barriers
+ * stay in uniform control flow).
  */
-#ifndef TS
-#define TS 16 /* GEMM tile: a work-group computes a TS x TS tile of its output */
-#endif
 #ifndef ROW_WG
 #define ROW_WG 64 /* work-items per row in the row reductions (a power of two) */
 #endif
 #ifndef CAUSAL
 #define CAUSAL 0 /* 1: query row n sees keys m <= n only */
 #endif
-/* Is key m masked for query row n? (A ternary: clang warns on `1 && x`.) */
-#define MASKED(m, n) (CAUSAL ? (m) > (n) : 0)
 
 /* ---------------------------------------------------------------------------------------------
  * Row statistics (L, S): L = max_m a[m], S = sum_m exp(a[m] - L). Two partial statistics of
@@ -104,99 +102,6 @@ void softmax_rows(const __global storage_t *A, __global storage_t *P, const int 
     const float2 s = row_stats(A, row * M, M, partial);
     for (int m = get_local_id(0); m < M; m += ROW_WG)
         STORE(P, row * M + m, exp(LOAD(A, row * M + m) - s.x) / s.y);
-}
-
-/* ---------------------------------------------------------------------------------------------
- * A[bh, n, m] = scale * sum_c Q[bh, n, c] K[bh, m, c]: a GEMM with K read transposed, tiled
- * like kernels/gemm.cl. Each work-group computes a TS x TS tile (TS rows n, TS columns m),
- * walking the head dimension d in TS-wide slabs staged in __local memory. A is float.
- * With CAUSAL the entries m > n are -inf, and a tile whose columns all lie right of its rows
- * (m0 > n0 + TS - 1) skips the product. Global size (M, N, BH), local (TS, TS, 1).
- */
-__kernel __attribute__((reqd_work_group_size(TS, TS, 1)))
-void attention_scores(const __global storage_t *Q, const __global storage_t *K, __global float *A,
-                      const int N, const int M, const int d, const float scale)
-{
-    const int m = get_global_id(0), n = get_global_id(1), bh = get_global_id(2);
-    const int lc = get_local_id(0), lr = get_local_id(1);
-    const int m0 = get_group_id(0) * TS, n0 = get_group_id(1) * TS;
-    const size_t q0 = (size_t)bh * N * d, k0 = (size_t)bh * M * d; /* this head's slabs */
-    __local float Qs[TS][TS + 1]; /* Qs[row n][c] */
-    __local float Ks[TS][TS + 1]; /* Ks[column m][c]: loaded along c, so the reads are coalesced */
-    float acc = 0.0f;
-    const int d_stop = MASKED(m0, n0 + TS - 1) ? 0 : d; /* the same for the whole work-group */
-    for (int c0 = 0; c0 < d_stop; c0 += TS) {
-        const int c = c0 + lc;
-        Qs[lr][lc] = (n < N && c < d) ? LOAD(Q, q0 + (size_t)n * d + c) : 0.0f;
-        Ks[lr][lc] = (m0 + lr < M && c < d) ? LOAD(K, k0 + (size_t)(m0 + lr) * d + c) : 0.0f;
-        barrier(CLK_LOCAL_MEM_FENCE);
-        for (int cc = 0; cc < TS; ++cc)
-            acc = fma(Qs[lr][cc], Ks[lc][cc], acc);
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    if (n < N && m < M)
-        A[((size_t)bh * N + n) * M + m] = MASKED(m, n) ? -INFINITY : scale * acc;
-}
-
-/* O[bh, n, :] = sum_m W[n, m] V[bh, m, :] over TS x TS tiles of O (TS rows n, TS columns c),
- * walking M in TS-wide slabs. The weight tile is loaded from the float tensor A:
- *   normalize == 0:  W = A                      (A holds the probabilities P: the naive path)
- *   normalize == 1:  W = exp(A - L[n]), and the finished sum is divided by S[n]
- *                    (the paper's fused normalization: P is never stored)
- * Shared by the two kernels below (`normalize` is a constant there, so each is specialized); Ws and
- * Vs are their __local TS x TS tiles with rows padded to TS + 1 floats. With CAUSAL the
- * weights of the keys m > n are 0 (P is 0 there, A is -inf), so the walk stops after the key
- * block of the tile's last row, n0 + TS - 1. */
-void pv_product(const __global float *A, const __global float *stats, const __global storage_t *V,
-                __global storage_t *O, const int N, const int M, const int dv, const int normalize,
-                __local float *Ws, __local float *Vs)
-{
-    const int c = get_global_id(0), n = get_global_id(1), bh = get_global_id(2);
-    const int lc = get_local_id(0), lr = get_local_id(1);
-    const __global float *a = A + (size_t)bh * N * M;
-    const size_t v0 = (size_t)bh * M * dv;
-    const float row_max = (normalize && n < N) ? stats[2 * ((size_t)bh * N + n)] : 0.0f;
-    const int m_stop = CAUSAL ? min(M, (int)get_group_id(1) * TS + TS) : M; /* uniform in the group */
-    float acc = 0.0f;
-    for (int m0 = 0; m0 < m_stop; m0 += TS) {
-        const int mw = m0 + lc, mv = m0 + lr;
-        float w = 0.0f;
-        if (n < N && mw < M) {
-            w = a[(size_t)n * M + mw];
-            if (normalize)
-                w = exp(w - row_max); /* the softmax numerator, applied as the tile is loaded */
-        }
-        Ws[lr * (TS + 1) + lc] = w;
-        Vs[lr * (TS + 1) + lc] = (mv < M && c < dv) ? LOAD(V, v0 + (size_t)mv * dv + c) : 0.0f;
-        barrier(CLK_LOCAL_MEM_FENCE);
-        for (int mm = 0; mm < TS; ++mm)
-            acc = fma(Ws[lr * (TS + 1) + mm], Vs[mm * (TS + 1) + lc], acc);
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    if (n < N && c < dv) {
-        if (normalize)
-            acc /= stats[2 * ((size_t)bh * N + n) + 1]; /* the softmax denominator S[n] */
-        STORE(O, ((size_t)bh * N + n) * dv + c, acc);
-    }
-}
-
-/* Naive: O = P V with P read from the second N x M buffer. Global (dv, N, BH), local (TS, TS, 1). */
-__kernel __attribute__((reqd_work_group_size(TS, TS, 1)))
-void attention_pv(const __global float *P, const __global storage_t *V, __global storage_t *O,
-                  const int N, const int M, const int dv)
-{
-    __local float Ws[TS * (TS + 1)], Vs[TS * (TS + 1)]; /* TS x TS tiles, rows padded to TS + 1 */
-    pv_product(P, P, V, O, N, M, dv, 0, Ws, Vs); /* stats unused when normalize == 0 */
-}
-
-/* Partially fused softmax: O = sum_m exp(A[n, m] - L[n]) V[m, :] / S[n] from the scores A and the
- * (L, S) statistics. Global (dv, N, BH), local (TS, TS, 1). */
-__kernel __attribute__((reqd_work_group_size(TS, TS, 1)))
-void attention_pv_softmax(const __global float *A, const __global float *stats, const __global storage_t *V,
-                          __global storage_t *O, const int N, const int M, const int dv)
-{
-    __local float Ws[TS * (TS + 1)], Vs[TS * (TS + 1)]; /* TS x TS tiles, rows padded to TS + 1 */
-    pv_product(A, stats, V, O, N, M, dv, 1, Ws, Vs);
 }
 
 /* ---------------------------------------------------------------------------------------------

@@ -1,11 +1,16 @@
-/* The matrix core: a register-tiled GEMM, and the direct convolution as an implicit GEMM on the
- * same main loop. Host side: ../gemm.py (tiles, the measured tile table) and ../winograd.py.
+/* The matrix core: a register-tiled GEMM; attention's two products on it; and the direct
+ * convolution as an implicit GEMM on the same main loop. Host side: ../gemm.py (tiles, the
+ * measured tile table, vector widths), ../attention.py and ../winograd.py.
  *
  *   gemm_batched:          C[b, i, j] = alpha * sum_k A[b, i, k] B[b, k, j]  (+ bias[j])
+ *   attention_scores:      A[b, n, m] = scale * sum_c Q[b, n, c] K[b, m, c]  (-inf for m > n if CAUSAL)
+ *   attention_pv:          O[b, n, :] = sum_m P[b, n, m] V[b, m, :]
+ *   attention_pv_softmax:  O[b, n, :] = sum_m exp(A[b, n, m] - L[b, n]) V[b, m, :] / S[b, n]
  *   conv2d_implicit_gemm:  y[n, o, p] = sum_k W[o, k] X_col[k, (n, p)]  + bias[o]
  *
  * gemm_batched reads element (b, i, k) of A at b*sab + i*sam + k*sak (likewise B and C), so a
- * transposed operand is the same array with its strides swapped. The convolution's A is the
+ * transposed operand is the same array with its strides swapped. The attention kernels are the
+ * same loop with their strides fixed (K^T is K read along its rows). The convolution's A is the
  * weight tensor (O, C*KH*KW) as stored (OIHW), and its B is the im2col matrix of the input,
  * X_col[(c, u, v), (n, oy, ox)] = x[n, c, oy*SH + u - ph, ox*SW + v - pw] (0 in the padding),
  * which is never stored: the loader computes each element's address while staging a tile.
@@ -31,8 +36,12 @@
  * along the operand's unit-stride direction, chosen at compile time (A_K_UNIT: A's k stride is 1,
  * else its i stride is; B_N_UNIT: B's j stride is 1, else its k stride is). The flags only
  * choose that order: every stride is still honoured, so any layout is computed correctly.
- * Ragged M, N and K are handled by zero-filling the slabs outside the matrix and masking the
- * stores. Accumulation is float whatever the storage (fp16 storage is read with vload_half).
+ * Vector loads (VA, VB = 4 or 2; 1 = scalar): each load of an item then reads VA (VB) adjacent
+ * elements along the unit stride at once, a float4 / float2, or with fp16 storage vloada_half4 /
+ * vloada_half2 (8- and 4-byte loads instead of 2-byte ones). The host picks the width only where
+ * every vector is aligned and lies wholly inside or wholly outside the matrix (gemm.py
+ * ``vector_width``). Ragged M, N and K are handled by zero-filling the slabs outside the matrix
+ * and masking the stores. Accumulation is float whatever the storage.
  *
  * Split K (SPLITS > 1): where a shape has too few tiles of C to fill the device (the 2-row
  * linears, the 8 x 8 convolutions, Winograd with few tiles), the grid's third dimension also
@@ -41,8 +50,19 @@
  * (gemm_splitk_reduce / conv2d_splitk_reduce; or, for Winograd, its output transform) adds the
  * SPLITS partials in a fixed order (deterministic) and applies alpha and the bias.
  *
+ * Attention (ATTENTION = SCORES, PV or PV_SOFTMAX; ../attention.py has the three variants): the
+ * scores A and probabilities P are float tensors whatever the storage: attention_scores stores
+ * its C as float (C_FLOAT), the P V kernels read their A operand as float (A_FLOAT).
+ * attention_pv_softmax is the paper's partially fused softmax: the loader turns each staged
+ * score into exp(A - L[n]) with the row max L from the (L, S) statistics (scores outside the
+ * matrix are read as -inf, so they become 0), and the epilogue divides by the row sum S[n]; P is
+ * never stored.
+ * CAUSAL: attention_scores writes -inf right of the diagonal and skips tiles that lie wholly
+ * right of it; the P V kernels stop K after the last row of their tile (the keys past it have
+ * weight 0 for every row of the tile). Attention is never split along K.
+ *
  * Compile-time constants (rt.kernel defines; gemm.py's GemmTile): BM BN BK TM TN PAD SPLITS,
- * A_K_UNIT B_N_UNIT; for the convolution also KH KW SH SW.
+ * A_K_UNIT B_N_UNIT VA VB; ATTENTION CAUSAL; for the convolution KH KW SH SW.
  */
 #ifndef BM
 #define BM 64
@@ -71,6 +91,21 @@
 #ifndef B_N_UNIT
 #define B_N_UNIT 1
 #endif
+#ifndef VA
+#define VA 1
+#endif
+#ifndef VB
+#define VB 1
+#endif
+#define SCORES 1
+#define PV 2
+#define PV_SOFTMAX 3
+#ifndef ATTENTION
+#define ATTENTION 0
+#endif
+#ifndef CAUSAL
+#define CAUSAL 0
+#endif
 
 #define NT_M (BM / TM)
 #define NT_N (BN / TN)
@@ -82,11 +117,50 @@
 #define A_PER_ITEM (BM * BK / NT)   /* slab elements each item loads */
 #define B_PER_ITEM (BK * BN / NT)
 
+#define CAT(a, b) a##b
+#define XCAT(a, b) CAT(a, b)
+
+/* Operand storage: storage_t, except the float score / probability tensors of attention. A
+ * vector load reads W adjacent elements at offset i (a multiple of W, the address aligned). */
+#define A_FLOAT (ATTENTION == PV || ATTENTION == PV_SOFTMAX)
+#define C_FLOAT (ATTENTION == SCORES)
+#define LOAD_FLOAT(p, i) ((p)[(i)])
+#define STORE_FLOAT(p, i, v) ((p)[(i)] = (v))
+#define LOADV_FLOAT(p, i, W) (*(const __global XCAT(float, W) *)((p) + (i)))
+#if STORAGE_HALF
+#define LOADV_STORAGE(p, i, W) XCAT(vloada_half, W)((i) / (W), (p))
+#else
+#define LOADV_STORAGE(p, i, W) LOADV_FLOAT(p, i, W)
+#endif
+#if A_FLOAT
+typedef float a_t;
+#define LOAD_A LOAD_FLOAT
+#define LOADV_A LOADV_FLOAT
+#else
+typedef storage_t a_t;
+#define LOAD_A LOAD
+#define LOADV_A LOADV_STORAGE
+#endif
+#if C_FLOAT
+typedef float c_t;
+#define STORE_C STORE_FLOAT
+#else
+typedef storage_t c_t;
+#define STORE_C STORE
+#endif
+/* A's value outside the matrix: 0, or -inf for the scores of the fused softmax (exp(-inf) = 0). */
+#define A_OUTSIDE (ATTENTION == PV_SOFTMAX ? -INFINITY : 0.0f)
+
 /* The row (within the tile) of an item's accumulator row i, and the column of its column j. */
 #define TILE_ROW(tm, i) (((i) / VM) * (NT_M * VM) + (tm) * VM + (i) % VM)
 #define TILE_COL(tn, j) (((j) / VN) * (NT_N * VN) + (tn) * VN + (j) % VN)
 
-/* Which slab element the item's r-th load is, walking the unit-stride direction fastest. */
+/* The slab element held in an item's register slot s: its loads are vectors of VA (VB) adjacent
+ * elements, the item's first vector at lid, its next one NT vectors further. */
+#define A_ELEM(lid, s) (((lid) + ((s) / VA) * NT) * VA + (s) % VA)
+#define B_ELEM(lid, s) (((lid) + ((s) / VB) * NT) * VB + (s) % VB)
+
+/* Where slab element e lies, walking the unit-stride direction fastest. */
 #if A_K_UNIT
 #define A_SLAB_K(e) ((e) % BK)
 #define A_SLAB_M(e) ((e) / BK)
@@ -104,7 +178,7 @@
 
 /* The TM x TN products of slab `buf`: acc[i][j] += sum_k As[k][row i] * Bs[k][col j]. */
 void multiply_slab(__local const float *As, __local const float *Bs, const int tm, const int tn,
-                          float acc[TM][TN])
+                   float acc[TM][TN])
 {
     #pragma unroll
     for (int kk = 0; kk < BK; ++kk) {
@@ -142,30 +216,37 @@ void multiply_slab(__local const float *As, __local const float *Bs, const int t
 
 /* Store the registers of one slab into __local buffer As / Bs (A transposed). */
 void store_slab(__local float *As, __local float *Bs, const int lid,
-                       const float ra[A_PER_ITEM], const float rb[B_PER_ITEM])
+                const float ra[A_PER_ITEM], const float rb[B_PER_ITEM])
 {
     #pragma unroll
-    for (int r = 0; r < A_PER_ITEM; ++r) {
-        const int e = lid + r * NT;
-        As[A_SLAB_K(e) * LDA + A_SLAB_M(e)] = ra[r];
+    for (int s = 0; s < A_PER_ITEM; ++s) {
+        const int e = A_ELEM(lid, s);
+        As[A_SLAB_K(e) * LDA + A_SLAB_M(e)] = ra[s];
     }
     #pragma unroll
-    for (int r = 0; r < B_PER_ITEM; ++r) {
-        const int e = lid + r * NT;
-        Bs[B_SLAB_K(e) * LDB + B_SLAB_N(e)] = rb[r];
+    for (int s = 0; s < B_PER_ITEM; ++s) {
+        const int e = B_ELEM(lid, s);
+        Bs[B_SLAB_K(e) * LDB + B_SLAB_N(e)] = rb[s];
     }
 }
 
-/* The A slab (rows row0.., columns k0..) of a strided operand into registers, zero outside M x K. */
-void load_a_strided(const __global storage_t *A, const int base, const int sam, const int sak,
-                           const int M, const int K, const int row0, const int k0, const int lid,
-                           float ra[A_PER_ITEM])
+/* The A slab (rows row0.., columns k0..) of a strided operand into registers, A_OUTSIDE outside
+ * M x K; VA elements per load. */
+void load_a_strided(const __global a_t *A, const int base, const int sam, const int sak,
+                    const int M, const int K, const int row0, const int k0, const int lid,
+                    float ra[A_PER_ITEM])
 {
     #pragma unroll
-    for (int r = 0; r < A_PER_ITEM; ++r) {
-        const int e = lid + r * NT;
+    for (int s = 0; s < A_PER_ITEM; s += VA) {
+        const int e = A_ELEM(lid, s);
         const int row = row0 + A_SLAB_M(e), k = k0 + A_SLAB_K(e);
-        ra[r] = (row < M && k < K) ? LOAD(A, base + row * sam + k * sak) : 0.0f;
+        const bool inside = row < M && k < K;
+#if VA == 1
+        ra[s] = inside ? LOAD_A(A, base + row * sam + k * sak) : A_OUTSIDE;
+#else
+        XCAT(vstore, VA)(inside ? LOADV_A(A, base + row * sam + k * sak, VA) : (XCAT(float, VA))(A_OUTSIDE),
+                         0, ra + s);
+#endif
     }
 }
 
@@ -188,21 +269,72 @@ void split_range(const int K, const int split, int *kbegin, int *kend)
 }
 
 /* ------------------------------------------------------------------------------------------ */
-#ifndef KH   /* the plain GEMM */
+#ifndef KH   /* the plain GEMM and attention's products */
 
+/* The B slab (rows k0.., columns col0..) of a strided operand into registers, 0 outside K x N;
+ * VB elements per load. */
 void load_b_strided(const __global storage_t *B, const int base, const int sbk, const int sbn,
-                           const int K, const int N, const int k0, const int col0, const int lid,
-                           float rb[B_PER_ITEM])
+                    const int K, const int N, const int k0, const int col0, const int lid,
+                    float rb[B_PER_ITEM])
 {
     #pragma unroll
-    for (int r = 0; r < B_PER_ITEM; ++r) {
-        const int e = lid + r * NT;
+    for (int s = 0; s < B_PER_ITEM; s += VB) {
+        const int e = B_ELEM(lid, s);
         const int k = k0 + B_SLAB_K(e), col = col0 + B_SLAB_N(e);
-        rb[r] = (k < K && col < N) ? LOAD(B, base + k * sbk + col * sbn) : 0.0f;
+        const bool inside = k < K && col < N;
+#if VB == 1
+        rb[s] = inside ? LOAD(B, base + k * sbk + col * sbn) : 0.0f;
+#else
+        XCAT(vstore, VB)(inside ? LOADV_STORAGE(B, base + k * sbk + col * sbn, VB) : (XCAT(float, VB))(0.0f),
+                         0, rb + s);
+#endif
     }
 }
 
-/* Grid (ceil(N / BN) * NT, ceil(M / BM), batch), work-groups of (NT, 1, 1). */
+/* acc = the tile (row0.., col0..) of A B summed over k in [kbegin, kend): the double-buffered main
+ * loop. As and Bs hold two slabs each (BK * LDA and BK * LDB floats apart). PV_SOFTMAX: A holds
+ * scores, staged as exp(A - L[row]) with L read from `stats` ((L, S) pairs of rows 0..M-1). */
+void strided_product(const __global a_t *A, const int abase, const int sam, const int sak,
+                     const __global storage_t *B, const int bbase, const int sbk, const int sbn,
+                     const int M, const int N, const int kbegin, const int kend, const int row0,
+                     const int col0, const __global float *stats, __local float *As, __local float *Bs,
+                     float acc[TM][TN])
+{
+    const int lid = get_local_id(0), tn = lid % NT_N, tm = lid / NT_N;
+#if ATTENTION == PV_SOFTMAX
+    float row_max[A_PER_ITEM];  /* L of each staged element's row: the same in every slab */
+    #pragma unroll
+    for (int s = 0; s < A_PER_ITEM; ++s) {
+        const int row = row0 + A_SLAB_M(A_ELEM(lid, s));
+        row_max[s] = row < M ? stats[2 * row] : 0.0f;
+    }
+#endif
+    zero_acc(acc);
+    float ra[A_PER_ITEM], rb[B_PER_ITEM];
+    int buf = 0;
+    for (int k0 = kbegin; k0 < kend + BK; k0 += BK) {
+        /* iteration t loads slab t (k0) and multiplies slab t-1, already in the other buffer */
+        const bool load = k0 < kend, multiply = k0 > kbegin;
+        if (load) {
+            load_a_strided(A, abase, sam, sak, M, kend, row0, k0, lid, ra);
+            load_b_strided(B, bbase, sbk, sbn, kend, N, k0, col0, lid, rb);
+#if ATTENTION == PV_SOFTMAX
+            #pragma unroll
+            for (int s = 0; s < A_PER_ITEM; ++s)
+                ra[s] = exp(ra[s] - row_max[s]);  /* the softmax numerator; -inf outside gives 0 */
+#endif
+        }
+        if (multiply)
+            multiply_slab(As + (buf ^ 1) * BK * LDA, Bs + (buf ^ 1) * BK * LDB, tm, tn, acc);
+        if (load)
+            store_slab(As + buf * BK * LDA, Bs + buf * BK * LDB, lid, ra, rb);
+        barrier(CLK_LOCAL_MEM_FENCE);
+        buf ^= 1;
+    }
+}
+
+#if ATTENTION == 0
+/* Grid (ceil(N / BN) * NT, ceil(M / BM), batch * SPLITS), work-groups of (NT, 1, 1). */
 __kernel __attribute__((reqd_work_group_size(NT, 1, 1)))
 void gemm_batched(const __global storage_t *A, const __global storage_t *B, __global storage_t *C,
                   const __global storage_t *bias, const int has_bias,
@@ -212,35 +344,15 @@ void gemm_batched(const __global storage_t *A, const __global storage_t *B, __gl
                   const int scb, const int scm, const int scn,
                   const float alpha, __global float *partial)
 {
-    __local float As[2][BK * LDA] __attribute__((aligned(16)));
-    __local float Bs[2][BK * LDB] __attribute__((aligned(16)));
+    __local float As[2 * BK * LDA] __attribute__((aligned(16)));
+    __local float Bs[2 * BK * LDB] __attribute__((aligned(16)));
     const int lid = get_local_id(0), tn = lid % NT_N, tm = lid / NT_N;
     const int col0 = get_group_id(0) * BN, row0 = get_group_id(1) * BM;
     const int b = get_group_id(2) / SPLITS, split = get_group_id(2) % SPLITS;
-    const int abase = b * sab, bbase = b * sbb;
     int kbegin, kend;
     split_range(K, split, &kbegin, &kend);
-
     float acc[TM][TN];
-    zero_acc(acc);
-    float ra[A_PER_ITEM], rb[B_PER_ITEM];
-    load_a_strided(A, abase, sam, sak, M, kend, row0, kbegin, lid, ra);
-    load_b_strided(B, bbase, sbk, sbn, kend, N, kbegin, col0, lid, rb);
-    store_slab(As[0], Bs[0], lid, ra, rb);
-    barrier(CLK_LOCAL_MEM_FENCE);
-    int buf = 0;
-    for (int k0 = kbegin; k0 < kend; k0 += BK) {
-        const bool more = k0 + BK < kend;
-        if (more) {  /* the next slab's loads, in flight during the products */
-            load_a_strided(A, abase, sam, sak, M, kend, row0, k0 + BK, lid, ra);
-            load_b_strided(B, bbase, sbk, sbn, kend, N, k0 + BK, col0, lid, rb);
-        }
-        multiply_slab(As[buf], Bs[buf], tm, tn, acc);
-        if (more)
-            store_slab(As[buf ^ 1], Bs[buf ^ 1], lid, ra, rb);
-        barrier(CLK_LOCAL_MEM_FENCE);
-        buf ^= 1;
-    }
+    strided_product(A, b * sab, sam, sak, B, b * sbb, sbk, sbn, M, N, kbegin, kend, row0, col0, 0, As, Bs, acc);
 
     #pragma unroll
     for (int j = 0; j < TN; ++j) {
@@ -282,9 +394,93 @@ __kernel void gemm_splitk_reduce(const __global float *partial, __global storage
         sum += partial[s * plane + (b * M + row) * N + col];
     STORE(C, b * scb + row * scm + col * scn, alpha * sum + (has_bias ? LOAD(bias, col) : 0.0f));
 }
+#endif /* ATTENTION == 0 */
+
+#if ATTENTION == SCORES
+/* A[b] = scale Q[b] K[b]^T: the GEMM's A is Q (N x d, row-major), its B is K^T (d x M: K's rows,
+ * B_N_UNIT = 0), its C the float scores.
+ * Grid (ceil(M / BN) * NT, ceil(N / BM), BH), work-groups of (NT, 1, 1). */
+__kernel __attribute__((reqd_work_group_size(NT, 1, 1)))
+void attention_scores(const __global storage_t *Q, const __global storage_t *K, __global float *A,
+                      const int N, const int M, const int d, const float scale)
+{
+    __local float As[2 * BK * LDA] __attribute__((aligned(16)));
+    __local float Bs[2 * BK * LDB] __attribute__((aligned(16)));
+    const int lid = get_local_id(0), tn = lid % NT_N, tm = lid / NT_N;
+    const int col0 = get_group_id(0) * BN, row0 = get_group_id(1) * BM, b = get_group_id(2);
+    /* causal: a tile wholly right of the diagonal (its first key past its last row) is all -inf */
+    const int kend = (CAUSAL && col0 > row0 + BM - 1) ? 0 : d;
+    float acc[TM][TN];
+    strided_product(Q, b * N * d, d, 1, K, b * M * d, 1, d, N, M, 0, kend, row0, col0, 0, As, Bs, acc);
+
+    #pragma unroll
+    for (int j = 0; j < TN; ++j) {
+        const int m = col0 + TILE_COL(tn, j);
+        #pragma unroll
+        for (int i = 0; i < TM; ++i) {
+            const int n = row0 + TILE_ROW(tm, i);
+            if (n < N && m < M)
+                A[(b * N + n) * M + m] = (CAUSAL && m > n) ? -INFINITY : scale * acc[i][j];
+        }
+    }
+}
+#endif
+
+#if ATTENTION == PV || ATTENTION == PV_SOFTMAX
+/* O[b] = W[b] V[b] with W = P (PV) or exp(A - L) / S (PV_SOFTMAX): the GEMM's A is the float
+ * (N x M) W, its B is V (M x dv, row-major); `stats` the (L, S) row statistics (PV_SOFTMAX only); As, Bs the
+ * kernel's __local slabs. Grid (ceil(dv / BN) * NT, ceil(N / BM), BH), work-groups of (NT, 1, 1). */
+void pv_tile(const __global float *W, const __global float *stats, const __global storage_t *V,
+             __global storage_t *O, const int N, const int M, const int dv, __local float *As, __local float *Bs)
+{
+    const int lid = get_local_id(0), tn = lid % NT_N, tm = lid / NT_N;
+    const int col0 = get_group_id(0) * BN, row0 = get_group_id(1) * BM, b = get_group_id(2);
+    /* causal: the keys past the tile's last row have weight 0 in every row of the tile */
+    const int kend = CAUSAL ? min(M, row0 + BM) : M;
+    const __global float *row_stats = ATTENTION == PV_SOFTMAX ? stats + 2 * b * N : stats;
+    float acc[TM][TN];
+    strided_product(W, b * N * M, M, 1, V, b * M * dv, dv, 1, N, dv, 0, kend, row0, col0, row_stats, As, Bs, acc);
+
+    #pragma unroll
+    for (int i = 0; i < TM; ++i) {
+        const int n = row0 + TILE_ROW(tm, i);
+        if (n >= N)
+            continue;
+        const float sum = ATTENTION == PV_SOFTMAX ? row_stats[2 * n + 1] : 1.0f;  /* the row sum S[n] */
+        #pragma unroll
+        for (int j = 0; j < TN; ++j) {
+            const int c = col0 + TILE_COL(tn, j);
+            if (c < dv)
+                STORE(O, (b * N + n) * dv + c, acc[i][j] / sum);
+        }
+    }
+}
+
+#if ATTENTION == PV
+/* Naive: O = P V with P read from the second N x M buffer. */
+__kernel __attribute__((reqd_work_group_size(NT, 1, 1)))
+void attention_pv(const __global float *P, const __global storage_t *V, __global storage_t *O,
+                  const int N, const int M, const int dv)
+{
+    __local float As[2 * BK * LDA] __attribute__((aligned(16)));
+    __local float Bs[2 * BK * LDB] __attribute__((aligned(16)));
+    pv_tile(P, 0, V, O, N, M, dv, As, Bs);
+}
+#else
+/* Partially fused softmax: O = sum_m exp(A[n, m] - L[n]) V[m, :] / S[n], P never stored. */
+__kernel __attribute__((reqd_work_group_size(NT, 1, 1)))
+void attention_pv_softmax(const __global float *A, const __global float *stats, const __global storage_t *V,
+                          __global storage_t *O, const int N, const int M, const int dv)
+{
+    __local float As[2 * BK * LDA] __attribute__((aligned(16)));
+    __local float Bs[2 * BK * LDB] __attribute__((aligned(16)));
+    pv_tile(A, stats, V, O, N, M, dv, As, Bs);
+}
+#endif
+#endif /* PV, PV_SOFTMAX */
 
 /* ------------------------------------------------------------------------------------------ */
-#else        /* KH defined: the direct convolution as an implicit GEMM */
+#else        /* KH defined: the direct convolution as an implicit GEMM (scalar B loads: VB = 1) */
 
 #define KK (KH * KW)
 
@@ -296,7 +492,7 @@ void load_b_im2col(const __global storage_t *x, const int xbase[B_PER_ITEM], con
 {
     #pragma unroll
     for (int r = 0; r < B_PER_ITEM; ++r) {
-        const int k = k0 + B_SLAB_K(lid + r * NT);
+        const int k = k0 + B_SLAB_K(B_ELEM(lid, r));
         const int c = k / KK, uv = k - c * KK, u = uv / KW, v = uv - u * KW;
         const int iy = iy0[r] + u, ix = ix0[r] + v;
         rb[r] = (k < kend && iy >= 0 && iy < H && ix >= 0 && ix < W) ? LOAD(x, xbase[r] + (c * H + iy) * W + ix) : 0.0f;
@@ -312,8 +508,8 @@ void conv2d_implicit_gemm(const __global storage_t *x, const __global storage_t 
                           const int O, const int Ho, const int Wo, const int ph, const int pw,
                           __global float *partial)
 {
-    __local float As[2][BK * LDA] __attribute__((aligned(16)));
-    __local float Bs[2][BK * LDB] __attribute__((aligned(16)));
+    __local float As[2 * BK * LDA] __attribute__((aligned(16)));
+    __local float Bs[2 * BK * LDB] __attribute__((aligned(16)));
     const int lid = get_local_id(0), tn = lid % NT_N, tm = lid / NT_N;
     const int col0 = get_group_id(0) * BN, row0 = get_group_id(1) * BM;
     const int HoWo = Ho * Wo, P = Nimg * HoWo, K = C * KK, HW = H * W;
@@ -326,7 +522,7 @@ void conv2d_implicit_gemm(const __global storage_t *x, const __global storage_t 
     int xbase[B_PER_ITEM], iy0[B_PER_ITEM], ix0[B_PER_ITEM];
     #pragma unroll
     for (int r = 0; r < B_PER_ITEM; ++r) {
-        const int p = col0 + B_SLAB_N(lid + r * NT);
+        const int p = col0 + B_SLAB_N(B_ELEM(lid, r));
         const int img = p / HoWo, pix = p - img * HoWo, oy = pix / Wo, ox = pix - oy * Wo;
         xbase[r] = img * C * HW;
         iy0[r] = p < P ? oy * SH - ph : -(1 << 20);   /* a pixel past the end reads as padding */
@@ -336,20 +532,17 @@ void conv2d_implicit_gemm(const __global storage_t *x, const __global storage_t 
     float acc[TM][TN];
     zero_acc(acc);
     float ra[A_PER_ITEM], rb[B_PER_ITEM];
-    load_a_strided(w, 0, K, 1, O, kend, row0, kbegin, lid, ra);
-    load_b_im2col(x, xbase, iy0, ix0, kend, H, W, kbegin, lid, rb);
-    store_slab(As[0], Bs[0], lid, ra, rb);
-    barrier(CLK_LOCAL_MEM_FENCE);
     int buf = 0;
-    for (int k0 = kbegin; k0 < kend; k0 += BK) {
-        const bool more = k0 + BK < kend;
-        if (more) {
-            load_a_strided(w, 0, K, 1, O, kend, row0, k0 + BK, lid, ra);
-            load_b_im2col(x, xbase, iy0, ix0, kend, H, W, k0 + BK, lid, rb);
+    for (int k0 = kbegin; k0 < kend + BK; k0 += BK) {  /* as strided_product: load slab t, multiply t-1 */
+        const bool load = k0 < kend, multiply = k0 > kbegin;
+        if (load) {
+            load_a_strided(w, 0, K, 1, O, kend, row0, k0, lid, ra);
+            load_b_im2col(x, xbase, iy0, ix0, kend, H, W, k0, lid, rb);
         }
-        multiply_slab(As[buf], Bs[buf], tm, tn, acc);
-        if (more)
-            store_slab(As[buf ^ 1], Bs[buf ^ 1], lid, ra, rb);
+        if (multiply)
+            multiply_slab(As + (buf ^ 1) * BK * LDA, Bs + (buf ^ 1) * BK * LDB, tm, tn, acc);
+        if (load)
+            store_slab(As + buf * BK * LDA, Bs + buf * BK * LDB, lid, ra, rb);
         barrier(CLK_LOCAL_MEM_FENCE);
         buf ^= 1;
     }
