@@ -100,6 +100,23 @@ def test_gemm_vector_loads(backend, tile, a_k_unit, b_n_unit, storage):
     assert relative_frobenius_error(c.get(), 0.5 * np.einsum("bik,bkj->bij", a64, b64)) < TOLERANCE[storage]
 
 
+def test_fp16_vector_loads_keep_subnormals_signs_and_extremes(backend):
+    """The fp16 vector loads convert the raw half bits themselves: A @ I must give back A exactly,
+    subnormals (down to 2^-24), negative values and the largest half included."""
+    rt = backend.rt
+    tile = GemmTile.parse("64x64x16/4x4")
+    special = np.array([2.0**-24, -2.0**-24, 3 * 2.0**-20, -1e-5, 2.0**-14, 65504.0, -65504.0, -0.0, 1.0, -2.5,
+                        0.1, 1000.0], np.float16)
+    a = np.resize(special, (1, 8, 16))
+    a[0, 1] = a[0, 1, ::-1]
+    eye = np.eye(16, dtype=np.float16)[None]
+    assert gemm._layout(tile, 8, 16, 16, (128, 16, 1), (256, 16, 1), vectors=True)["VA"] == 4
+    c = rt.empty((1, 8, 16), np.float16)
+    gemm.gemm_batched(rt, rt.to_device(a), rt.to_device(eye), c, 8, 16, 16, 1, (128, 16, 1), (256, 16, 1),
+                      (128, 16, 1), tile=tile)
+    np.testing.assert_array_equal(c.get(), a)
+
+
 #: the convolution's loader and epilogue depend on the accumulator block (tm x tn) and on the split, not on
 #: the tile's other sizes (which the GEMM test covers for every tile): one tile per block, and one split
 CONV_TILES = [GemmTile.parse(name) for name in ("128x64x16/8x4", "64x128x8/4x8", "64x64x16/4x4", "128x16x8/8x2",

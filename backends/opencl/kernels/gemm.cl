@@ -37,8 +37,8 @@
  * else its i stride is; B_N_UNIT: B's j stride is 1, else its k stride is). The flags only
  * choose that order: every stride is still honoured, so any layout is computed correctly.
  * Vector loads (VA, VB = 4 or 2; 1 = scalar): each load of an item then reads VA (VB) adjacent
- * elements along the unit stride at once, a float4 / float2, or with fp16 storage vloada_half4 /
- * vloada_half2 (8- and 4-byte loads instead of 2-byte ones). The host picks the width only where
+ * elements along the unit stride at once, a float4 / float2, or with fp16 storage one 8- or 4-byte
+ * word of halves (instead of 2-byte loads), converted in registers. The host picks the width only where
  * every vector is aligned and lies wholly inside or wholly outside the matrix (gemm.py
  * ``vector_width``). Ragged M, N and K are handled by zero-filling the slabs outside the matrix
  * and masking the stores. Accumulation is float whatever the storage.
@@ -128,7 +128,28 @@
 #define STORE_FLOAT(p, i, v) ((p)[(i)] = (v))
 #define LOADV_FLOAT(p, i, W) (*(const __global XCAT(float, W) *)((p) + (i)))
 #if STORAGE_HALF
-#define LOADV_STORAGE(p, i, W) XCAT(vloada_half, W)((i) / (W), (p))
+/* fp16 vectors are read as raw 32- or 64-bit words and converted here: vloada_half4/2 measured
+ * slower than scalar vload_half on NVIDIA's OpenCL (NOTES.md). The float of the IEEE half with
+ * bits h: the exponent and mantissa shifted into place and rescaled by 2^(127-15), which also
+ * gives the subnormals; exponent 31 (inf, NaN) set to the float's 255; then the sign. */
+float half_bits_to_float(const uint h)
+{
+    const uint magnitude = (h & 0x7fffu) << 13;
+    const float f = (h & 0x7c00u) == 0x7c00u ? as_float(magnitude | 0x7f800000u) : as_float(magnitude) * 0x1p112f;
+    return as_float(as_uint(f) | ((h & 0x8000u) << 16));
+}
+float2 load_half2(const __global half *p, const int i)
+{
+    const uint u = *(const __global uint *)((const __global ushort *)p + i);
+    return (float2)(half_bits_to_float(u & 0xffffu), half_bits_to_float(u >> 16));
+}
+float4 load_half4(const __global half *p, const int i)
+{
+    const uint2 u = *(const __global uint2 *)((const __global ushort *)p + i);
+    return (float4)(half_bits_to_float(u.x & 0xffffu), half_bits_to_float(u.x >> 16),
+                    half_bits_to_float(u.y & 0xffffu), half_bits_to_float(u.y >> 16));
+}
+#define LOADV_STORAGE(p, i, W) XCAT(load_half, W)((p), (i))
 #else
 #define LOADV_STORAGE(p, i, W) LOADV_FLOAT(p, i, W)
 #endif
