@@ -20,9 +20,9 @@ nearest to its own (distance: the sum of |log| ratios of m, n, k and batch); a d
 measurements gets ``DEFAULT_TILE``. ``tile=`` overrides the choice (the tests and the tuner).
 
 Vector loads. Each global load of an item reads ``vector_width`` adjacent elements along the
-operand's unit stride (float4 / float2, or vloada_half4 / vloada_half2 with fp16 storage) where
-the layout allows it: every vector aligned and wholly inside or outside the matrix. Else scalar
-loads, the same kernel otherwise. ``vectors=False`` forces scalar loads (the tests and the tuner).
+operand's unit stride (float4 / float2; with fp16 storage one 8- or 4-byte word of halves,
+converted in registers) where the layout allows it: every vector aligned and wholly inside or
+outside the matrix. Else scalar loads, the same kernel otherwise. ``vectors=False`` forces scalar loads (the tests and the tuner).
 """
 
 from __future__ import annotations
