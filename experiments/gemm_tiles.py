@@ -99,28 +99,24 @@ class Problem:
 
     def __call__(self, tile, vectors: bool = True):
         m, n, k, batch = self.shape
+        a_strides, b_strides = self.strides()
         if self.source == "conv":
             gemm.conv2d_implicit_gemm(self.rt, self.x, self.w, None, self.out, (1, 1), (1, 1), tile=tile,
                                       vectors=vectors)
         elif self.source == "attention":
             if self.product == "attention_scores":
-                strides = (m * k, k, 1), (n * k, 1, k)
                 args = (self.a, self.b, self.out, m, n, k, 1.0)
             else:
-                strides = (m * k, k, 1), (k * n, n, 1)
                 args = (self.a, self.stats, self.b, self.out, m, k, n)
-            kernel, grid, local = gemm.attention_product(self.rt, self.product, self.dtype, m, n, k, batch, *strides,
-                                                         causal=False, tile=tile, vectors=vectors)
+            kernel, grid, local = gemm.attention_product(self.rt, self.product, self.dtype, m, n, k, batch,
+                                                         a_strides, b_strides, causal=False, tile=tile, vectors=vectors)
             self.rt.launch(kernel, grid, local, *args)
-        elif self.source == "linear":  # B = W^T: the (n, k) weights read with swapped strides
-            gemm.gemm_batched(self.rt, self.a, self.b, self.out, m, n, k, 1, (0, k, 1), (0, 1, k), (0, n, 1), tile=tile,
-                              vectors=vectors)
-        else:
-            gemm.gemm_batched(self.rt, self.a, self.b, self.out, m, n, k, batch,
-                              (m * k, k, 1), (k * n, n, 1), (m * n, n, 1), tile=tile, vectors=vectors)
+        else:  # the linears' B = W^T: the (n, k) weights read with swapped strides
+            gemm.gemm_batched(self.rt, self.a, self.b, self.out, m, n, k, batch, a_strides, b_strides,
+                              (m * n, n, 1), tile=tile, vectors=vectors)
 
     def strides(self):
-        """The (A, B) strides of the call (for the vector widths it gets)."""
+        """The (A, B) (batch, row, col) strides of the call."""
         m, n, k, batch = self.shape
         if self.source == "conv":
             return (0, k, 1), (0, n, 1)

@@ -239,8 +239,9 @@ def conv2d_implicit_gemm(rt: Runtime, x, w, b, y, stride, padding, tile: GemmTil
         check_int32_tensors(("x", (tile.splits, o, pixels), "the split-K partial sums (splits, O, N*Ho*Wo)"))
         partial = rt.temp((tile.splits, o, pixels), np.float32)
     k = c * kh * kw
-    layout = _layout(tile, o, pixels, k, (0, k, 1), (0, pixels, 1), vectors)
-    defines = {**tile.defines(), **layout, "VB": 1, "KH": kh, "KW": kw, "SH": stride[0], "SW": stride[1]}
+    va = vector_width((0, k, 1), (o, k), (tile.bm, tile.bk), tile.bm * tile.bk // tile.threads) if vectors else 1
+    defines = {**tile.defines(), "A_K_UNIT": True, "B_N_UNIT": True, "VA": va, "VB": 1,  # im2col loads: scalar
+               "KH": kh, "KW": kw, "SH": stride[0], "SW": stride[1]}
     kernel = rt.kernel(FILE, "conv2d_implicit_gemm", x.dtype, defines)
     groups = (-(-pixels // tile.bn), -(-o // tile.bm), tile.splits)
     bias_arg = b if b is not None else rt.dummy(x.dtype)
