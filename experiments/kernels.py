@@ -145,6 +145,8 @@ class Variant:
     baseline: bool = False
     xla_on_jax: bool = False
     tolerance: dict = field(default_factory=dict)
+    #: the backends that have this version (empty: every backend)
+    backends: tuple = ()
 
 
 def normal(rng, shape, scale=1.0) -> np.ndarray:
@@ -198,6 +200,8 @@ class Op(ABC):
 class GroupNormSiLU(Op):
     idea, op, memory_bound = "group_norm", "group_norm+silu", True
     variants = (Variant("fused", {"fused": True}),
+                Variant("fused_one_launch", {"form": "one_launch"}, backends=("opencl",)),
+                Variant("fused_split", {"form": "split"}, backends=("opencl",)),
                 Variant("unfused", {"fused": False}, baseline=True, xla_on_jax=True))
     torch_variant = "F.group_norm+F.silu"
     GROUPS, EPS = 32, 1e-5
@@ -223,6 +227,8 @@ class GroupNormSiLU(Op):
         return "whole tensor"
 
     def call(self, backend, variant):
+        if "form" in variant.kwargs:  # one of the OpenCL backend's two fused forms, whichever fused=True picks
+            return lambda x, w, b: backend.group_norm_form(x, self.GROUPS, w, b, self.EPS, silu=True, **variant.kwargs)
         return lambda x, w, b: backend.group_norm(x, self.GROUPS, w, b, self.EPS, silu=True, **variant.kwargs)
 
     def torch_call(self, torch):
@@ -415,7 +421,9 @@ class Runner:
         return isinstance(self.impl, peers.TorchCUDA)
 
     def variants(self, bench: Op) -> tuple[Variant, ...]:
-        return (Variant(bench.torch_variant),) if self.is_torch else bench.variants
+        if self.is_torch:
+            return (Variant(bench.torch_variant),)
+        return tuple(v for v in bench.variants if not v.backends or self.name in v.backends)
 
     def call(self, bench: Op, variant: Variant):
         return bench.torch_call(self.impl) if self.is_torch else bench.call(self.impl, variant)

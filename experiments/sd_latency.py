@@ -9,7 +9,9 @@ for the UNet and text encoder (classifier-free guidance, as the pipeline runs it
 latents (512 x 512 images). For each configuration: one warm-up call per component (kernel
 builds, JIT compilation), then ``--iterations`` timed calls of the UNet and one of the text
 encoder and the decoder, each synchronized with the device. The UNet's number is the median.
-Peak memory comes from the backend (OpenCL: bytes of live buffers it allocated, peak since the
+On a backend with launch counters (OpenCL), one more call per component is counted: its
+launches, the sum of their device times, and its wall time (``*_launches``, ``*_device_s``,
+``*_counted_wall_s``). Peak memory comes from the backend (OpenCL: bytes of live buffers it allocated, peak since the
 component started; JAX: the process's peak, which never goes down).
 
 Things to try: ``--configs winograd2 winograd4 winograd6`` (the tile size trade-off), ``flash``
@@ -77,6 +79,15 @@ def timed_call(backend, model, args) -> float:
     return time.perf_counter() - start
 
 
+def counted_call(backend, model, args) -> dict:
+    """One call on a backend with launch counters (OpenCL): its wall seconds, its launches, and
+    the sum of its launches' device times (profiling events), whose ratio to the wall time is
+    the host's share: launch work, Python, gaps between kernels."""
+    with backend.measure() as counted:
+        wall = timed_call(backend, model, args)
+    return {"wall_s": wall, "launches": counted.launches, "device_s": counted.device_seconds()}
+
+
 def measure(backend_name: str, config_names, tiny: bool, iterations: int, batch: int, dtype, device=None):
     configs = component_configs(tiny)
     shapes = {name: cls.build({**cls.DEFAULTS, **configs[name]}).parameter_shapes() for name, cls in COMPONENTS}
@@ -98,6 +109,14 @@ def measure(backend_name: str, config_names, tiny: bool, iterations: int, batch:
             n = iterations if name == "unet" else 1
             times = [timed_call(be, model, data[name]) for _ in range(n)]
             row[f"{name}_s"] = statistics.median(times)
+            if hasattr(be, "measure"):  # one more call, counted: launches, device time, wall time
+                counted = counted_call(be, model, data[name])
+                row[f"{name}_launches"] = counted["launches"]
+                row[f"{name}_device_s"] = counted["device_s"]
+                row[f"{name}_counted_wall_s"] = counted["wall_s"]
+                print(f"  {config_name} {name}: {counted['launches']} launches, device {counted['device_s'] * 1e3:.1f} ms, "
+                      f"wall {counted['wall_s'] * 1e3:.1f} ms (wall / device {counted['wall_s'] / counted['device_s']:.2f})",
+                      flush=True)
             stats = be.memory_stats()
             row[f"{name}_peak_mib"] = None if stats["peak_bytes"] is None else stats["peak_bytes"] / 2**20
             row["peak_scope"] = stats["peak_scope"]

@@ -17,7 +17,10 @@ intermediate tensors; the fused GELU does GEGLU's split and multiply in the same
 
 Formulas (backends/opencl/group_norm.py and gelu.py document the kernel plans):
 
-    group_norm fused     1 launch, 0 temporary bytes
+    group_norm fused     1 launch (the one-launch form; the split form 2); temporaries the
+                         (N, G, parts, 2) float32 partial statistics, 8 * N * G * parts bytes, with
+                         ``parts`` from ``group_norm.fused_plan`` on the device (the H200's 132 SMs
+                         for the real shapes)
     group_norm unfused   3 launches (+1 for SiLU, in place on the output); temporaries the (N, G)
                          float32 mean and the (N, G, 2) float32 (mean correction, variance):
                          12 * N * G bytes, whatever the storage dtype
@@ -38,6 +41,10 @@ import numpy as np
 
 from .common import BENCH_RUNS, Scale, Section, figure, fmt, read_bench, save, write_table
 
+#: the device of the committed GPU runs (an H200's SMs), for the fused GroupNorm's parts
+H200_COMPUTE_UNITS = 132
+#: launches of each fused GroupNorm form (backends/opencl/group_norm.py)
+GROUP_NORM_FUSED_LAUNCHES = {"one_launch": 1, "split": 2}
 TITLE = "Fused GroupNorm and GELU: launches, temporary bytes, latency"
 OPS = ("group_norm", "geglu")
 BENCH_OPS = {"group_norm": "group_norm+silu", "geglu": "geglu"}
@@ -96,10 +103,16 @@ def traced_layers() -> tuple[Layer, ...]:
     return tuple(layers)
 
 
-def formula(layer: Layer, fused: bool, dtype="float32", shape=None) -> tuple[int, int]:
+def formula(layer: Layer, fused: bool, dtype="float32", shape=None,
+            compute_units: int = H200_COMPUTE_UNITS) -> tuple[int, int]:
     """(launches, temporary bytes) of one call of ``layer`` (on ``shape``, default its own) by the
-    OpenCL backend's kernel plans (module docstring)."""
+    OpenCL backend's kernel plans (module docstring) on a device of ``compute_units``."""
     shape = tuple(shape or layer.shape)
+    if fused and layer.op == "group_norm":
+        from backends.opencl import group_norm  # (pyopencl: only where the formula is asked for)
+
+        plan = group_norm.fused_plan(shape, layer.groups, compute_units)
+        return GROUP_NORM_FUSED_LAUNCHES[group_norm.FUSED_FORM], 8 * shape[0] * layer.groups * plan.parts
     if fused:
         return 1, 0
     if layer.op == "group_norm":
@@ -163,13 +176,14 @@ def layer_counts(layers, backend=None, dtype="float32", side=4, tokens=8, full=F
         row = {"network": layer.network, "op": layer.kind, "shape": _shape_text(layer.shape),
                "count": layer.count, "counted_shape": _shape_text(run_shape), "claim": PAPER_CLAIM[layer.op]}
         match = True
+        units = backend.rt.device.max_compute_units if backend is not None else H200_COMPUTE_UNITS
         for fused, tag in ((True, "fused"), (False, "unfused")):
             launches, temp = formula(layer, fused, dtype)
             row[f"{tag}_launches"], row[f"{tag}_temp_bytes"] = launches, temp
             if backend is not None:
                 counted = count(backend, layer, run_shape, fused, dtype)
                 row[f"{tag}_counted_launches"], row[f"{tag}_counted_temp_bytes"] = counted
-                match &= counted == formula(layer, fused, dtype, run_shape)
+                match &= counted == formula(layer, fused, dtype, run_shape, units)
         row["match"] = ("yes" if match else "NO") if backend is not None else "not counted"
         row["launches_saved"] = row["unfused_launches"] - row["fused_launches"]
         row["temp_bytes_avoided"] = row["unfused_temp_bytes"] - row["fused_temp_bytes"]

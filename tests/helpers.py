@@ -137,10 +137,10 @@ def group_norm_tolerance(x64, groups, eps, dtype):
 
 
 #: Query and key lengths (N, M) of the attention draws. The flash kernels' blocks at SD's d = 40:
-#: OpenCL 16 query rows x 32 keys (``opencl.attention.flash_plan``), JAX 64 x 64
+#: OpenCL 64 query rows x 64 keys (``opencl.attention.flash_plan``), JAX 64 x 64
 #: (``jax.attention.block_sizes``); the score/PV tiles are 16 x 16. So the list mixes one row or key,
 #: sizes inside one block, exact block sizes and one past them (64, 65, 129), CLIP's 77 tokens, and a
-#: few hundred (257, 300: 5 JAX blocks, 17 OpenCL row blocks, 10 key blocks), all ragged against
+#: few hundred (257, 300: 5 JAX blocks, 5 OpenCL row and key blocks), all ragged against
 #: some block; half the draws are any integer in 2..300 instead. Not integers(1, 300) alone:
 #: Hypothesis starts from and shrinks toward the smallest value and favours small integers, so
 #: N = M = 1 would be common. The first (simplest) draw is 77 x 77, CLIP's length.

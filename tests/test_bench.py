@@ -33,6 +33,9 @@ def test_every_op_variant_and_backend_has_a_row(bench):
     for bench_op in kernels.BENCHMARKS.values():
         for backend in ("opencl", "jax"):
             for variant in bench_op.variants:
+                if variant.backends and backend not in variant.backends:
+                    assert not rows_of(bench, op=bench_op.op, backend=backend, variant=variant.name)
+                    continue
                 assert rows_of(bench, op=bench_op.op, backend=backend, variant=variant.name), (bench_op.op, backend,
                                                                                              variant.name)
 
@@ -61,7 +64,8 @@ def test_roles_and_peer_speedups(bench):
 def test_opencl_fusion_claims_in_numbers(bench):
     (fused,) = rows_of(bench, op="group_norm+silu", backend="opencl", variant="fused")
     (unfused,) = rows_of(bench, op="group_norm+silu", backend="opencl", variant="unfused")
-    assert fused["launches"] == 1 and fused["temp_bytes"] == 0
+    # one launch; its only temporary the (N, G, parts, 2) float32 partial statistics (tiny shape: one part)
+    assert fused["launches"] == 1 and fused["temp_bytes"] == 2 * 32 * 1 * 2 * 4
     assert unfused["launches"] == 4 and unfused["temp_bytes"] > 0  # mean, variance temporaries + silu
     (flash,) = rows_of(bench, op="attention", backend="opencl", variant="flash")
     assert flash["launches"] == 1 and flash["temp_bytes"] == 0

@@ -31,7 +31,14 @@ PUBLIC_BACKEND_MODULES = ("backends", "backends.base", "backends.optimizations")
 PRIVATE_BACKEND_PACKAGES = ("backends.opencl", "backends.jax", "backends.numpy_backend")
 #: files above the backends allowed to use one backend's own modules, and why
 BACKEND_TOOLS = {"experiments/gemm_tiles.py": "the OpenCL backend's tile tuner: it measures that backend's own "
-                                             "GEMM tiles (backends/opencl/gemm.py) at SD 1.4's shapes"}
+                                             "GEMM tiles (backends/opencl/gemm.py) at SD 1.4's shapes",
+                 "experiments/probes/gelu_gate_cost.py": "a probe of the OpenCL backend's own GEGLU kernel with its "
+                                                         "gate swapped (what the erfc costs)",
+                 "experiments/probes/group_norm_fence_ptx.py": "a probe of the PTX that the OpenCL backend's "
+                                                               "one-launch GroupNorm compiles to",
+                 "paper_figures/fusion.py": "evaluates the OpenCL backend's fused GroupNorm plan "
+                                            "(group_norm.fused_plan, pure Python) on the real shapes for the "
+                                            "H200 of the committed runs, where no backend is at hand"}
 
 
 def python_files(*folders: str) -> list[Path]:

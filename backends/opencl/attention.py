@@ -38,14 +38,18 @@ core's register-tiled GEMM (gemm.py ``attention_product``): A = s Q K^T with K r
 as B = K^T, and O = W V; the tile comes from the table's "attention" entries (never split along
 K), the loads are vectors where the head dims allow.
 
-Flash: one work-group per (batch*head, block of ``block_q`` query rows) loops over blocks of
-``block_k`` keys staged in __local memory, keeping the running row max m, row sum l and the output
-accumulator in float registers (O = acc / l at the end; see the kernel's comment). The head dims
-d and dv are compile-time defines; ``flash_plan`` picks the block sizes from them: the dv output
-columns of a row are split among ``threads_per_row`` work-items (at most ``FLASH_MAX_COLS``
-accumulators each), a work-group has ``FLASH_WG`` items, and block_k is the largest power of two
-<= 64 whose __local footprint fits ``FLASH_LOCAL_BUDGET`` (d = 40: 32 keys, 17 KiB; d = 160:
-16 keys, 23 KiB; the VAE's d = 512: 4 keys, 20 KiB). Ragged N and M are masked in the kernel.
+Flash: register-tiled, in FlashAttention-2's loop order. One work-group of 16 x 16 items per
+(batch*head, block of 16 RQ query rows) loops over blocks of BK keys; each item keeps in
+registers an RQ x BK/16 tile of the block's scores S, the running max and its own partial row
+sum of each of its RQ rows, and the RQ x ceil(dv/16) accumulator of their output columns. Q and
+K pass through __local memory in chunks of DC head columns (read as float4s), the block's row
+max is merged over the 16 items of a row in __local memory, P = exp(S - m) goes to __local
+memory for the product with V, which is staged KC rows at a time; O = acc / l at the end (see
+the kernel's comment). The head dims d and dv are compile-time defines; ``flash_plan`` picks RQ
+(4, or 2 when dv > 256; halved while the grid would have fewer than two work-groups per compute
+unit), DC (the fewest chunks of at most 64 columns) and the largest BK and KC
+that fit 48 KiB of __local memory (d = 40: BK 64, one chunk; d = 160: BK 32, chunks of 56; the
+VAE's d = 512: RQ 2, chunks of 64). Ragged N and M are masked in the kernel.
 
 Causal masking changes no launch count and no temporary. The score, P V and flash kernels are
 built with the define CAUSAL = 0 or 1 (the unmasked build carries no mask code; PoCL also
@@ -76,11 +80,11 @@ from .runtime import Runtime, check_int32_indexing, check_int32_tensors, row_wor
 SOURCE = "attention.cl"
 #: work-items per row in the row reductions (softmax_stats, softmax_rows); a power of two.
 ROW_WG = 64
-#: work-items per flash work-group, and accumulator columns per work-item at most.
-FLASH_WG = 128
-FLASH_MAX_COLS = 8
-#: __local bytes a flash work-group may use (well below the 32 KiB many GPUs have).
-FLASH_LOCAL_BUDGET = 24 * 1024
+#: the flash work-group: FLASH_TILE x FLASH_TILE items.
+FLASH_TILE = 16
+FLASH_WG = FLASH_TILE * FLASH_TILE
+#: __local bytes a flash work-group may use (NVIDIA's OpenCL gives a work-group 48 KiB).
+FLASH_LOCAL_BUDGET = 48 * 1024
 
 
 def softmax(rt: Runtime, x):
@@ -177,51 +181,66 @@ def attention_partial_softmax(rt: Runtime, q, k, v, scale: float, causal: bool =
 
 @dataclass(frozen=True)
 class FlashPlan:
-    """Block sizes of the flash kernel for head dims (d, dv)."""
+    """Block sizes of the register-tiled flash kernel for head dims (d, dv): work-groups of
+    ``FLASH_WG`` = 16 x 16 items, each holding ``rows_per_item`` query rows."""
 
-    block_q: int          # query rows per work-group
-    block_k: int          # keys per block staged in __local memory
-    threads_per_row: int  # work-items sharing a query row (each holds cols_per_item accumulators)
-    cols_per_item: int
+    rows_per_item: int    # RQ: query rows per work-item (a work-group has 16 RQ rows)
+    block_k: int          # BK: keys per block (16 RK per work-item's score tile)
+    chunk: int            # DC: head columns of Q and K staged at a time
+    value_rows: int       # KC: rows of V staged at a time
     local_bytes: int      # __local memory of one work-group
 
+    @property
+    def block_q(self) -> int:
+        return FLASH_TILE * self.rows_per_item
+
     def defines(self, d: int, dv: int) -> dict:
-        return {"D": d, "DV": dv, "BQ": self.block_q, "BK": self.block_k, "DT": self.threads_per_row}
+        return {"D": d, "DV": dv, "RQ": self.rows_per_item, "BK": self.block_k, "DC": self.chunk,
+                "KC": self.value_rows}
 
 
-def _flash_local_bytes(d: int, dv: int, block_q: int, block_k: int) -> int:
-    # Qs (block_q x d), Ks (block_k rows of odd stride d|1), Vs (block_k x dv), Ss and Ps (block_q x block_k)
-    return 4 * (block_q * d + block_k * (d | 1) + block_k * dv + 2 * block_q * block_k)
+def _flash_local_bytes(dv: int, rows_per_item: int, block_k: int, chunk: int, value_rows: int) -> int:
+    # Qc (BQ x DC+4), Kc (BK x DC+4), Ps (BQ x BK+4), Vt (dv x KC+4), red (BQ x 16), all float
+    block_q = FLASH_TILE * rows_per_item
+    return 4 * ((block_q + block_k) * (chunk + 4) + block_q * (block_k + 4) + dv * (value_rows + 4)
+                + block_q * FLASH_TILE)
 
 
-def flash_plan(d: int, dv: int, local_mem_size: int = FLASH_LOCAL_BUDGET) -> FlashPlan:
-    """Split dv among the fewest power-of-two work-items that keeps <= FLASH_MAX_COLS accumulators
-    each, fill a FLASH_WG work-group with query rows, then take the largest block_k in 64..1 whose
-    __local footprint fits min(FLASH_LOCAL_BUDGET, local_mem_size)."""
-    threads = 1
-    while -(-dv // threads) > FLASH_MAX_COLS:
-        threads *= 2
-    block_q = max(1, FLASH_WG // threads)
+def flash_plan(d: int, dv: int, local_mem_size: int = FLASH_LOCAL_BUDGET, rows: int = 0, heads: int = 1,
+               work_groups_wanted: int = 0) -> FlashPlan:
+    """Four query rows per item (two when dv > 256, so the accumulator stays at 64 registers),
+    fewer while ``rows`` query rows in each of ``heads`` heads would give fewer work-groups than
+    ``work_groups_wanted`` (the device's compute units: SD's d = 160 and VAE layers have too few
+    rows to fill an H200 otherwise); the head dim in the fewest chunks of at most 64 columns
+    (rounded up to float4s); then the largest key block in 64, 32, 16 and value staging in 16, 8,
+    4 rows whose __local footprint fits min(FLASH_LOCAL_BUDGET, local_mem_size)."""
+    rows_per_item = 2 if dv > 256 else 4
+    while rows_per_item > 1 and heads * -(-rows // (FLASH_TILE * rows_per_item)) < work_groups_wanted:
+        rows_per_item //= 2
+    chunks = -(-d // 64)
+    per_chunk = -(-d // chunks)
+    chunk = 4 * -(-per_chunk // 4)
     budget = min(FLASH_LOCAL_BUDGET, local_mem_size)
-    for block_k in (64, 32, 16, 8, 4, 2, 1):
-        nbytes = _flash_local_bytes(d, dv, block_q, block_k)
-        if nbytes <= budget:
-            return FlashPlan(block_q, block_k, threads, -(-dv // threads), nbytes)
+    for block_k in (64, 32, 16):
+        for value_rows in (16, 8, 4):
+            nbytes = _flash_local_bytes(dv, rows_per_item, block_k, chunk, value_rows)
+            if nbytes <= budget:
+                return FlashPlan(rows_per_item, block_k, chunk, value_rows, nbytes)
     raise ValueError(
         f"q, v: flash attention with head dims d={d}, dv={dv} needs {nbytes} bytes of local memory even with "
-        f"one key per block, over the {budget}-byte budget; use method='partial_softmax'"
+        f"16 keys per block, over the {budget}-byte budget; use method='partial_softmax'"
     )
 
 
 def attention_flash(rt: Runtime, q, k, v, scale: float, causal: bool = False):
     """One launch, no temporaries: tiled attention with an online softmax."""
     bh, n, m, d, dv = _dims(q, k, v)
-    plan = flash_plan(d, dv, rt.local_mem_size)
-    if plan.threads_per_row * plan.block_q > rt.max_work_group_size:
-        raise ValueError(f"v: flash attention with dv={dv} needs work-groups of {plan.threads_per_row * plan.block_q} "
-                         f"items, over this device's {rt.max_work_group_size}; use method='partial_softmax'")
+    plan = flash_plan(d, dv, rt.local_mem_size, rows=n, heads=bh,
+                      work_groups_wanted=2 * rt.device.max_compute_units)
+    if FLASH_WG > rt.max_work_group_size:
+        raise ValueError(f"q: flash attention needs work-groups of {FLASH_WG} items, over this device's "
+                         f"{rt.max_work_group_size}; use method='partial_softmax'")
     out = rt.empty(q.shape[:3] + (dv,), q.dtype)
     kernel = rt.kernel(SOURCE, "flash_attention", q.dtype, {**plan.defines(d, dv), "CAUSAL": causal})
-    rt.launch(kernel, (plan.threads_per_row, -(-n // plan.block_q) * plan.block_q, bh),
-              (plan.threads_per_row, plan.block_q, 1), q, k, v, out, n, m, scale)
+    rt.launch(kernel, (-(-n // plan.block_q) * FLASH_WG, bh), (FLASH_WG, 1), q, k, v, out, n, m, scale)
     return out

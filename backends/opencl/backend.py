@@ -19,6 +19,8 @@ import numpy as np
 import pyopencl as cl
 import pyopencl.array as cla
 
+from reference import _checks as checks
+
 from ..base import Backend, Timing
 from . import attention, elementwise, gelu, gemm, group_norm, winograd
 from .runtime import Runtime
@@ -89,8 +91,10 @@ class OpenCLBackend(Backend):
                 "driver": f"OpenCL driver {device.driver_version}", "handle": device}
 
     def clear_caches(self) -> None:
-        """Forget the transformed Winograd weights (and the weights they keep alive)."""
+        """Forget the transformed Winograd weights (and the weights they keep alive), and give
+        the memory pool's unused buffers back to OpenCL."""
         winograd.clear_winograd_cache(self.rt)
+        self.rt.free_pool()
 
     def time(self, fn, repeats: int = 10, warmup: int = 2) -> Timing:
         """Device time per call = the sum of (end - start) over the profiling events of every
@@ -114,6 +118,13 @@ class OpenCLBackend(Backend):
 
     def _group_norm(self, x, num_groups, weight, bias, eps, *, fused, silu):
         return group_norm.group_norm(self.rt, x, num_groups, weight, bias, eps, fused=fused, silu=silu)
+
+    def group_norm_form(self, x, num_groups, weight=None, bias=None, eps=1e-5, silu=False, form="one_launch"):
+        """The fused GroupNorm(+SiLU) in one named form ("one_launch" or "split", group_norm.py),
+        whichever ``fused=True`` picks: the benchmark times both."""
+        eps = checks.check_group_norm(x, num_groups, weight, bias, array_type=self.array_type, eps=eps)
+        self._check_arrays(x=x, weight=weight, bias=bias)
+        return group_norm.group_norm_fused(self.rt, x, int(num_groups), weight, bias, eps, bool(silu), form=form)
 
     def _layer_norm(self, x, weight, bias, eps):
         return group_norm.layer_norm(self.rt, x, weight, bias, eps)

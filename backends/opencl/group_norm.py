@@ -11,25 +11,28 @@ LayerNorm is the same over the last axis (with weight/bias per column).
 
 Kernel plans (launches, temporaries):
 
-    group_norm, fused     1 launch (``group_norm_fused``), 0 temporary bytes: the paper's
-                          "one GPU command". As in ML Drift's HWCGroupNormalization (and MNN's
-                          groupnorm_buf.cl), one work-group of WG = 256 items per (sample, group):
-                          the items stride over the slab (contiguous in NCHW) accumulating in
-                          float, reduce through __local memory, and the same work-group re-reads
-                          the slab to write the normalized, affine (and optionally SiLU-activated)
-                          output. The variance is the corrected two-pass form (mean first, then
-                          centred sums, both inside the kernel), so a mean of 1e3 with a standard
-                          deviation of 0.1 in fp32 does not cancel the way E[x^2] - E[x]^2 does;
-                          and the mean stays the pair (m0, dm) when it is subtracted,
-                          (x - m0) - dm, so its correction is not rounded away (group_norm.cl).
-                          Traffic: x is read three times (the second and third reads of a slab
-                          mostly hit cache) and y written once; the unfused path reads x as often,
-                          plus the temporaries, plus one more read and write of y for SiLU.
-                          Pitfall (vllm-omni#6661): the grid is only N*G work-groups, e.g. 32 at
-                          batch 1, whatever the activation size: on an H100 (132 SMs) most of the
-                          GPU idles for large slabs. We keep the paper's one-work-group-per-group
-                          plan with a large work-group; a split reduction over several work-groups
-                          would need a second launch or atomics.
+    group_norm, fused     two forms of the same computation; both cut every (sample, group) slab
+                          into ``parts`` contiguous parts, one work-group each, so the grid fills the
+                          device however few groups there are (``fused_plan``). The one-work-group-
+                          per-group plan of ML Drift's HWCGroupNormalization and MNN's groupnorm_buf.cl
+                          runs only N*G = 32 work-groups at batch 1: 2.4-4x slower than the unfused
+                          path on an H200's 132 SMs on the VAE decoder's large maps (vllm-omni#6661
+                          reports the same pitfall). Each work-group computes its part's moments
+                          (count, mean, M2) of x - x0 (x0 the slab's first element) with Chan's
+                          pairwise update, so a mean of 1e3 with a standard deviation of 0.1 in fp32
+                          does not cancel as E[x^2] - E[x]^2 does; the normalizing work-groups merge
+                          the parts' moments exactly and write
+                          ((x - x0) - mean) * rstd * weight[c] + bias[c] (then SiLU). x is read twice
+                          (statistics, normalize) and y written once: the floor.
+      one_launch          1 launch (``group_norm_fused``): the paper's "one GPU command". 2 * T
+                          work-groups for T = N*G*parts: the first T to start compute the parts'
+                          statistics, the next T wait for their slab's and normalize (a ticket
+                          handed out by an atomic, so no assumption about scheduling order; see
+                          group_norm.cl). Temporaries: the (N, G, parts, 2) float32 partials; the
+                          runtime's zeroed ``sync`` counters are a cache, reset by the kernel itself.
+      split               2 launches: ``group_norm_stats`` -> the (N, G, parts, 2) float32
+                          partials -> ``group_norm_normalize`` (merge fused into the normalize).
+                          ``fused=True`` takes ``FUSED_FORM`` .
     group_norm, unfused   the paper's "before": 3 launches, or 4 with silu.
                           group_mean (one WG per slab) -> temp mean m0 (N, G) float32;
                           group_var (one WG per slab, centred) -> temp (N, G, 2) float32:
@@ -46,6 +49,7 @@ compile time (``WG`` define, reqd_work_group_size), so PoCL compiles each size o
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -80,17 +84,83 @@ def group_norm(rt: Runtime, x, num_groups: int, weight, bias, eps: float, fused:
     return group_norm_unfused(rt, x, num_groups, weight, bias, eps, silu)
 
 
-def group_norm_fused(rt: Runtime, x, groups: int, weight, bias, eps: float, silu: bool):
+#: The fused forms, and the one ``fused=True`` runs (the rule measured in NOTES.md, "GroupNorm").
+FUSED_FORMS = ("one_launch", "split")
+FUSED_FORM = "one_launch"
+#: Work-groups the fused forms aim for per compute unit (an H200 SM holds 8 of 256 items).
+WORK_GROUPS_PER_UNIT = 8
+#: The fewest vectors one item reads in a part (so a part is worth a work-group).
+MIN_VECTORS_PER_ITEM = 4
+
+
+@dataclass(frozen=True)
+class FusedPlan:
+    """How the fused forms cut the slabs: vectors of ``vec`` elements, ``n_vec`` per slab, in
+    ``parts`` parts of ``chunk`` vectors (the last may be shorter, none is empty)."""
+
+    vec: int
+    n_vec: int
+    parts: int
+    chunk: int
+
+
+def fused_plan(x_shape, groups: int, compute_units: int, max_work_group_size: int = GROUP_WG,
+               parts: int | None = None) -> FusedPlan:
+    """The parts of the fused forms on a device with ``compute_units`` (and that work-group
+    limit): ``parts`` if given (the tests force several), else enough for
+    ``WORK_GROUPS_PER_UNIT`` work-groups per compute unit, while each item still reads at least
+    ``MIN_VECTORS_PER_ITEM`` vectors; at most one work-group's worth (the merge holds the parts
+    in __local memory) and at most one per vector."""
+    nb, c = x_shape[:2]
+    spatial = math.prod(x_shape[2:])
+    vec = 4 if spatial % 4 == 0 else 1
+    n_vec = (c // groups) * spatial // vec
+    wg = power_of_two_at_most(GROUP_WG, max_work_group_size)
+    if parts is None:
+        wanted = -(-WORK_GROUPS_PER_UNIT * compute_units // (nb * groups))
+        parts = min(wanted, -(-n_vec // (wg * MIN_VECTORS_PER_ITEM)))
+    elif not isinstance(parts, int) or parts < 1:
+        raise ValueError(f"parts: expected a positive int, got {parts!r}")
+    parts = max(1, min(parts, wg, n_vec))
+    chunk = -(-n_vec // parts)
+    return FusedPlan(vec, n_vec, -(-n_vec // chunk), chunk)
+
+
+def device_plan(rt: Runtime, x_shape, groups: int, parts: int | None = None) -> FusedPlan:
+    """``fused_plan`` on ``rt``'s device."""
+    return fused_plan(x_shape, groups, rt.device.max_compute_units, rt.max_work_group_size, parts)
+
+
+def group_norm_fused(rt: Runtime, x, groups: int, weight, bias, eps: float, silu: bool,
+                     form: str | None = None, parts: int | None = None):
+    """The fused GroupNorm(+SiLU) in ``form`` ("one_launch" or "split"; None: ``FUSED_FORM``),
+    with the slabs cut by ``fused_plan`` (``parts`` forces the number of parts)."""
+    form = FUSED_FORM if form is None else form
+    if form not in FUSED_FORMS:
+        raise ValueError(f"form: expected one of {FUSED_FORMS}, got {form!r}")
     nb, c = x.shape[:2]
     spatial = math.prod(x.shape[2:])
     check_int32_indexing("x", x.size)
     y = rt.empty(x.shape, x.dtype)
     if x.size == 0:
         return y
+    plan = device_plan(rt, x.shape, groups, parts)
     wg = power_of_two_at_most(GROUP_WG, rt.max_work_group_size)
+    defines = {"WG": wg, "VEC": plan.vec}
+    jobs = nb * groups * plan.parts
+    partials = rt.temp((nb, groups, plan.parts, 2), np.float32)
     w, b, has_w, has_b = _affine(rt, weight, bias, x.dtype)
-    rt.launch(_kernel(rt, "group_norm_fused", x.dtype, wg), (nb * groups * wg,), (wg,),
-              x, w, b, y, has_w, has_b, groups, c // groups, spatial, float(eps), bool(silu))
+    shape_args = (has_w, has_b, groups, c // groups, spatial // plan.vec, plan.parts, plan.chunk,
+                  plan.n_vec, float(eps), bool(silu))
+    if form == "one_launch":
+        sync = rt.counters("group_norm_fused", 2 + nb * groups)
+        rt.launch(rt.kernel(FILE, "group_norm_fused", x.dtype, defines), (2 * jobs * wg,), (wg,),
+                  x, w, b, partials, sync, y, *shape_args)
+    else:
+        rt.launch(rt.kernel(FILE, "group_norm_stats", x.dtype, defines), (jobs * wg,), (wg,),
+                  x, partials, plan.parts, plan.chunk, plan.n_vec)
+        rt.launch(rt.kernel(FILE, "group_norm_normalize", x.dtype, defines), (jobs * wg,), (wg,),
+                  x, w, b, partials, y, *shape_args)
     return y
 
 

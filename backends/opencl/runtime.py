@@ -25,7 +25,8 @@ not counted.
 Storage dtypes: float32, and float16 as *storage* (``vload_half``/``vstore_half``) with float32
 arithmetic; NVIDIA's OpenCL has no cl_khr_fp16. Every .cl file is compiled with the header
 ``common.h`` in front, which defines ``storage_t``, ``LOAD(p, i)`` and ``STORE(p, i, v)`` for the
-chosen storage. No fast-math flags: fp32 results must match the reference's tolerances.
+chosen storage, and ``NVIDIA_PTX`` (1 on NVIDIA's platform, whose compiler takes inline PTX:
+the device-scope fence of group_norm.cl). No fast-math flags: fp32 results must match the reference's tolerances.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ register_nvidia_icd()
 
 import pyopencl as cl  # noqa: E402  (after the ICD registration above)
 import pyopencl.array as cla  # noqa: E402
+import pyopencl.tools as cl_tools  # noqa: E402
 
 
 def _all_devices():
@@ -206,6 +208,18 @@ def check_int32_tensors(*tensors) -> None:
         check_int32_indexing(*entry)
 
 
+def _scalar_dtype(value) -> np.dtype:
+    """The OpenCL type of a scalar kernel argument: numpy scalars keep theirs, Python bools and
+    ints are int32, Python floats float32."""
+    if isinstance(value, np.generic):
+        return value.dtype
+    if isinstance(value, (bool, int)):
+        return np.dtype(np.int32)
+    if isinstance(value, float):
+        return np.dtype(np.float32)
+    raise TypeError(f"launch: cannot pass a {type(value).__name__} to a kernel")
+
+
 class Runtime:
     """One OpenCL context and in-order queue on one device, with a program cache."""
 
@@ -226,12 +240,22 @@ class Runtime:
         self.context = cl.Context([device])
         self.queue = cl.CommandQueue(self.context, properties=cl.command_queue_properties.PROFILING_ENABLE)
         self.vendor = f"{device.platform.name} {device.vendor}"
+        #: NVIDIA's OpenCL compiles to PTX and takes inline PTX (``NVIDIA_PTX`` in the kernels)
+        self.nvidia_ptx = "NVIDIA" in device.platform.name
         self.max_work_group_size = device.max_work_group_size
         self.local_mem_size = device.local_mem_size
+        #: Every array the runtime makes comes from this pool (pyopencl's MemoryPool): a buffer whose
+        #: last array dies goes back to the pool, and the next request of its size class reuses
+        #: it, so a network's forward pass does not call clCreateBuffer per op. ``in_use_bytes``
+        #: counts the live arrays' buffers; the pool may hold more (``pool.held_blocks``), which
+        #: ``free_pool`` returns to OpenCL.
+        self.pool = cl_tools.MemoryPool(cl_tools.ImmediateAllocator(self.queue))
         self._programs: dict = {}
         self._kernels: dict = {}
         self._stack: list[Counters] = []
         self._dummy = {}
+        self._counters: dict = {}
+        self._arg_dtypes: dict = {}  # id(kernel) -> kernel, once its scalar types are set
         #: live buffers this runtime allocated: id(buffer) -> [buffer, bytes, live arrays on it]
         self._live: dict = {}
         self.in_use_bytes = 0
@@ -252,7 +276,7 @@ class Runtime:
             if not path.exists():
                 raise FileNotFoundError(f"filename: no kernel source {path}")
             source = (KERNEL_DIR / "common.h").read_text() + f'\n#line 1 "{filename}"\n' + path.read_text()
-            options = [f"-DSTORAGE_HALF={int(dtype == np.float16)}"]
+            options = [f"-DSTORAGE_HALF={int(dtype == np.float16)}", f"-DNVIDIA_PTX={int(self.nvidia_ptx)}"]
             options += [f"-D{k}={int(v) if isinstance(v, bool) else v}" for k, v in sorted(defines.items())]
             program = cl.Program(self.context, source)
             try:
@@ -287,7 +311,8 @@ class Runtime:
     def empty(self, shape, dtype) -> "cla.Array":
         """An op's output array. With ``poison=True`` it is filled with NaN first, so a kernel
         that forgets to write an element is caught by the tests."""
-        out = self._track(cla.empty(self.queue, tuple(int(s) for s in shape), self.check_storage_dtype("dtype", dtype)))
+        out = self._track(cla.empty(self.queue, tuple(int(s) for s in shape), self.check_storage_dtype("dtype", dtype),
+                                    allocator=self.pool))
         if self.poison and out.size:
             self._fill_nan(out)
         return out
@@ -296,7 +321,7 @@ class Runtime:
         """Upload a host array (a C-contiguous copy of it) to a new, counted device array."""
         x = np.asarray(x, order="C")  # (ascontiguousarray would turn a 0-d array into shape (1,))
         self.check_storage_dtype("x", x.dtype)
-        return self._track(cla.to_device(self.queue, x))
+        return self._track(cla.to_device(self.queue, x, allocator=self.pool))
 
     def view(self, x: "cla.Array", shape) -> "cla.Array":
         """``x``'s data with another shape (same number of elements): no copy, no launch. ``x`` must
@@ -318,7 +343,7 @@ class Runtime:
 
     def temp(self, shape, dtype) -> "cla.Array":
         """An intermediate device buffer; its bytes are counted in ``Counters.temp_bytes``."""
-        buf = self._track(cla.empty(self.queue, tuple(int(s) for s in shape), np.dtype(dtype)))
+        buf = self._track(cla.empty(self.queue, tuple(int(s) for s in shape), np.dtype(dtype), allocator=self.pool))
         for c in self._stack:
             c.temp_bytes += buf.nbytes
             c.temp_buffers.append((buf.shape, buf.dtype))
@@ -333,9 +358,22 @@ class Runtime:
     def cache(self, shape, dtype) -> "cla.Array":
         """A persistent device array (e.g. Winograd-transformed weights): counted in device memory
         while it lives, and its bytes in ``Counters.cache_bytes``."""
-        out = self._track(cla.empty(self.queue, tuple(int(s) for s in shape), self.check_storage_dtype("dtype", dtype)))
+        out = self._track(cla.empty(self.queue, tuple(int(s) for s in shape), self.check_storage_dtype("dtype", dtype),
+                                    allocator=self.pool))
         self.count_cache(out.nbytes)
         return out
+
+    def counters(self, key: str, size: int) -> "cla.Array":
+        """A persistent int32 buffer of at least ``size`` zeros for kernels that count with
+        atomics and leave it zero when they end (the one-launch GroupNorm). One per ``key``,
+        zeroed when made, replaced by a larger one when a call needs more; counted as a cache."""
+        buf = self._counters.get(key)
+        if buf is None or buf.size < size:
+            buf = self._track(cla.empty(self.queue, (max(int(size), 1024),), np.int32))
+            cl.enqueue_fill_buffer(self.queue, buf.data, np.zeros(1, np.int32), 0, buf.nbytes)
+            self.count_cache(buf.nbytes)
+            self._counters[key] = buf
+        return buf
 
     def dummy(self, dtype) -> "cla.Array":
         """A one-element buffer to pass where an optional argument (e.g. a bias) is absent."""
@@ -354,7 +392,7 @@ class Runtime:
         key = id(buf)  # unique while the entry holds the buffer
         entry = self._live.get(key)
         if entry is None:
-            entry = self._live[key] = [buf, int(buf.size), 0]
+            entry = self._live[key] = [buf, int(a.nbytes), 0]  # the bytes asked for (the pool rounds up)
             self.in_use_bytes += entry[1]
             self.peak_bytes = max(self.peak_bytes, self.in_use_bytes)
         entry[2] += 1
@@ -368,6 +406,10 @@ class Runtime:
             del self._live[key]  # drops the last reference to the buffer: OpenCL may free it
             self.in_use_bytes -= entry[1]
 
+    def free_pool(self) -> None:
+        """Return the pool's unused buffers to OpenCL."""
+        self.pool.free_held()
+
     def reset_peak_memory(self) -> None:
         """Start a new peak window: ``peak_bytes`` = the bytes in use now."""
         self.peak_bytes = self.in_use_bytes
@@ -376,20 +418,24 @@ class Runtime:
 
     def launch(self, kernel: "cl.Kernel", global_size, local_size, *args) -> "cl.Event":
         """Enqueue ``kernel``; arrays are passed as their buffers, Python ints as int32 and Python
-        floats as float32. ``global_size`` is rounded up to a multiple of ``local_size``."""
-        converted = []
+        floats as float32. ``global_size`` is rounded up to a multiple of ``local_size``.
+
+        The scalar types of a kernel's arguments are fixed on its first launch
+        (``set_scalar_arg_dtypes``), so later launches pack them in pyopencl's generated setter
+        instead of converting each one in Python (a kernel's scalar positions never change)."""
+        if id(kernel) not in self._arg_dtypes:
+            self._arg_dtypes[id(kernel)] = kernel
+            kernel.set_scalar_arg_dtypes([None if isinstance(a, (cla.Array, cl.MemoryObjectHolder))
+                                          else _scalar_dtype(a) for a in args])
+        buffers = []
         for a in args:
             if isinstance(a, cla.Array):
                 if a.offset:
                     raise ValueError("launch: arrays with a non-zero offset are not supported; pass a copy")
-                converted.append(a.data)
-            elif isinstance(a, (bool, int, np.integer)) and not isinstance(a, (np.int32, np.uint32, np.int64)):
-                converted.append(np.int32(a))
-            elif isinstance(a, float):
-                converted.append(np.float32(a))
+                buffers.append(a.data)
             else:
-                converted.append(a)
-        kernel.set_args(*converted)
+                buffers.append(a)
+        kernel.set_args(*buffers)
         if local_size is not None:
             global_size = tuple(round_up(g, l) for g, l in zip(global_size, local_size))
         event = cl.enqueue_nd_range_kernel(self.queue, kernel, tuple(global_size),

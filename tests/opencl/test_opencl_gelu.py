@@ -63,3 +63,39 @@ def test_unfused_gelu_is_the_op_by_op_graph(backend):
     with backend.measure() as tanh:
         backend.gelu(x, approximate=True, fused=False)
     assert tanh.kernels == ["mul", "mul", "add", "scale_shift", "tanh_map", "scale_shift", "mul"]
+
+
+@pytest.mark.parametrize("approximate", [False, True])
+def test_fused_kernels_vector_and_scalar_paths(backend, dtype, approximate):
+    # vectors of 4 where the length (GEGLU: F) is a multiple of 4, else single elements; lengths
+    # that end inside a work-group's block of 256 * PER_ITEM vectors, and one of exactly two blocks
+    from backends.opencl import gelu as opencl_gelu
+    from reference import ops
+
+    from ..helpers import assert_matches, rounded
+
+    block = opencl_gelu.FUSED_WG * opencl_gelu.PER_ITEM[np.dtype(dtype)]
+    for n in (4, 4 * block * 2, 4 * block + 12, 4 * block + 13, 1001):
+        x, x64 = rounded(random_array(n, (n,), scale=3.0), dtype)
+        y = backend.to_numpy(backend.gelu(backend.asarray(x), approximate=approximate, fused=True))
+        assert_matches(y, ops.gelu(x64, approximate=approximate), dtype, name=f"gelu n={n}")
+    for rows, features in ((3, 4), (5, 2 * block + 8), (2, 2 * block + 3), (7, 1)):
+        x, x64 = rounded(random_array(rows, (rows, 2 * features), scale=3.0), dtype)
+        y = backend.to_numpy(backend.geglu(backend.asarray(x), approximate=approximate, fused=True))
+        assert_matches(y, ops.geglu(x64, approximate=approximate), dtype, name=f"geglu {rows}x{features}")
+
+
+def test_fused_gelu_erfc_is_within_a_few_ulps_of_the_exact_function_of_its_argument(backend):
+    # The fused kernels' own erfc (Numerical Recipes' Chebyshev fit, gelu.cl) against float64 erfc of
+    # the same float32 argument z = -x * float32(1/sqrt 2): what is left is the fit and its float32
+    # evaluation, within 8 ulps (2^-23 relative each) wherever the result is a normal float32.
+    # tests/test_gelu.py bounds the whole function, including the argument's own rounding.
+    from scipy.special import erfc
+
+    x = np.linspace(-12, 9, 200_001).astype(np.float32)
+    z = (-x * np.float32(1 / math.sqrt(2))).astype(np.float64)
+    expected = 0.5 * x.astype(np.float64) * erfc(z)
+    y = backend.to_numpy(backend.gelu(backend.asarray(x), fused=True)).astype(np.float64)
+    normal = np.abs(expected) > np.finfo(np.float32).tiny
+    rel = np.abs(y[normal] - expected[normal]) / np.abs(expected[normal])
+    assert rel.max() < 8 * 2.0**-23, f"{rel.max() / 2.0**-23:.1f} ulps at x = {x[normal][rel.argmax()]}"

@@ -105,114 +105,190 @@ void softmax_rows(const __global storage_t *A, __global storage_t *P, const int 
 }
 
 /* ---------------------------------------------------------------------------------------------
- * FlashAttention forward, one launch. Compile-time: D, DV (head dims), BQ (query rows per
- * work-group), BK (keys per block), DT (work-items sharing one query row).
+ * FlashAttention forward, one launch, register-tiled (FlashAttention-2's loop order on scalar
+ * float units). Compile-time: D, DV (head dims), RQ (query rows per work-item), BK (keys per
+ * block), DC (the head dim is consumed in chunks of DC), KC (value rows staged at a time).
+ * The __local arrays are declared float4 for 16-byte alignment and read as float4s where four
+ * consecutive floats are wanted.
  *
- * Work-group (DT, BQ): work-item (t, r) owns query row n = n0 + r and the output columns
- * t, t + DT, t + 2 DT, ... (COLS of them) of that row, whose float accumulator stays in
- * registers. The query block is staged once in __local; then for every block of BK keys:
- *   1. stage K_j and V_j in __local (zeros past M, so ragged blocks add nothing);
- *   2. S = scale * Q K_j^T for the BQ x BK tile, spread over all work-items (-inf past M);
- *   3. each item finds its row's new max m_new = max(m, rowmax S) and writes its share of
- *      P = exp(S - m_new);
- *   4. each item rescales by exp(m - m_new):  l = l c + rowsum P,  acc = acc c + P V_j.
- * Finally O = acc / l. Nothing of size N x M is ever stored.
- * CAUSAL: scores of keys m > n are -inf, and the key loop stops after the block holding the
- * work-group's last row n0 + BQ - 1 (later blocks are masked for all its rows). The first block
- * holds key 0, visible to every row, so m_run is finite from then on; a later block masked for a
- * row leaves m_new = m_run and adds exp(-inf) = 0.
- * Global (DT, ceil(N / BQ) * BQ, BH), local (DT, BQ, 1).
+ * A work-group of 256 items, item (tr, tc) = (lid / 16, lid % 16), owns BQ = 16 RQ query rows.
+ * Item (tr, tc) holds, in registers,
+ *   - the scores of its rows tr + 16 i (i < RQ) with the keys tc + 16 j (j < RK = BK / 16) of
+ *     the current block: an RQ x RK tile of S = scale Q K^T;
+ *   - the output accumulator of the same rows for the columns tc + 16 c (c < CV = ceil(DV/16));
+ *   - per row, the running max m (the same in the 16 items of a row) and its own partial row sum.
+ * For every block of BK keys:
+ *   1. S: Q and K go through __local memory DC head columns at a time (one chunk when D <= 64,
+ *      and then Q is staged once for all blocks); each item reads float4s of Q rows and K rows;
+ *   2. the block's row max: each item's max over its RQ x RK tile, merged over the 16 items of
+ *      the row through __local memory; m_new = max(m, block max);
+ *   3. P = exp(S - m_new) in registers, written to __local Ps; correction = exp(m - m_new)
+ *      rescales the accumulator and the partial sums;
+ *   4. O += P V: V through __local memory KC keys at a time, transposed (a column's KC values
+ *      contiguous), so each item reads float4s of its rows' P values and of its value columns
+ *      along the keys.
+ * At the end the 16 partial sums of a row are added through __local memory and O = acc / l.
+ * Keys past M are -inf (and their K and V rows zero), so ragged blocks add nothing; query rows
+ * past N compute on zero queries and are not stored. CAUSAL: keys m > n are -inf, and the key
+ * loop stops after the block holding the work-group's last row. The first block holds key 0,
+ * visible to every row, so every running max is finite from then on.
+ * Global (256 * ceil(N / BQ), BH), local (256, 1).
  */
 #ifdef D
-#define WG (DT * BQ)
-#define COLS ((DV + DT - 1) / DT)
-#define KSTRIDE (D | 1) /* odd row stride of Ks: items reading column c of different keys hit different banks */
+#define TC 16                    /* items along a row's keys and output columns */
+#define TR 16                    /* item rows */
+#define BQ (TR * RQ)
+#define RK (BK / TC)
+#define CV ((DV + TC - 1) / TC)
+#define DCP (DC + 4)             /* __local row stride of the Q and K chunks: float4-aligned, */
+#define PSP (BK + 4)             /* and staggered across banks */
+#define KCP (KC + 4)             /* the same for the transposed value rows */
+#define NCHUNK ((D + DC - 1) / DC)
 
-__kernel __attribute__((reqd_work_group_size(DT, BQ, 1)))
+/* Stage rows [row0, row0 + rows) x head columns [c0, c0 + DC) of X (rows of D values, `limit`
+ * rows in all) into dst (rows x DCP floats); zeros outside. */
+void stage_chunk(__local float *dst, const __global storage_t *X, const size_t base, const int row0,
+                 const int rows, const int limit, const int c0)
+{
+    for (int i = get_local_id(0); i < rows * DC; i += TR * TC) {
+        const int row = i / DC, c = i - row * DC;
+        dst[row * DCP + c] = (row0 + row < limit && c0 + c < D) ? LOAD(X, base + (size_t)(row0 + row) * D + c0 + c)
+                                                                 : 0.0f;
+    }
+}
+
+__kernel __attribute__((reqd_work_group_size(TR * TC, 1, 1)))
 void flash_attention(const __global storage_t *Q, const __global storage_t *K, const __global storage_t *V,
                      __global storage_t *O, const int N, const int M, const float scale)
 {
-    const int t = get_local_id(0), r = get_local_id(1), lid = r * DT + t;
-    const int n0 = get_group_id(1) * BQ, n = n0 + r, bh = get_global_id(2);
-    const size_t q0 = ((size_t)bh * N + n0) * D;                    /* this work-group's query rows */
-    const size_t k0 = (size_t)bh * M * D, v0 = (size_t)bh * M * DV; /* this head's keys and values */
-    __local float Qs[BQ * D];        /* the query block, rows past N are zero */
-    __local float Ks[BK * KSTRIDE];  /* the current key block */
-    __local float Vs[BK * DV];       /* the current value block */
-    __local float Ss[BQ * BK];       /* scores of the current block */
-    __local float Ps[BQ * BK];       /* exp(S - m_new) of the current block */
+    const int lid = get_local_id(0), tr = lid / TC, tc = lid - tr * TC;
+    const int n0 = get_group_id(0) * BQ, bh = get_group_id(1);
+    const size_t q0 = (size_t)bh * N * D, k0 = (size_t)bh * M * D, v0 = (size_t)bh * M * DV;
+    /* (declared float4 for their 16-byte alignment: the float4 reads below) */
+    __local float4 Qc4[BQ * DCP / 4], Kc4[BK * DCP / 4], Ps4[BQ * PSP / 4];
+    __local float *Qc = (__local float *)Qc4;   /* a chunk of the query block */
+    __local float *Kc = (__local float *)Kc4;   /* a chunk of the key block */
+    __local float *Ps = (__local float *)Ps4;   /* exp(S - m_new) of the block */
+    __local float4 Vt4[DV * KCP / 4], red4[BQ * TC / 4];
+    __local float *Vt = (__local float *)Vt4;   /* KC value rows, transposed: Vt[col * KCP + key] */
+    __local float *red = (__local float *)red4; /* per-row merges over the 16 items of a row */
 
-    for (int i = lid; i < BQ * D; i += WG)
-        Qs[i] = (n0 + i / D < N) ? LOAD(Q, q0 + i) : 0.0f;
-
-    float m_run = -INFINITY; /* running row max */
-    float l_run = 0.0f;      /* running row sum of exp(A - m_run) */
-    float acc[COLS];         /* running unnormalized output columns t + j*DT */
-    for (int j = 0; j < COLS; ++j)
-        acc[j] = 0.0f;
+    float m_run[RQ], l_part[RQ], acc[RQ][CV];
+    for (int i = 0; i < RQ; ++i) {
+        m_run[i] = -INFINITY;
+        l_part[i] = 0.0f;
+        for (int c = 0; c < CV; ++c)
+            acc[i][c] = 0.0f;
+    }
+#if NCHUNK == 1
+    stage_chunk(Qc, Q, q0, n0, BQ, N, 0);
+#endif
 
     const int m_stop = CAUSAL ? min(M, n0 + BQ) : M; /* the same for the whole work-group */
     for (int j0 = 0; j0 < m_stop; j0 += BK) {
-        /* 1. stage the key and value block (contiguous in global memory) */
-        for (int i = lid; i < BK * D; i += WG) {
-            const int key = i / D;
-            Ks[key * KSTRIDE + (i - key * D)] = (j0 + key < M) ? LOAD(K, k0 + (size_t)j0 * D + i) : 0.0f;
-        }
-        for (int i = lid; i < BK * DV; i += WG)
-            Vs[i] = (j0 + i / DV < M) ? LOAD(V, v0 + (size_t)j0 * DV + i) : 0.0f;
-        barrier(CLK_LOCAL_MEM_FENCE);
-
-        /* 2. the BQ x BK score tile, one dot product of length D per entry; -inf past M and,
-         *    when causal, right of the diagonal */
-        for (int i = lid; i < BQ * BK; i += WG) {
-            const int row = i / BK, key = i - row * BK;
-            float s = 0.0f;
-            for (int c = 0; c < D; ++c)
-                s = fma(Qs[row * D + c], Ks[key * KSTRIDE + c], s);
-#if CAUSAL
-            const int key_stop = min(M, n0 + row + 1); /* keys past the diagonal are masked */
-#else
-            const int key_stop = M;
+        /* 1. S = Q K^T for the BQ x BK block, in registers */
+        float s[RQ][RK];
+        for (int i = 0; i < RQ; ++i)
+            for (int j = 0; j < RK; ++j)
+                s[i][j] = 0.0f;
+        for (int c0 = 0; c0 < D; c0 += DC) {
+#if NCHUNK > 1
+            stage_chunk(Qc, Q, q0, n0, BQ, N, c0);
 #endif
-            Ss[i] = (j0 + key < key_stop) ? scale * s : -INFINITY;
+            stage_chunk(Kc, K, k0, j0, BK, M, c0);
+            barrier(CLK_LOCAL_MEM_FENCE);
+            for (int c = 0; c < DC; c += 4) {
+                float4 q[RQ], k[RK];
+                for (int i = 0; i < RQ; ++i)
+                    q[i] = Qc4[((tr + TR * i) * DCP + c) / 4];
+                for (int j = 0; j < RK; ++j)
+                    k[j] = Kc4[((tc + TC * j) * DCP + c) / 4];
+                for (int i = 0; i < RQ; ++i)
+                    for (int j = 0; j < RK; ++j)
+                        s[i][j] += dot(q[i], k[j]);
+            }
+            barrier(CLK_LOCAL_MEM_FENCE);
+        }
+
+        /* 2. scale and mask; the block's row max over the 16 items of each row */
+        for (int i = 0; i < RQ; ++i) {
+            float mx = -INFINITY;
+            for (int j = 0; j < RK; ++j) {
+                const int key = j0 + tc + TC * j;
+#if CAUSAL
+                const bool visible = key < M && key <= n0 + tr + TR * i;
+#else
+                const bool visible = key < M;
+#endif
+                s[i][j] = visible ? scale * s[i][j] : -INFINITY;
+                mx = fmax(mx, s[i][j]);
+            }
+            red[(tr + TR * i) * TC + tc] = mx;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
+        float correction[RQ];
+        for (int i = 0; i < RQ; ++i) {
+            float m_new = m_run[i];
+            for (int t = 0; t < TC / 4; ++t) {
+                const float4 r = red4[(tr + TR * i) * (TC / 4) + t];
+                m_new = fmax(m_new, fmax(fmax(r.x, r.y), fmax(r.z, r.w)));
+            }
+            correction[i] = exp(m_run[i] - m_new); /* 0 on the first block (m_run = -inf) */
+            m_run[i] = m_new;
+            /* 3. P = exp(S - m_new): to __local for the product, into this item's partial sum */
+            float l_blk = 0.0f;
+            for (int j = 0; j < RK; ++j) {
+                const float p = exp(s[i][j] - m_new);
+                Ps[(tr + TR * i) * PSP + tc + TC * j] = p;
+                l_blk += p;
+            }
+            l_part[i] = fma(l_part[i], correction[i], l_blk);
+            for (int c = 0; c < CV; ++c)
+                acc[i][c] *= correction[i];
+        }
 
-        /* 3. the new row max (finite: the first block holds a real key visible to every row), and
-         *    this item's share of the exponentials */
-        float m_new = m_run;
-        for (int key = 0; key < BK; ++key)
-            m_new = fmax(m_new, Ss[r * BK + key]);
-        for (int key = t; key < BK; key += DT)
-            Ps[r * BK + key] = exp(Ss[r * BK + key] - m_new);
-        barrier(CLK_LOCAL_MEM_FENCE);
-
-        /* 4. rescale the running sum and accumulator to the new max, add this block */
-        const float correction = exp(m_run - m_new); /* 0 on the first block (m_run = -inf) */
-        float l_blk = 0.0f;
-        for (int key = 0; key < BK; ++key)
-            l_blk += Ps[r * BK + key];
-        l_run = l_run * correction + l_blk;
-        for (int j = 0; j < COLS; ++j)
-            acc[j] *= correction;
-        for (int key = 0; key < BK; ++key) {
-            const float p = Ps[r * BK + key];
-            for (int j = 0; j < COLS; ++j) {
-                const int col = t + j * DT;
-                if (col < DV)
-                    acc[j] = fma(p, Vs[key * DV + col], acc[j]);
+        /* 4. O += P V, KC value rows at a time */
+        for (int kc0 = 0; kc0 < BK; kc0 += KC) {
+            barrier(CLK_LOCAL_MEM_FENCE); /* Ps written; the previous Vc (and red) read */
+            for (int e = lid; e < KC * DV; e += TR * TC) {
+                const int key = e / DV, col = e - key * DV;
+                Vt[col * KCP + key] = (j0 + kc0 + key < M) ? LOAD(V, v0 + (size_t)(j0 + kc0) * DV + e) : 0.0f;
+            }
+            barrier(CLK_LOCAL_MEM_FENCE);
+            for (int k = 0; k < KC; k += 4) {
+                float4 p[RQ];
+                for (int i = 0; i < RQ; ++i)
+                    p[i] = Ps4[((tr + TR * i) * PSP + kc0 + k) / 4];
+                for (int c = 0; c < CV; ++c) {
+                    const int col = tc + TC * c;
+                    if (col < DV) {
+                        const float4 vk = Vt4[(col * KCP + k) / 4];
+                        for (int i = 0; i < RQ; ++i)
+                            acc[i][c] += dot(p[i], vk);
+                    }
+                }
             }
         }
-        m_run = m_new;
-        barrier(CLK_LOCAL_MEM_FENCE); /* before the next block overwrites Ks, Vs, Ss, Ps */
+        barrier(CLK_LOCAL_MEM_FENCE); /* before the next block overwrites Kc, Ps, Vc */
     }
 
-    if (n < N) {
-        for (int j = 0; j < COLS; ++j) {
-            const int col = t + j * DT;
-            if (col < DV)
-                STORE(O, ((size_t)bh * N + n) * DV + col, acc[j] / l_run);
+    /* the row sums: the 16 partial sums of each row */
+    for (int i = 0; i < RQ; ++i)
+        red[(tr + TR * i) * TC + tc] = l_part[i];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int i = 0; i < RQ; ++i) {
+        const int n = n0 + tr + TR * i;
+        float l = 0.0f;
+        for (int t = 0; t < TC / 4; ++t) {
+            const float4 r = red4[(tr + TR * i) * (TC / 4) + t];
+            l += (r.x + r.y) + (r.z + r.w);
         }
+        if (n < N)
+            for (int c = 0; c < CV; ++c) {
+                const int col = tc + TC * c;
+                if (col < DV)
+                    STORE(O, ((size_t)bh * N + n) * DV + col, acc[i][c] / l);
+            }
     }
 }
 #endif

@@ -14,6 +14,17 @@ typedef float storage_t;
 #define STORE(p, i, v) ((p)[(i)] = (v))
 #endif
 
+/* Four consecutive elements [4i, 4i + 4) as one float4, read and written as one aligned 16-byte
+ * (float) or 8-byte (half) access: the array's first element must be so aligned (device buffers
+ * are), which makes every fourth element so. The vector kernels of group_norm.cl and gelu.cl. */
+#if STORAGE_HALF
+#define LOAD4(p, i) vloada_half4((i), (p))
+#define STORE4(p, i, v) vstorea_half4((v), (i), (p))
+#else
+#define LOAD4(p, i) (((const __global float4 *)(p))[(i)])
+#define STORE4(p, i, v) (((__global float4 *)(p))[(i)] = (v))
+#endif
+
 /* sigmoid(w) = 1 / (1 + exp(-w)), evaluated with exp(-|w|) <= 1 so that it never overflows:
  * for w < 0 it is e / (1 + e), which underflows gracefully instead of giving x / inf.
  * (SiLU after GroupNorm, SiLU and quick GELU, the tanh form of GELU.) */
