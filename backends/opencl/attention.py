@@ -46,8 +46,7 @@ K pass through __local memory in chunks of DC head columns (read as float4s), th
 max is merged over the 16 items of a row in __local memory, P = exp(S - m) goes to __local
 memory for the product with V, which is staged KC rows at a time; O = acc / l at the end (see
 the kernel's comment). The head dims d and dv are compile-time defines; ``flash_plan`` picks RQ
-(4, or 2 when dv > 256; halved while the grid would have fewer than two work-groups per compute
-unit), DC (the fewest chunks of at most 64 columns) and the largest BK and KC
+(4, or 2 when dv > 256), DC (the fewest chunks of at most 64 columns) and the largest BK and KC
 that fit 48 KiB of __local memory (d = 40: BK 64, one chunk; d = 160: BK 32, chunks of 56; the
 VAE's d = 512: RQ 2, chunks of 64). Ragged N and M are masked in the kernel.
 
@@ -200,23 +199,19 @@ class FlashPlan:
 
 
 def _flash_local_bytes(dv: int, rows_per_item: int, block_k: int, chunk: int, value_rows: int) -> int:
-    # Qc (BQ x DC+4), Kc (BK x DC+4), Ps (BQ x BK+4), Vt (dv x KC+4), red (BQ x 16), all float
+    # Qc (BQ x DC+4), Kc (BK x DC+4), Ps (BQ x BK+4), Vc (KC x dv), red (BQ x 16), all float
     block_q = FLASH_TILE * rows_per_item
-    return 4 * ((block_q + block_k) * (chunk + 4) + block_q * (block_k + 4) + dv * (value_rows + 4)
+    return 4 * ((block_q + block_k) * (chunk + 4) + block_q * (block_k + 4) + value_rows * dv
                 + block_q * FLASH_TILE)
 
 
-def flash_plan(d: int, dv: int, local_mem_size: int = FLASH_LOCAL_BUDGET, rows: int = 0, heads: int = 1,
-               work_groups_wanted: int = 0) -> FlashPlan:
-    """Four query rows per item (two when dv > 256, so the accumulator stays at 64 registers),
-    fewer while ``rows`` query rows in each of ``heads`` heads would give fewer work-groups than
-    ``work_groups_wanted`` (the device's compute units: SD's d = 160 and VAE layers have too few
-    rows to fill an H200 otherwise); the head dim in the fewest chunks of at most 64 columns
-    (rounded up to float4s); then the largest key block in 64, 32, 16 and value staging in 16, 8,
-    4 rows whose __local footprint fits min(FLASH_LOCAL_BUDGET, local_mem_size)."""
+def flash_plan(d: int, dv: int, local_mem_size: int = FLASH_LOCAL_BUDGET) -> FlashPlan:
+    """Four query rows per item (two when dv > 256, so the accumulator stays at 64 registers);
+    the head dim in the fewest chunks of at most 64 columns (rounded up to float4s); then the
+    largest key block in 64, 32, 16 and value staging in 16, 8, 4 rows whose __local footprint
+    fits min(FLASH_LOCAL_BUDGET, local_mem_size). (Fewer rows per item to fill an H200 with
+    SD's short d = 80 and d = 160 sequences measured slower: NOTES.md.)"""
     rows_per_item = 2 if dv > 256 else 4
-    while rows_per_item > 1 and heads * -(-rows // (FLASH_TILE * rows_per_item)) < work_groups_wanted:
-        rows_per_item //= 2
     chunks = -(-d // 64)
     per_chunk = -(-d // chunks)
     chunk = 4 * -(-per_chunk // 4)
@@ -235,8 +230,7 @@ def flash_plan(d: int, dv: int, local_mem_size: int = FLASH_LOCAL_BUDGET, rows: 
 def attention_flash(rt: Runtime, q, k, v, scale: float, causal: bool = False):
     """One launch, no temporaries: tiled attention with an online softmax."""
     bh, n, m, d, dv = _dims(q, k, v)
-    plan = flash_plan(d, dv, rt.local_mem_size, rows=n, heads=bh,
-                      work_groups_wanted=2 * rt.device.max_compute_units)
+    plan = flash_plan(d, dv, rt.local_mem_size)
     if FLASH_WG > rt.max_work_group_size:
         raise ValueError(f"q: flash attention needs work-groups of {FLASH_WG} items, over this device's "
                          f"{rt.max_work_group_size}; use method='partial_softmax'")

@@ -8,7 +8,9 @@ Device memory (``memory_stats``) is counted by the runtime, which is shared by e
 the same device: the bytes of the live arrays it allocated (op outputs, temporaries, uploads,
 cached Winograd weights), and their peak since ``reset_peak_memory``. ``measure()`` counts the
 launches, kernel names and temporary bytes of what runs inside it; ``time`` reads the device
-time of a call from the profiling events of its launches.
+time of a call from the profiling events of its launches. Beyond the interface: ``rt`` (the
+runtime), ``measure`` and ``group_norm_form`` (one of the fused GroupNorm's two forms by name,
+for the benchmark).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from reference import _checks as checks
 
 from ..base import Backend, Timing
 from . import attention, elementwise, gelu, gemm, group_norm, winograd
-from .runtime import Runtime
+from .runtime import Runtime, is_c_contiguous
 
 
 class OpenCLBackend(Backend):
@@ -66,7 +68,7 @@ class OpenCLBackend(Backend):
             self.rt.check_storage_dtype(name, x.dtype)
             if x.context != self.rt.context:
                 raise ValueError(f"{name}: the array lives on another OpenCL context than this backend's device")
-            if not x.flags.c_contiguous or x.offset:
+            if not is_c_contiguous(x) or x.offset:
                 raise ValueError(f"{name}: expected a contiguous array with no offset; pass a copy")
 
     # -- device -------------------------------------------------------------------------------

@@ -124,14 +124,22 @@ KINDS = ("gemm", "conv", "attention")
 VECTOR_WIDTHS = (4, 2)
 
 
+class _Table(dict):
+    """The tile table, hashed by identity (so ``_nearest_tile`` remembers its answers per table:
+    a new table after ``_table.cache_clear()`` is asked afresh)."""
+
+    __hash__ = object.__hash__
+    __eq__ = object.__eq__
+
+
 @functools.lru_cache(maxsize=None)
-def _table() -> dict:
+def _table() -> _Table:
     """{device name: [(kind, dtype, m, n, k, batch, GemmTile), ...]} from ``TABLE_PATH``."""
     path = TABLE_PATH
     if not path.exists():
-        return {}
+        return _Table()
     data = json.loads(path.read_text())
-    table = {}
+    table = _Table()
     for device, entries in data["devices"].items():
         table[device] = [(e["kind"], e["dtype"], e["m"], e["n"], e["k"], e["batch"], GemmTile.parse(e["tile"]))
                          for e in entries]
@@ -140,11 +148,17 @@ def _table() -> dict:
 
 def choose_tile(rt: Runtime, kind: str, dtype, m: int, n: int, k: int, batch: int = 1) -> GemmTile:
     """The measured tile for a GEMM of this kind ("gemm" | "conv"), storage dtype and shape on
-    rt's device: the fastest tile of the nearest measured shape (module docstring)."""
-    entries = _table().get(rt.device.name)
+    rt's device: the fastest tile of the nearest measured shape (module docstring). Each
+    question is answered once per table (the search over the entries took a few hundred
+    microseconds, per call, of the host time of a network's forward pass)."""
+    return _nearest_tile(_table(), rt.device_name, kind, np.dtype(dtype).name, m, n, k, batch)
+
+
+@functools.lru_cache(maxsize=4096)
+def _nearest_tile(table: "_Table", device: str, kind: str, dtype: str, m: int, n: int, k: int, batch: int) -> GemmTile:
+    entries = table.get(device)
     if not entries:
         return DEFAULT_TILE
-    dtype = np.dtype(dtype).name
     same = [e for e in entries if e[0] == kind and e[1] == dtype] or [e for e in entries if e[0] == kind] or entries
 
     def distance(e):

@@ -128,7 +128,7 @@ def fused_plan(x_shape, groups: int, compute_units: int, max_work_group_size: in
 
 def device_plan(rt: Runtime, x_shape, groups: int, parts: int | None = None) -> FusedPlan:
     """``fused_plan`` on ``rt``'s device."""
-    return fused_plan(x_shape, groups, rt.device.max_compute_units, rt.max_work_group_size, parts)
+    return fused_plan(x_shape, groups, rt.compute_units, rt.max_work_group_size, parts)
 
 
 def group_norm_fused(rt: Runtime, x, groups: int, weight, bias, eps: float, silu: bool,

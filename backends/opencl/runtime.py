@@ -32,6 +32,7 @@ the device-scope fence of group_norm.cl). No fast-math flags: fp32 results must 
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
 import math
 import os
@@ -208,6 +209,22 @@ def check_int32_tensors(*tensors) -> None:
         check_int32_indexing(*entry)
 
 
+@functools.lru_cache(maxsize=4096)
+def c_strides(shape: tuple, itemsize: int) -> tuple:
+    """The byte strides of a C-contiguous array of ``shape`` (as pyopencl computes them)."""
+    strides, step = [], itemsize
+    for s in reversed(shape):
+        strides.append(step)
+        step *= max(1, s)
+    return tuple(reversed(strides))
+
+
+def is_c_contiguous(x: "cla.Array") -> bool:
+    """``x.flags.c_contiguous`` without pyopencl's per-call flag computation: C-contiguous strides
+    (or no more than one element)."""
+    return x.size <= 1 or tuple(x.strides) == c_strides(tuple(x.shape), x.dtype.itemsize)
+
+
 def _scalar_dtype(value) -> np.dtype:
     """The OpenCL type of a scalar kernel argument: numpy scalars keep theirs, Python bools and
     ints are int32, Python floats float32."""
@@ -240,6 +257,9 @@ class Runtime:
         self.context = cl.Context([device])
         self.queue = cl.CommandQueue(self.context, properties=cl.command_queue_properties.PROFILING_ENABLE)
         self.vendor = f"{device.platform.name} {device.vendor}"
+        # (each read of a device property is a query of the driver: these are read per call)
+        self.device_name = device.name
+        self.compute_units = device.max_compute_units
         #: NVIDIA's OpenCL compiles to PTX and takes inline PTX (``NVIDIA_PTX`` in the kernels)
         self.nvidia_ptx = "NVIDIA" in device.platform.name
         self.max_work_group_size = device.max_work_group_size
@@ -308,11 +328,18 @@ class Runtime:
             raise TypeError(f"{name}: the opencl backend stores float32 or float16, got {dtype}")
         return dtype
 
+    def _array(self, shape, dtype: np.dtype, data=None) -> "cla.Array":
+        """A C-contiguous array on a pool buffer (or on ``data``) by pyopencl's fast constructor,
+        which skips the shape and stride checks of ``cla.empty`` (tens of microseconds a call:
+        most of an op's host time before this)."""
+        shape = tuple(int(s) for s in shape)
+        return cla.Array(None, shape, dtype, allocator=self.pool, data=data, strides=c_strides(shape, dtype.itemsize),
+                         _fast=True, _size=math.prod(shape), _context=self.context, _queue=self.queue)
+
     def empty(self, shape, dtype) -> "cla.Array":
         """An op's output array. With ``poison=True`` it is filled with NaN first, so a kernel
         that forgets to write an element is caught by the tests."""
-        out = self._track(cla.empty(self.queue, tuple(int(s) for s in shape), self.check_storage_dtype("dtype", dtype),
-                                    allocator=self.pool))
+        out = self._track(self._array(shape, self.check_storage_dtype("dtype", dtype)))
         if self.poison and out.size:
             self._fill_nan(out)
         return out
@@ -327,11 +354,11 @@ class Runtime:
         """``x``'s data with another shape (same number of elements): no copy, no launch. ``x`` must
         be C-contiguous with no offset; the view is too. It shares ``x``'s memory count."""
         shape = tuple(int(s) for s in shape)
-        if not x.flags.c_contiguous or x.offset:
+        if not is_c_contiguous(x) or x.offset:
             raise ValueError("x: a view needs a contiguous array with no offset; pass a copy")
         if math.prod(shape) != x.size:
             raise ValueError(f"shape: {shape} holds {math.prod(shape)} elements, x {tuple(x.shape)} holds {x.size}")
-        out = cla.Array(self.queue, shape, x.dtype, data=x.base_data if x.size else None)
+        out = self._array(shape, x.dtype, data=x.base_data if x.size else None)
         if x.size and id(x.base_data) in self._live:
             self._track(out)
         return out
@@ -343,7 +370,7 @@ class Runtime:
 
     def temp(self, shape, dtype) -> "cla.Array":
         """An intermediate device buffer; its bytes are counted in ``Counters.temp_bytes``."""
-        buf = self._track(cla.empty(self.queue, tuple(int(s) for s in shape), np.dtype(dtype), allocator=self.pool))
+        buf = self._track(self._array(shape, np.dtype(dtype)))
         for c in self._stack:
             c.temp_bytes += buf.nbytes
             c.temp_buffers.append((buf.shape, buf.dtype))
@@ -358,8 +385,7 @@ class Runtime:
     def cache(self, shape, dtype) -> "cla.Array":
         """A persistent device array (e.g. Winograd-transformed weights): counted in device memory
         while it lives, and its bytes in ``Counters.cache_bytes``."""
-        out = self._track(cla.empty(self.queue, tuple(int(s) for s in shape), self.check_storage_dtype("dtype", dtype),
-                                    allocator=self.pool))
+        out = self._track(self._array(shape, self.check_storage_dtype("dtype", dtype)))
         self.count_cache(out.nbytes)
         return out
 

@@ -108,8 +108,6 @@ void softmax_rows(const __global storage_t *A, __global storage_t *P, const int 
  * FlashAttention forward, one launch, register-tiled (FlashAttention-2's loop order on scalar
  * float units). Compile-time: D, DV (head dims), RQ (query rows per work-item), BK (keys per
  * block), DC (the head dim is consumed in chunks of DC), KC (value rows staged at a time).
- * The __local arrays are declared float4 for 16-byte alignment and read as float4s where four
- * consecutive floats are wanted.
  *
  * A work-group of 256 items, item (tr, tc) = (lid / 16, lid % 16), owns BQ = 16 RQ query rows.
  * Item (tr, tc) holds, in registers,
@@ -124,9 +122,8 @@ void softmax_rows(const __global storage_t *A, __global storage_t *P, const int 
  *      the row through __local memory; m_new = max(m, block max);
  *   3. P = exp(S - m_new) in registers, written to __local Ps; correction = exp(m - m_new)
  *      rescales the accumulator and the partial sums;
- *   4. O += P V: V through __local memory KC keys at a time, transposed (a column's KC values
- *      contiguous), so each item reads float4s of its rows' P values and of its value columns
- *      along the keys.
+ *   4. O += P V: V through __local memory KC keys at a time; each item multiplies its rows'
+ *      P values (float4 reads along the keys) with its value columns.
  * At the end the 16 partial sums of a row are added through __local memory and O = acc / l.
  * Keys past M are -inf (and their K and V rows zero), so ragged blocks add nothing; query rows
  * past N compute on zero queries and are not stored. CAUSAL: keys m > n are -inf, and the key
@@ -142,7 +139,6 @@ void softmax_rows(const __global storage_t *A, __global storage_t *P, const int 
 #define CV ((DV + TC - 1) / TC)
 #define DCP (DC + 4)             /* __local row stride of the Q and K chunks: float4-aligned, */
 #define PSP (BK + 4)             /* and staggered across banks */
-#define KCP (KC + 4)             /* the same for the transposed value rows */
 #define NCHUNK ((D + DC - 1) / DC)
 
 /* Stage rows [row0, row0 + rows) x head columns [c0, c0 + DC) of X (rows of D values, `limit`
@@ -169,9 +165,8 @@ void flash_attention(const __global storage_t *Q, const __global storage_t *K, c
     __local float *Qc = (__local float *)Qc4;   /* a chunk of the query block */
     __local float *Kc = (__local float *)Kc4;   /* a chunk of the key block */
     __local float *Ps = (__local float *)Ps4;   /* exp(S - m_new) of the block */
-    __local float4 Vt4[DV * KCP / 4], red4[BQ * TC / 4];
-    __local float *Vt = (__local float *)Vt4;   /* KC value rows, transposed: Vt[col * KCP + key] */
-    __local float *red = (__local float *)red4; /* per-row merges over the 16 items of a row */
+    __local float Vc[KC * DV];    /* KC value rows */
+    __local float red[BQ * TC];   /* per-row merges over the 16 items of a row */
 
     float m_run[RQ], l_part[RQ], acc[RQ][CV];
     for (int i = 0; i < RQ; ++i) {
@@ -229,10 +224,8 @@ void flash_attention(const __global storage_t *Q, const __global storage_t *K, c
         float correction[RQ];
         for (int i = 0; i < RQ; ++i) {
             float m_new = m_run[i];
-            for (int t = 0; t < TC / 4; ++t) {
-                const float4 r = red4[(tr + TR * i) * (TC / 4) + t];
-                m_new = fmax(m_new, fmax(fmax(r.x, r.y), fmax(r.z, r.w)));
-            }
+            for (int t = 0; t < TC; ++t)
+                m_new = fmax(m_new, red[(tr + TR * i) * TC + t]);
             correction[i] = exp(m_run[i] - m_new); /* 0 on the first block (m_run = -inf) */
             m_run[i] = m_new;
             /* 3. P = exp(S - m_new): to __local for the product, into this item's partial sum */
@@ -251,8 +244,8 @@ void flash_attention(const __global storage_t *Q, const __global storage_t *K, c
         for (int kc0 = 0; kc0 < BK; kc0 += KC) {
             barrier(CLK_LOCAL_MEM_FENCE); /* Ps written; the previous Vc (and red) read */
             for (int e = lid; e < KC * DV; e += TR * TC) {
-                const int key = e / DV, col = e - key * DV;
-                Vt[col * KCP + key] = (j0 + kc0 + key < M) ? LOAD(V, v0 + (size_t)(j0 + kc0) * DV + e) : 0.0f;
+                const int key = e / DV;
+                Vc[e] = (j0 + kc0 + key < M) ? LOAD(V, v0 + (size_t)(j0 + kc0) * DV + e) : 0.0f;
             }
             barrier(CLK_LOCAL_MEM_FENCE);
             for (int k = 0; k < KC; k += 4) {
@@ -262,7 +255,8 @@ void flash_attention(const __global storage_t *Q, const __global storage_t *K, c
                 for (int c = 0; c < CV; ++c) {
                     const int col = tc + TC * c;
                     if (col < DV) {
-                        const float4 vk = Vt4[(col * KCP + k) / 4];
+                        const float4 vk = (float4)(Vc[k * DV + col], Vc[(k + 1) * DV + col],
+                                                   Vc[(k + 2) * DV + col], Vc[(k + 3) * DV + col]);
                         for (int i = 0; i < RQ; ++i)
                             acc[i][c] += dot(p[i], vk);
                     }
@@ -279,10 +273,8 @@ void flash_attention(const __global storage_t *Q, const __global storage_t *K, c
     for (int i = 0; i < RQ; ++i) {
         const int n = n0 + tr + TR * i;
         float l = 0.0f;
-        for (int t = 0; t < TC / 4; ++t) {
-            const float4 r = red4[(tr + TR * i) * (TC / 4) + t];
-            l += (r.x + r.y) + (r.z + r.w);
-        }
+        for (int t = 0; t < TC; ++t)
+            l += red[(tr + TR * i) * TC + t];
         if (n < N)
             for (int c = 0; c < CV; ++c) {
                 const int col = tc + TC * c;
