@@ -275,7 +275,8 @@ class Runtime:
         self._stack: list[Counters] = []
         self._dummy = {}
         self._counters: dict = {}
-        self._arg_dtypes: dict = {}  # id(kernel) -> kernel, once its scalar types are set
+        # id(kernel) -> (kernel, its name), once its scalar types are set
+        self._arg_dtypes: dict = {}
         #: live buffers this runtime allocated: id(buffer) -> [buffer, bytes, live arrays on it]
         self._live: dict = {}
         self.in_use_bytes = 0
@@ -449,8 +450,9 @@ class Runtime:
         The scalar types of a kernel's arguments are fixed on its first launch
         (``set_scalar_arg_dtypes``), so later launches pack them in pyopencl's generated setter
         instead of converting each one in Python (a kernel's scalar positions never change)."""
-        if id(kernel) not in self._arg_dtypes:
-            self._arg_dtypes[id(kernel)] = kernel
+        known = self._arg_dtypes.get(id(kernel))
+        if known is None:
+            known = self._arg_dtypes[id(kernel)] = (kernel, kernel.function_name)  # (held: its id stays its)
             kernel.set_scalar_arg_dtypes([None if isinstance(a, (cla.Array, cl.MemoryObjectHolder))
                                           else _scalar_dtype(a) for a in args])
         buffers = []
@@ -461,12 +463,12 @@ class Runtime:
                 buffers.append(a.data)
             else:
                 buffers.append(a)
+        name = known[1]
         kernel.set_args(*buffers)
         if local_size is not None:
             global_size = tuple(round_up(g, l) for g, l in zip(global_size, local_size))
         event = cl.enqueue_nd_range_kernel(self.queue, kernel, tuple(global_size),
                                            None if local_size is None else tuple(local_size))
-        name = kernel.function_name
         for c in self._stack:
             c.launches += 1
             c.kernels.append(name)

@@ -151,3 +151,21 @@ def test_memory_peak_covers_only_the_window(backend):
     assert backend.memory_stats()["in_use_bytes"] == base + 128  # the input upload is gone
     assert backend.memory_stats()["peak_bytes"] == base + 256  # input and output both lived
     del small
+
+
+def test_arrays_come_from_the_pool_and_their_buffers_return_to_it(backend):
+    # an op's output, once dead, hands its buffer back to the runtime's pool, and the next array of
+    # its size class reuses it instead of a new clCreateBuffer; the memory count follows the arrays
+    rt = backend.rt
+    base = fresh_window(backend)
+    x = rt.empty((1000,), np.float32)
+    held = rt.pool.held_blocks
+    assert backend.memory_stats()["in_use_bytes"] == base + 4000
+    del x
+    gc.collect()
+    assert rt.pool.held_blocks == held + 1 and backend.memory_stats()["in_use_bytes"] == base
+    y = rt.temp((1000,), np.float32)
+    assert rt.pool.held_blocks == held and backend.memory_stats()["in_use_bytes"] == base + 4000
+    del y
+    backend.clear_caches()  # gives the pool's unused buffers back to OpenCL
+    assert rt.pool.held_blocks == 0
