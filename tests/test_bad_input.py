@@ -5,6 +5,7 @@ on every backend as on numpy; plus each backend's own refusals (its array type, 
 dtypes).
 """
 
+import gc
 import numpy as np
 import pytest
 
@@ -299,6 +300,7 @@ def test_opencl_ops_refuse_tensors_beyond_int32_indexing(backend, monkeypatch, c
     call(backend, upload)  # within the real limit: it runs (and uploads the inputs)
     backend.synchronize()
     monkeypatch.setattr(runtime, "INT32_LIMIT", LIMIT)
+    gc.collect()  # arrays of earlier tests held in reference cycles must not leave during the call below
     before = backend.rt.in_use_bytes
     with backend.measure() as counted, pytest.raises(ValueError) as info:
         call(backend, upload)
