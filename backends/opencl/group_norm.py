@@ -1,4 +1,4 @@
-"""GroupNorm, the paper's first idea, on OpenCL: fused (one launch) and unfused (3-4 launches),
+"""GroupNorm, the paper's first idea, on OpenCL: fused (one launch, or two) and unfused (3-4 launches),
 and LayerNorm (the same statistics over one row). Host side of kernels/group_norm.cl.
 
 The math (reference/group_norm.py defines it). GroupNorm splits the C channels of x (N, C, *spatial)
@@ -29,10 +29,12 @@ Kernel plans (launches, temporaries):
                           statistics, the next T wait for their slab's and normalize (a ticket
                           handed out by an atomic, so no assumption about scheduling order; see
                           group_norm.cl). Temporaries: the (N, G, parts, 2) float32 partials; the
-                          runtime's zeroed ``sync`` counters are a cache, reset by the kernel itself.
+                          runtime's zeroed counters (``rt.counters``) are a cache, reset by the
+                          kernel itself.
       split               2 launches: ``group_norm_stats`` -> the (N, G, parts, 2) float32
                           partials -> ``group_norm_normalize`` (merge fused into the normalize).
-                          ``fused=True`` takes ``FUSED_FORM`` .
+                          ``fused=True`` takes ``FUSED_FORM``, "one_launch": at least as fast as
+                          split on 33 of 36 rows of three H200 runs (notes/group_norm.md).
     group_norm, unfused   the paper's "before": 3 launches, or 4 with silu.
                           group_mean (one WG per slab) -> temp mean m0 (N, G) float32;
                           group_var (one WG per slab, centred) -> temp (N, G, 2) float32:
@@ -57,7 +59,7 @@ from . import elementwise
 from .runtime import Runtime, check_int32_indexing, power_of_two_at_most, row_work_group
 
 FILE = "group_norm.cl"
-#: Work-group size of the GroupNorm reductions (one work-group per (sample, group)).
+#: Work-group size of the GroupNorm reductions (one work-group per slab, or per part of one).
 GROUP_WG = 256
 #: Elementwise work-group size of the unfused normalize kernel.
 APPLY_LOCAL = 256
