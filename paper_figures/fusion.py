@@ -43,8 +43,6 @@ from .common import BENCH_RUNS, Scale, Section, figure, fmt, read_bench, save, w
 
 #: the device of the committed GPU runs (an H200's SMs), for the fused GroupNorm's parts
 H200_COMPUTE_UNITS = 132
-#: launches of each fused GroupNorm form (backends/opencl/group_norm.py)
-GROUP_NORM_FUSED_LAUNCHES = {"one_launch": 1, "split": 2}
 TITLE = "Fused GroupNorm and GELU: launches, temporary bytes, latency"
 OPS = ("group_norm", "geglu")
 BENCH_OPS = {"group_norm": "group_norm+silu", "geglu": "geglu"}
@@ -112,7 +110,7 @@ def formula(layer: Layer, fused: bool, dtype="float32", shape=None,
         from backends.opencl import group_norm  # (pyopencl: only where the formula is asked for)
 
         plan = group_norm.fused_plan(shape, layer.groups, compute_units)
-        return GROUP_NORM_FUSED_LAUNCHES[group_norm.FUSED_FORM], 8 * shape[0] * layer.groups * plan.parts
+        return len(group_norm.FORM_KERNELS[group_norm.FUSED_FORM]), 8 * shape[0] * layer.groups * plan.parts
     if fused:
         return 1, 0
     if layer.op == "group_norm":

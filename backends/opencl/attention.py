@@ -194,7 +194,7 @@ class FlashPlan:
         return FLASH_TILE * self.rows_per_item
 
     def defines(self, d: int, dv: int) -> dict:
-        return {"D": d, "DV": dv, "RQ": self.rows_per_item, "BK": self.block_k, "DC": self.chunk,
+        return {"D": d, "DV": dv, "TILE": FLASH_TILE, "RQ": self.rows_per_item, "BK": self.block_k, "DC": self.chunk,
                 "KC": self.value_rows}
 
 

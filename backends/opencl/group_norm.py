@@ -88,6 +88,8 @@ def group_norm(rt: Runtime, x, num_groups: int, weight, bias, eps: float, fused:
 
 #: The fused forms, and the one ``fused=True`` runs (the rule measured in NOTES.md, "GroupNorm").
 FUSED_FORMS = ("one_launch", "split")
+#: The kernels each fused form launches, in order.
+FORM_KERNELS = {"one_launch": ("group_norm_fused",), "split": ("group_norm_stats", "group_norm_normalize")}
 FUSED_FORM = "one_launch"
 #: Work-groups the fused forms aim for per compute unit (an H200 SM holds 8 of 256 items).
 WORK_GROUPS_PER_UNIT = 8

@@ -26,7 +26,8 @@ Storage dtypes: float32, and float16 as *storage* (``vload_half``/``vstore_half`
 arithmetic; NVIDIA's OpenCL has no cl_khr_fp16. Every .cl file is compiled with the header
 ``common.h`` in front, which defines ``storage_t``, ``LOAD(p, i)`` and ``STORE(p, i, v)`` for the
 chosen storage, and ``NVIDIA_PTX`` (1 on NVIDIA's platform, whose compiler takes inline PTX:
-the device-scope fence of group_norm.cl). No fast-math flags: fp32 results must match the reference's tolerances.
+the device-scope fence of group_norm.cl). No fast-math flags: fp32 results must match the
+reference's tolerances.
 """
 
 from __future__ import annotations
@@ -226,11 +227,12 @@ def is_c_contiguous(x: "cla.Array") -> bool:
 
 
 def _scalar_dtype(value) -> np.dtype:
-    """The OpenCL type of a scalar kernel argument: numpy scalars keep theirs, Python bools and
-    ints are int32, Python floats float32."""
-    if isinstance(value, np.generic):
+    """The OpenCL type of a scalar kernel argument: numpy int32, uint32, int64 and floats keep
+    theirs; other integers (Python bools and ints, smaller numpy ints) are int32, Python floats
+    float32."""
+    if isinstance(value, (np.int32, np.uint32, np.int64, np.floating)):
         return value.dtype
-    if isinstance(value, (bool, int)):
+    if isinstance(value, (bool, int, np.integer)):
         return np.dtype(np.int32)
     if isinstance(value, float):
         return np.dtype(np.float32)
@@ -396,7 +398,7 @@ class Runtime:
         zeroed when made, replaced by a larger one when a call needs more; counted as a cache."""
         buf = self._counters.get(key)
         if buf is None or buf.size < size:
-            buf = self._track(cla.empty(self.queue, (max(int(size), 1024),), np.int32))
+            buf = self._track(self._array((max(int(size), 1024),), np.dtype(np.int32)))
             cl.enqueue_fill_buffer(self.queue, buf.data, np.zeros(1, np.int32), 0, buf.nbytes)
             self.count_cache(buf.nbytes)
             self._counters[key] = buf

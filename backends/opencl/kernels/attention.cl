@@ -132,8 +132,8 @@ void softmax_rows(const __global storage_t *A, __global storage_t *P, const int 
  * Global (256 * ceil(N / BQ), BH), local (256, 1).
  */
 #ifdef D
-#define TC 16                    /* items along a row's keys and output columns */
-#define TR 16                    /* item rows */
+#define TC TILE                  /* items along a row's keys and output columns (16) */
+#define TR TILE                  /* item rows (16) */
 #define BQ (TR * RQ)
 #define RK (BK / TC)
 #define CV ((DV + TC - 1) / TC)
