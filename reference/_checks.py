@@ -46,11 +46,10 @@ def check_array(name: str, x, ndim: int | tuple[int, ...] | None = None, array_t
 
 def check_same_dtype(**arrays) -> np.dtype:
     """All given arrays (None entries skipped) must share one dtype; return it."""
-    present = {k: v for k, v in arrays.items() if v is not None}
-    dtypes = {k: v.dtype for k, v in present.items()}
-    first = next(iter(dtypes.values()))
-    if any(d != first for d in dtypes.values()):
-        listed = ", ".join(f"{k}={d}" for k, d in dtypes.items())
+    dtypes = [v.dtype for v in arrays.values() if v is not None]
+    first = dtypes[0]
+    if any(d != first for d in dtypes):
+        listed = ", ".join(f"{k}={v.dtype}" for k, v in arrays.items() if v is not None)
         raise TypeError(f"dtypes differ ({listed}); convert them to one dtype first")
     return first
 

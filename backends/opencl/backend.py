@@ -32,11 +32,13 @@ class OpenCLBackend(Backend):
     name = "opencl"
     array_type = cla.Array
 
-    def __init__(self, optimizations=None, device=None, poison: bool = False):
+    def __init__(self, optimizations=None, device=None, poison: bool = False, profiling: bool = True):
         """``device``: see ``runtime.select_device`` (None: PYOPENCL_CTX, else the first GPU).
-        ``poison=True`` fills every output with NaN before the kernels write it (for tests)."""
+        ``poison=True`` fills every output with NaN before the kernels write it (for tests).
+        ``profiling=False`` runs on a queue without profiling events: less host time per launch,
+        but ``time`` then reports wall times only and ``measure`` no device seconds."""
         super().__init__(optimizations)
-        self.rt = Runtime.for_device(device, poison=poison)
+        self.rt = Runtime.for_device(device, poison=poison, profiling=profiling)
         self.vendor = self.rt.vendor
 
     def __repr__(self):
@@ -62,11 +64,12 @@ class OpenCLBackend(Backend):
         return x.get()
 
     def _check_arrays(self, **arrays):
+        context = self.rt.context
         for name, x in arrays.items():
             if x is None:
                 continue
             self.rt.check_storage_dtype(name, x.dtype)
-            if x.context != self.rt.context:
+            if x.context is not context and x.context != context:
                 raise ValueError(f"{name}: the array lives on another OpenCL context than this backend's device")
             if not is_c_contiguous(x) or x.offset:
                 raise ValueError(f"{name}: expected a contiguous array with no offset; pass a copy")
@@ -105,14 +108,16 @@ class OpenCLBackend(Backend):
         for _ in range(warmup):
             fn()
             self.rt.finish()
-        timing = Timing(timer="OpenCL profiling events, summed over the call's launches")
+        timing = Timing(timer="OpenCL profiling events, summed over the call's launches" if self.rt.profiling
+                        else "wall clock (a queue without profiling)")
         for _ in range(repeats):
             start = _time.perf_counter()
             with self.rt.measure() as counted:
                 fn()
             self.rt.finish()
             timing.wall.append(_time.perf_counter() - start)
-            timing.device.append(counted.device_seconds())
+            if self.rt.profiling:
+                timing.device.append(counted.device_seconds())
         timing.launches, timing.temp_bytes = counted.launches, counted.temp_bytes
         return timing
 

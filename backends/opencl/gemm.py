@@ -151,14 +151,15 @@ def choose_tile(rt: Runtime, kind: str, dtype, m: int, n: int, k: int, batch: in
     rt's device: the fastest tile of the nearest measured shape (module docstring). Each
     question is answered once per table (the search over the entries took a few hundred
     microseconds, per call, of the host time of a network's forward pass)."""
-    return _nearest_tile(_table(), rt.device_name, kind, np.dtype(dtype).name, m, n, k, batch)
+    return _nearest_tile(_table(), rt.device_name, kind, dtype, m, n, k, batch)
 
 
 @functools.lru_cache(maxsize=4096)
-def _nearest_tile(table: "_Table", device: str, kind: str, dtype: str, m: int, n: int, k: int, batch: int) -> GemmTile:
+def _nearest_tile(table: "_Table", device: str, kind: str, dtype, m: int, n: int, k: int, batch: int) -> GemmTile:
     entries = table.get(device)
     if not entries:
         return DEFAULT_TILE
+    dtype = np.dtype(dtype).name
     same = [e for e in entries if e[0] == kind and e[1] == dtype] or [e for e in entries if e[0] == kind] or entries
 
     def distance(e):
@@ -217,24 +218,45 @@ def gemm_batched(rt: Runtime, a, b, c, m: int, n: int, k: int, batch: int,
     partials itself): with a split-K tile, return the partials and leave C alone; else None.
     ``vectors=False``: scalar loads whatever the layout."""
     check_int32_tensors(("a", a.size), ("b", b.size), ("c", c.size))
-    tile = _check_tile(rt, tile or choose_tile(rt, "gemm", c.dtype, m, n, k, batch))
+    tile = tile or choose_tile(rt, "gemm", c.dtype, m, n, k, batch)
+    plan = _gemm_plan(rt, c.dtype, m, n, k, tuple(a_strides), tuple(b_strides), vectors, tile, batch)
     partial = None
-    if tile.splits > 1:
-        check_int32_tensors(("c", (tile.splits, batch, m, n), "the split-K partial sums (splits, batch, M, N)"))
-        partial = rt.temp((tile.splits, batch, m, n), np.float32)
-    layout = _layout(tile, m, n, k, a_strides, b_strides, vectors)
-    kernel = rt.kernel(FILE, "gemm_batched", c.dtype, {**tile.defines(), **layout})
-    groups = (-(-n // tile.bn), -(-m // tile.bm), batch * tile.splits)
+    if plan.tile.splits > 1:
+        check_int32_tensors(("c", (plan.tile.splits, batch, m, n), "the split-K partial sums (splits, batch, M, N)"))
+        partial = rt.temp((plan.tile.splits, batch, m, n), np.float32)
     bias_arg = bias if bias is not None else rt.dummy(c.dtype)
-    rt.launch(kernel, (groups[0] * tile.threads, groups[1], groups[2]), (tile.threads, 1, 1), a, b, c,
-              bias_arg, bias is not None, m, n, k, *a_strides, *b_strides, *c_strides, float(alpha),
-              partial if partial is not None else rt.dummy(np.float32))
+    rt.launch(plan.kernel, plan.global_size, plan.local_size, a, b, c, bias_arg, bias is not None, m, n, k,
+              *a_strides, *b_strides, *c_strides, float(alpha), partial if partial is not None else rt.dummy(np.float32))
     if partial is None or not reduce:
         return partial
-    reducer = rt.kernel(FILE, "gemm_splitk_reduce", c.dtype, {**tile.defines(), **layout})  # same program
-    rt.launch(reducer, (n, m, batch), (min(REDUCE_WG, n), 1, 1), partial, c, bias_arg, bias is not None,
+    rt.launch(plan.reducer, (n, m, batch), (min(REDUCE_WG, n), 1, 1), partial, c, bias_arg, bias is not None,
               m, n, *c_strides, float(alpha))
     return None
+
+
+@dataclass(frozen=True)
+class _GemmPlan:
+    """What a ``gemm_batched`` call launches: its tile, the product's kernel and sizes, and the
+    split-K reduction's kernel (None unless the tile splits K)."""
+
+    tile: GemmTile
+    kernel: object
+    global_size: tuple
+    local_size: tuple
+    reducer: object
+
+
+@functools.lru_cache(maxsize=4096)
+def _gemm_plan(rt: Runtime, dtype, m: int, n: int, k: int, a_strides: tuple, b_strides: tuple, vectors: bool,
+               tile: GemmTile, batch: int) -> _GemmPlan:
+    """The plan of one GEMM shape, layout and tile, made once (the vector widths, the defines and
+    the kernel lookup took a good part of a linear layer's host time when made per call)."""
+    tile = _check_tile(rt, tile)
+    defines = {**tile.defines(), **_layout(tile, m, n, k, a_strides, b_strides, vectors)}
+    kernel = rt.kernel(FILE, "gemm_batched", dtype, defines)
+    groups = (-(-n // tile.bn), -(-m // tile.bm), batch * tile.splits)
+    reducer = rt.kernel(FILE, "gemm_splitk_reduce", dtype, defines) if tile.splits > 1 else None  # same program
+    return _GemmPlan(tile, kernel, (groups[0] * tile.threads, groups[1], groups[2]), (tile.threads, 1, 1), reducer)
 
 
 def conv2d_implicit_gemm(rt: Runtime, x, w, b, y, stride, padding, tile: GemmTile | None = None,

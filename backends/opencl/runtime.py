@@ -17,8 +17,8 @@ Device memory: the runtime counts the bytes of the live device buffers it alloca
 (``empty``, ``temp``, ``cache``, ``to_device``, ``dummy``) in ``in_use_bytes``, and their
 maximum since ``reset_peak_memory()`` in ``peak_bytes``. A buffer counts from its allocation
 until the last array on it is garbage-collected: pyopencl's ``Buffer`` takes no weak
-references, so each array gets a ``weakref.finalize`` and a buffer keeps a count of its live
-arrays; a ``view`` (a reshape without a copy) joins its buffer's count, so it neither counts
+references, so each array gets a weak reference whose callback releases it, and a buffer keeps a
+count of its live arrays; a ``view`` (a reshape without a copy) joins its buffer's count, so it neither counts
 twice nor lets the bytes go while it lives. Buffers made elsewhere (``cla.empty`` directly) are
 not counted.
 
@@ -158,11 +158,15 @@ class Counters:
     temp_buffers: list = field(default_factory=list)  # (shape, dtype) of each temporary
     cache_bytes: int = 0  # bytes of persistent caches created (e.g. Winograd-transformed weights)
     events: list = field(default_factory=list)  # the profiling event of each launch
+    profiled: bool = True  # whether the events carry device times (a profiling queue)
 
     def device_seconds(self) -> float:
         """Sum over the launches of (end - start) from their profiling events: the time the
         device spent in the kernels, without the host's launch overhead and the gaps between
         kernels. Waits for the launches to complete."""
+        if not self.profiled:
+            raise RuntimeError("device_seconds: the launches ran on a queue without profiling "
+                               "(profiling=False); use a backend with profiling=True for device times")
         if self.events:
             cl.wait_for_events(self.events)
         return sum(e.profile.end - e.profile.start for e in self.events) * 1e-9
@@ -194,9 +198,7 @@ def check_int32_indexing(name: str, size, what: str | None = None) -> int:
     """``size`` (an element count, or a shape) as an int if the kernels' 32-bit int indexing can
     address it (at most ``INT32_LIMIT`` elements), else a ValueError naming the argument ``name``
     (and ``what`` tensor derived from it, e.g. "its Winograd transform V (36, C, T)")."""
-    if not isinstance(size, (int, np.integer)):
-        size = math.prod(int(s) for s in size)
-    size = int(size)
+    size = int(size) if isinstance(size, (int, np.integer)) else int(math.prod(size))
     if size > INT32_LIMIT:
         of = f" ({what})" if what else ""
         raise ValueError(f"{name}{of}: {size} elements exceed the int32 indexing of the OpenCL kernels "
@@ -245,19 +247,25 @@ class Runtime:
     _instances: dict = {}
 
     @classmethod
-    def for_device(cls, device=None, poison: bool = False) -> "Runtime":
-        """The shared runtime of a device (so arrays and programs are shared between backends)."""
+    def for_device(cls, device=None, poison: bool = False, profiling: bool = True) -> "Runtime":
+        """The shared runtime of a device (so arrays and programs are shared between backends)
+        with these settings."""
         dev = select_device(device)
-        key = (dev.int_ptr, poison)
+        key = (dev.int_ptr, poison, profiling)
         if key not in cls._instances:
-            cls._instances[key] = cls(dev, poison)
+            cls._instances[key] = cls(dev, poison, profiling)
         return cls._instances[key]
 
-    def __init__(self, device: "cl.Device", poison: bool = False):
+    def __init__(self, device: "cl.Device", poison: bool = False, profiling: bool = True):
         self.device = device
         self.poison = poison
         self.context = cl.Context([device])
-        self.queue = cl.CommandQueue(self.context, properties=cl.command_queue_properties.PROFILING_ENABLE)
+        #: whether the queue records each launch's device time (``Counters.device_seconds``). It
+        #: costs the host time per launch (5.6 us of 12.9 on the H200, ``probes/launch_cost.py``),
+        #: so a run that only needs the wall time turns it off.
+        self.profiling = bool(profiling)
+        self.queue = cl.CommandQueue(
+            self.context, properties=cl.command_queue_properties.PROFILING_ENABLE if self.profiling else 0)
         self.vendor = f"{device.platform.name} {device.vendor}"
         # (each read of a device property is a query of the driver: these are read per call)
         self.device_name = device.name
@@ -277,10 +285,12 @@ class Runtime:
         self._stack: list[Counters] = []
         self._dummy = {}
         self._counters: dict = {}
-        # id(kernel) -> (kernel, its name), once its scalar types are set
-        self._arg_dtypes: dict = {}
+        # id(kernel) -> (kernel, its name, its buffer positions), once its scalar types are set
+        self._launch_info: dict = {}
         #: live buffers this runtime allocated: id(buffer) -> [buffer, bytes, live arrays on it]
         self._live: dict = {}
+        #: id(weak reference) -> (the reference, its buffer's key in ``_live``), one per tracked array
+        self._refs: dict = {}
         self.in_use_bytes = 0
         self.peak_bytes = 0
 
@@ -316,16 +326,24 @@ class Runtime:
         return self._programs[key]
 
     def kernel(self, filename: str, name: str, dtype, defines: dict | None = None) -> "cl.Kernel":
-        """A kernel object, retrieved once per (file, name, dtype, defines) and reused."""
-        key = (filename, name, np.dtype(dtype).str, tuple(sorted((defines or {}).items())))
-        if key not in self._kernels:
-            self._kernels[key] = cl.Kernel(self.program(filename, dtype, defines), name)
-        return self._kernels[key]
+        """A kernel object, retrieved once per (file, name, dtype, defines) and reused. The lookup
+        is keyed first by the arguments as given (one dict lookup on the hot path), then by their
+        canonical form (storage dtype, sorted defines) on a miss."""
+        fast_key = (filename, name, dtype, tuple(defines.items()) if defines else ())
+        kernel = self._kernels.get(fast_key)
+        if kernel is None:
+            key = (filename, name, np.dtype(dtype).str, tuple(sorted((defines or {}).items())))
+            if key not in self._kernels:
+                self._kernels[key] = cl.Kernel(self.program(filename, dtype, defines), name)
+            kernel = self._kernels[fast_key] = self._kernels[key]
+        return kernel
 
     # -- buffers -----------------------------------------------------------------------------
 
     @staticmethod
     def check_storage_dtype(name: str, dtype) -> np.dtype:
+        if dtype in STORAGE_DTYPES and isinstance(dtype, np.dtype):
+            return dtype
         dtype = np.dtype(dtype)
         if dtype not in STORAGE_DTYPES:
             raise TypeError(f"{name}: the opencl backend stores float32 or float16, got {dtype}")
@@ -335,7 +353,7 @@ class Runtime:
         """A C-contiguous array on a pool buffer (or on ``data``) by pyopencl's fast constructor,
         which skips the shape and stride checks of ``cla.empty`` (tens of microseconds a call:
         most of an op's host time before this)."""
-        shape = tuple(int(s) for s in shape)
+        shape = tuple(map(int, shape))
         return cla.Array(None, shape, dtype, allocator=self.pool, data=data, strides=c_strides(shape, dtype.itemsize),
                          _fast=True, _size=math.prod(shape), _context=self.context, _queue=self.queue)
 
@@ -406,15 +424,20 @@ class Runtime:
 
     def dummy(self, dtype) -> "cla.Array":
         """A one-element buffer to pass where an optional argument (e.g. a bias) is absent."""
-        dtype = np.dtype(dtype)
-        if dtype.str not in self._dummy:
-            self._dummy[dtype.str] = self._track(cla.zeros(self.queue, (1,), dtype))
-        return self._dummy[dtype.str]
+        dummy = self._dummy.get(dtype)
+        if dummy is None:
+            dummy = self._dummy.get(np.dtype(dtype).str)
+            if dummy is None:
+                dummy = self._dummy[np.dtype(dtype).str] = self._track(cla.zeros(self.queue, (1,), np.dtype(dtype)))
+            self._dummy[dtype] = dummy
+        return dummy
 
     # -- device memory -----------------------------------------------------------------------
 
     def _track(self, a: "cla.Array") -> "cla.Array":
-        """Count ``a``'s buffer (once per buffer) until the last tracked array on it is collected."""
+        """Count ``a``'s buffer (once per buffer) until the last tracked array on it is collected:
+        a weak reference to ``a`` whose callback releases it (a ``weakref.ref`` with a callback
+        costs a fraction of a ``weakref.finalize``: this runs for every array an op makes)."""
         buf = a.base_data
         if buf is None:  # an empty array owns no buffer
             return a
@@ -423,10 +446,15 @@ class Runtime:
         if entry is None:
             entry = self._live[key] = [buf, int(a.nbytes), 0]  # the bytes asked for (the pool rounds up)
             self.in_use_bytes += entry[1]
-            self.peak_bytes = max(self.peak_bytes, self.in_use_bytes)
+            if self.in_use_bytes > self.peak_bytes:
+                self.peak_bytes = self.in_use_bytes
         entry[2] += 1
-        weakref.finalize(a, self._release, key).atexit = False
+        ref = weakref.ref(a, self._collected)
+        self._refs[id(ref)] = (ref, key)  # the reference must live for its callback to run
         return a
+
+    def _collected(self, ref) -> None:
+        self._release(self._refs.pop(id(ref))[1])
 
     def _release(self, key) -> None:
         entry = self._live[key]
@@ -449,38 +477,45 @@ class Runtime:
         """Enqueue ``kernel``; arrays are passed as their buffers, Python ints as int32 and Python
         floats as float32. ``global_size`` is rounded up to a multiple of ``local_size``.
 
-        The scalar types of a kernel's arguments are fixed on its first launch
-        (``set_scalar_arg_dtypes``), so later launches pack them in pyopencl's generated setter
-        instead of converting each one in Python (a kernel's scalar positions never change)."""
-        known = self._arg_dtypes.get(id(kernel))
+        A kernel's first launch fixes its scalar argument types (``set_scalar_arg_dtypes``) and
+        which positions hold arrays: a kernel's argument kinds never change, so later launches
+        only swap the arrays for their buffers and let pyopencl's generated setter pack the
+        scalars, without converting each argument in Python."""
+        known = self._launch_info.get(id(kernel))
         if known is None:
-            known = self._arg_dtypes[id(kernel)] = (kernel, kernel.function_name)  # (held: its id stays its)
-            kernel.set_scalar_arg_dtypes([None if isinstance(a, (cla.Array, cl.MemoryObjectHolder))
-                                          else _scalar_dtype(a) for a in args])
-        buffers = []
-        for a in args:
+            known = self._launch_info[id(kernel)] = self._first_launch(kernel, args)
+        args = list(args)
+        for i in known[2]:
+            a = args[i]
             if isinstance(a, cla.Array):
                 if a.offset:
                     raise ValueError("launch: arrays with a non-zero offset are not supported; pass a copy")
-                buffers.append(a.data)
-            else:
-                buffers.append(a)
-        name = known[1]
-        kernel.set_args(*buffers)
+                args[i] = a.base_data
+        kernel.set_args(*args)
         if local_size is not None:
-            global_size = tuple(round_up(g, l) for g, l in zip(global_size, local_size))
-        event = cl.enqueue_nd_range_kernel(self.queue, kernel, tuple(global_size),
-                                           None if local_size is None else tuple(local_size))
+            global_size = tuple([round_up(g, l) for g, l in zip(global_size, local_size)])
+            local_size = tuple(local_size)
+        else:
+            global_size = tuple(global_size)
+        event = cl.enqueue_nd_range_kernel(self.queue, kernel, global_size, local_size)
         for c in self._stack:
             c.launches += 1
-            c.kernels.append(name)
+            c.kernels.append(known[1])
             c.events.append(event)
         return event
+
+    @staticmethod
+    def _first_launch(kernel: "cl.Kernel", args) -> tuple:
+        """(the kernel, held so that its id stays its own; its name; the positions of its buffer
+        arguments), after fixing its scalar argument types from this launch's arguments."""
+        buffers = tuple(i for i, a in enumerate(args) if isinstance(a, (cla.Array, cl.MemoryObjectHolder)))
+        kernel.set_scalar_arg_dtypes([None if i in buffers else _scalar_dtype(a) for i, a in enumerate(args)])
+        return kernel, kernel.function_name, buffers
 
     @contextlib.contextmanager
     def measure(self):
         """Count launches, kernel names and temporary bytes of everything run inside."""
-        counters = Counters()
+        counters = Counters(profiled=self.profiling)
         self._stack.append(counters)
         try:
             yield counters

@@ -63,6 +63,27 @@ def test_poison_fills_outputs_with_nan(backend):
     assert np.all(np.isnan(out.get()))
 
 
+def test_a_backend_without_profiling_computes_the_same_and_reports_no_device_time():
+    from backends import get_backend
+
+    profiled, plain = get_backend("opencl"), get_backend("opencl", profiling=False)
+    assert profiled.rt.profiling and not plain.rt.profiling and plain.rt is not profiled.rt
+    assert not plain.rt.queue.properties & runtime.cl.command_queue_properties.PROFILING_ENABLE
+    x = random_array(3, (2, 64, 40), dtype=np.float32)
+    w = random_array(4, (24, 40), dtype=np.float32)
+    expected = profiled.to_numpy(profiled.linear(profiled.asarray(x), profiled.asarray(w)))
+    xs, ws = plain.asarray(x), plain.asarray(w)
+    np.testing.assert_array_equal(plain.to_numpy(plain.linear(xs, ws)), expected)
+    timing = plain.time(lambda: plain.linear(xs, ws), repeats=2, warmup=1)
+    assert timing.device_median is None and len(timing.wall) == 2 and timing.launches >= 1
+    assert "without profiling" in timing.timer
+    with plain.measure() as counted:
+        plain.linear(xs, ws)
+    assert counted.launches >= 1
+    with pytest.raises(RuntimeError, match="device_seconds: the launches ran on a queue without profiling"):
+        counted.device_seconds()
+
+
 # ----------------------------------------------------------------------------------- the GEMM
 
 
