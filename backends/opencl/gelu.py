@@ -32,9 +32,8 @@ Kernel plans (launches, temporaries; "n" = x.size, temporaries have x's storage 
                      of b into a temporary (4 or 7 launches), then mul a * gelu(b) (1 launch):
                      6 launches and 6 temporaries (erf form), 9 and 9 (tanh form).
 
-The fused kernels read and write vectors (one aligned access each): 8 halves (16 bytes) in fp16
-where the length (GEGLU: F) is a multiple of 8, 4 elements (16-byte fp32, 8-byte fp16) where it is
-a multiple of 4, else single elements; each item loads
+The fused kernels read and write vectors of 4 elements (one aligned 16-byte fp32 or 8-byte fp16
+access) where the length (GEGLU: F) is a multiple of 4, else single elements; each item loads
 ``PER_ITEM`` vectors (32 bytes of each input) before it computes, so enough bytes are in flight
 to run at copy speed. The unfused primitives run one work-item per output element in work-groups
 of ``elementwise.LOCAL`` items. All have a bounds check for the ragged last group.
@@ -56,10 +55,7 @@ SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
 #: Work-group size of the fused kernels.
 FUSED_WG = 256
-#: Vector widths of the fused kernels, widest first: fp16 also reads 8 halves (16 bytes) at once.
-VECTOR_WIDTHS = {np.dtype(np.float32): (4, 1), np.dtype(np.float16): (8, 4, 1)}
-#: Vectors of 4 each item of a fused kernel loads before it computes (32 bytes of every input in
-#: flight; half as many vectors of 8).
+#: Vectors each item of a fused kernel loads before it computes: 32 bytes of every input in flight.
 PER_ITEM = {np.dtype(np.float32): 2, np.dtype(np.float16): 4}
 
 
@@ -68,8 +64,8 @@ def _fused_launch(rt: Runtime, name: str, n: int, dtype, x, y, approximate: bool
     n (and GEGLU's F) is a multiple of 4, else of 1; ``PER_ITEM`` vectors per item."""
     if not n:
         return
-    vec = next(v for v in VECTOR_WIDTHS[np.dtype(dtype)] if n % v == 0 and (features is None or features % v == 0))
-    per_item = PER_ITEM[np.dtype(dtype)] * 4 // max(vec, 4)
+    vec = 4 if n % 4 == 0 and (features is None or features % 4 == 0) else 1
+    per_item = PER_ITEM[np.dtype(dtype)]
     kernel = rt.kernel(FILE, name, dtype, {"VEC": vec, "PER_ITEM": per_item, "WG": FUSED_WG})
     n_vec = n // vec
     groups = -(-n_vec // (FUSED_WG * per_item))

@@ -59,9 +59,8 @@ float gelu_tanh(const float v)
 }
 
 /* ---------------------------------------------------------------- fused GELU, GEGLU (1 launch)
- * Vectors of VEC elements, read and written as one aligned access: 8 halves (16 bytes) in fp16
- * storage where the length, or GEGLU's F, is a multiple of 8; 4 elements (LOAD4 / STORE4) where
- * it is a multiple of 4; else 1. Each work-group covers WG * PER_ITEM
+ * Vectors of VEC elements (4 where the length, or GEGLU's F, is a multiple of 4, else 1), read
+ * and written as one aligned access (LOAD4 / STORE4). Each work-group covers WG * PER_ITEM
  * consecutive vectors; item l takes vectors l, l + WG, ... of it (every access coalesced), loads
  * all PER_ITEM of them before it computes, and so keeps PER_ITEM loads in flight. n counts
  * vectors. */
@@ -74,29 +73,16 @@ float gelu_tanh(const float v)
 #ifndef WG
 #define WG 256
 #endif
-float4 gelu4(const float4 v, const int approximate)
-{
-    return approximate ? (float4)(gelu_tanh(v.s0), gelu_tanh(v.s1), gelu_tanh(v.s2), gelu_tanh(v.s3))
-                       : (float4)(gelu_erf(v.s0), gelu_erf(v.s1), gelu_erf(v.s2), gelu_erf(v.s3));
-}
-#if VEC == 8 && STORAGE_HALF
-/* eight halves: one aligned 16-byte access */
-typedef float8 vec_t;
-#define LOADV(p, i) vloada_half8((i), (p))
-#define STOREV(p, i, v) vstorea_half8((v), (i), (p))
-vec_t gelu_vec(const vec_t v, const int approximate)
-{
-    return (float8)(gelu4(v.lo, approximate), gelu4(v.hi, approximate));
-}
-#elif VEC == 4
+#if VEC == 4
 typedef float4 vec_t;
 #define LOADV LOAD4
 #define STOREV STORE4
 vec_t gelu_vec(const vec_t v, const int approximate)
 {
-    return gelu4(v, approximate);
+    return approximate ? (float4)(gelu_tanh(v.s0), gelu_tanh(v.s1), gelu_tanh(v.s2), gelu_tanh(v.s3))
+                       : (float4)(gelu_erf(v.s0), gelu_erf(v.s1), gelu_erf(v.s2), gelu_erf(v.s3));
 }
-#elif VEC == 1
+#else
 typedef float vec_t;
 #define LOADV LOAD
 #define STOREV STORE
@@ -104,8 +90,6 @@ vec_t gelu_vec(const vec_t v, const int approximate)
 {
     return approximate ? gelu_tanh(v) : gelu_erf(v);
 }
-#else
-#error "VEC must be 1, 4, or 8 with half storage"
 #endif
 
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
