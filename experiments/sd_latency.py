@@ -7,8 +7,8 @@
 Random weights with SD 1.4's shapes (drawn once, shared by every configuration), a batch of 2
 for the UNet and text encoder (classifier-free guidance, as the pipeline runs it), 64 x 64
 latents (512 x 512 images). For each configuration: one warm-up call per component (kernel
-builds, JIT compilation), then ``--iterations`` timed calls of the UNet and one of the text
-encoder and the decoder, each synchronized with the device. The UNet's number is the median.
+builds, JIT compilation), then ``--iterations`` timed calls of each component, each synchronized
+with the device; each number is their median.
 On OpenCL the timed calls run on a queue without profiling (``profiling=False``: the events
 cost the host about 6 us per launch on an H200, ``experiments/probes/launch_cost.py``), as a
 user would run; then the component is built again on a profiling queue and one more call is
@@ -111,8 +111,7 @@ def measure(backend_name: str, config_names, tiny: bool, iterations: int, batch:
             model = cls(configs[name], params[name], backend=timing_be, dtype=dtype, source="random parameters")
             timing_be.reset_peak_memory()
             row[f"{name}_first_s"] = timed_call(timing_be, model, data[name])  # builds / compiles
-            n = iterations if name == "unet" else 1
-            times = [timed_call(timing_be, model, data[name]) for _ in range(n)]
+            times = [timed_call(timing_be, model, data[name]) for _ in range(iterations)]
             row[f"{name}_s"] = statistics.median(times)
             stats = timing_be.memory_stats()
             row[f"{name}_peak_mib"] = None if stats["peak_bytes"] is None else stats["peak_bytes"] / 2**20
@@ -152,7 +151,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--backend", choices=["numpy", "opencl", "jax"], default="opencl")
     p.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=["none", "paper"])
-    p.add_argument("--iterations", type=int, default=3, help="timed UNet calls after the warm-up")
+    p.add_argument("--iterations", type=int, default=3, help="timed calls per component after the warm-up")
     p.add_argument("--batch", type=int, default=2, help="2: classifier-free guidance, as the pipeline")
     p.add_argument("--dtype", choices=["float32", "float16"], default="float32")
     p.add_argument("--tiny", action="store_true", help="tiny SD-shaped networks instead of SD 1.4")
