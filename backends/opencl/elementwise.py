@@ -32,6 +32,7 @@ Element counts must stay below 2^31 (the kernels index with int).
 
 from __future__ import annotations
 
+import functools
 import math
 
 from .runtime import Runtime, check_int32_indexing, check_int32_tensors
@@ -177,37 +178,45 @@ def transpose(rt: Runtime, x, axes):
     out = rt.empty(tuple(x.shape[a] for a in axes), x.dtype)
     if x.size == 0:
         return out
-    shape, perm = simplify_permutation(tuple(x.shape), tuple(axes))
-    if len(shape) > 4:
-        raise ValueError(f"axes: the opencl transpose moves at most 4 groups of adjacent axes; {tuple(axes)} on shape "
-                         f"{tuple(x.shape)} needs {len(shape)}; split it into two transposes")
-    pad = 4 - len(shape)
-    shape = (1,) * pad + shape
+    name, global_size, local_size, scalars = permute_plan(tuple(x.shape), tuple(axes))
+    kernel = rt.kernel(FILE, name, x.dtype, {"TILE": TILE} if name == "permute_tiled" else None)
+    rt.launch(kernel, global_size, local_size, x, out, *scalars)
+    return out
+
+
+@functools.lru_cache(maxsize=1024)
+def permute_plan(shape: tuple, axes: tuple) -> tuple:
+    """(kernel name, global size, local size, scalar arguments) of the transpose of a
+    C-contiguous ``shape`` by ``axes``, once per (shape, axes): the permutation simplified to at
+    most 4 groups of axes, then ``permute`` where the innermost axis stays, else ``permute_tiled``."""
+    size = math.prod(shape)
+    groups, perm = simplify_permutation(shape, axes)
+    if len(groups) > 4:
+        raise ValueError(f"axes: the opencl transpose moves at most 4 groups of adjacent axes; {axes} on shape "
+                         f"{shape} needs {len(groups)}; split it into two transposes")
+    pad = 4 - len(groups)
+    shape = (1,) * pad + groups
     perm = tuple(range(pad)) + tuple(a + pad for a in perm)
     in_strides = _c_strides(shape)
     y_shape = tuple(shape[a] for a in perm)
     if perm[3] == 3:
-        _permute(rt, x, out, y_shape, tuple(in_strides[a] for a in perm))
-    else:
-        _permute_tiled(rt, x, out, y_shape, perm, in_strides)
-    return out
+        return _permute(size, y_shape, tuple(in_strides[a] for a in perm))
+    return _permute_tiled(y_shape, perm, in_strides)
 
 
-def _permute(rt: Runtime, x, out, y_shape, strides) -> None:
+def _permute(size: int, y_shape, strides) -> tuple:
     """The innermost axis stays: one work-item per output element."""
-    kernel = rt.kernel(FILE, "permute", x.dtype)
-    rt.launch(kernel, (x.size,), (LOCAL,), x, out, x.size, *y_shape[1:], *strides)
+    return "permute", (size,), (LOCAL,), (size, *y_shape[1:], *strides)
 
 
-def _permute_tiled(rt: Runtime, x, out, y_shape, perm, in_strides) -> None:
+def _permute_tiled(y_shape, perm, in_strides) -> tuple:
     """The innermost axis moves: TILE x TILE tiles of (output axis 3, output axis j) through
     __local memory, where j is the output axis that input axis 3 becomes."""
     j = perm.index(3)
     k, l = (i for i in range(3) if i != j)
     out_strides = _c_strides(y_shape)
     groups = -(-y_shape[3] // TILE) * -(-y_shape[j] // TILE) * y_shape[k] * y_shape[l]
-    kernel = rt.kernel(FILE, "permute_tiled", x.dtype, {"TILE": TILE})
-    rt.launch(kernel, (groups * TILE * TILE,), (TILE * TILE,), x, out,
-              y_shape[3], y_shape[j], y_shape[l],
-              in_strides[perm[3]], in_strides[perm[k]], in_strides[perm[l]],
-              out_strides[j], out_strides[k], out_strides[l])
+    return "permute_tiled", (groups * TILE * TILE,), (TILE * TILE,), (
+        y_shape[3], y_shape[j], y_shape[l],
+        in_strides[perm[3]], in_strides[perm[k]], in_strides[perm[l]],
+        out_strides[j], out_strides[k], out_strides[l])

@@ -90,6 +90,7 @@ def _winograd_defines(m: int) -> tuple:
             ("WINO_G", _float_literals(g)), ("WINO_BT", _float_literals(bt)))
 
 
+@functools.lru_cache(maxsize=None)
 def _winograd_kernel(rt: Runtime, name: str, dtype, m: int, splits: int = 1):
     return rt.kernel(FILE, name, dtype, {**dict(_winograd_defines(m)), "SPLITS": splits})
 
