@@ -34,6 +34,8 @@ BACKEND_TOOLS = {"experiments/gemm_tiles.py": "the OpenCL backend's tile tuner: 
                                              "GEMM tiles (backends/opencl/gemm.py) at SD 1.4's shapes",
                  "experiments/probes/gelu_gate_cost.py": "a probe of the OpenCL backend's own GEGLU kernel with its "
                                                          "gate swapped (what the erfc costs)",
+                 "experiments/probes/jax_flash_blocks.py": "a sweep of the JAX backend's own Pallas flash kernel "
+                                                           "over block sizes and warps",
                  "experiments/probes/launch_cost.py": "a probe of the OpenCL runtime's host cost per launch (its "
                                                       "queue, its launch, the driver's enqueue swapped for a no-op)",
                  "experiments/probes/group_norm_fence_ptx.py": "a probe of the PTX that the OpenCL backend's "

@@ -75,10 +75,15 @@ None of this adds a kernel launch or a stored array: the mask is computed from i
 inside the kernel for flash and, for naive and partial_softmax, in the elementwise pass that
 scales A (XLA fuses iota, compare and select into it).
 
-Precision: float32 arithmetic whatever the storage dtype. Q K^T takes its operands in the storage
-dtype with float32 accumulation (products of float16/bfloat16 numbers are exact in float32) and
-``Precision.HIGHEST`` (float32 operands: no TF32); P V multiplies float32 P by V cast to float32,
-with HIGHEST. The scores A and the statistics are float32 arrays; the output has q's dtype.
+Precision: float32 softmax arithmetic whatever the storage dtype. Naive and partial_softmax: Q K^T
+takes its operands in the storage dtype with float32 accumulation (products of float16/bfloat16
+numbers are exact in float32) and ``Precision.HIGHEST`` (float32 operands: no TF32); P V
+multiplies float32 P by V cast to float32, with HIGHEST. The scores A and the statistics are
+float32 arrays; the output has q's dtype. Flash with float32 storage: the same (HIGHEST, no
+TF32). Flash with float16/bfloat16 storage runs both products on the tensor cores: Q K^T on the
+stored operands and P V with P rounded to the storage dtype (as FlashAttention 2), both with
+float32 accumulation; the running max, sum and accumulator stay float32. Rounding P adds at most
+half an ulp of the storage dtype per weight, below the output's own rounding.
 """
 
 from __future__ import annotations
@@ -94,7 +99,7 @@ from jax.experimental import pallas as pl
 from .pallas_util import compiler_params, pad_to, round_up
 
 __all__ = ["METHODS", "softmax", "attention", "attention_naive", "attention_partial_softmax", "attention_flash",
-           "softmax_stats", "block_sizes", "padded_dim"]
+           "softmax_stats", "block_sizes", "flash_blocks", "padded_dim"]
 
 METHODS = ("naive", "partial_softmax", "flash")
 F32 = jnp.float32
@@ -147,6 +152,24 @@ def block_sizes(n: int, m: int, head_dim_padded: int) -> tuple[int, int]:
     """
     cap = max(MIN_BLOCK, min(MAX_BLOCK, TILE_ELEMENTS // int(head_dim_padded)))
     return min(cap, padded_dim(n)), min(cap, padded_dim(m))
+
+
+def flash_blocks(n: int, m: int, head_dim_padded: int, tensor_cores: bool) -> tuple[int, int, int]:
+    """(block_q, block_k, warps) of the flash kernel. float32 storage: ``block_sizes`` and
+    ``_compiler_params``' warps. 16-bit storage (the tensor-core products), from the H200 sweep
+    of ``experiments/probes/jax_flash_blocks.py`` (the fastest candidate in both float16 and
+    bfloat16): d_pad = 128, keys in blocks of 32 on 4 warps (d = 80: 0.080 / 0.064 ms against
+    0.087 / 0.085 with the general rule's 64 keys); d_pad = 256, 128-row Q tiles and 32 keys on 8
+    warps (d = 160: 0.056 / 0.062 ms, the best of ten candidates). At d_pad = 64 the candidates
+    were within 1% of each other on the long self-attention, and d_pad = 512 was not swept: the
+    general rule stays there."""
+    block_q, block_k = block_sizes(n, m, head_dim_padded)
+    warps = 4 if head_dim_padded <= 64 else 8
+    if tensor_cores and head_dim_padded == 128:
+        block_k, warps = min(block_k, 32), 4
+    elif tensor_cores and head_dim_padded == 256:
+        block_q, block_k, warps = min(128, padded_dim(n)), min(block_k, 32), 8
+    return block_q, block_k, warps
 
 
 def _compiler_params(head_dim_padded: int, interpret: bool):
@@ -334,22 +357,50 @@ def attention_partial_softmax(q, k, v, scale: float, interpret: bool, causal: bo
 # -- flash ----------------------------------------------------------------------------------------
 
 
-def _flash_kernel(q_ref, k_ref, v_ref, o_ref, *, scale: float, num_keys: int, block_k: int, causal: bool):
-    """One (block_q, dv_pad) output tile: loop over key blocks with an online softmax."""
-    block_q = q_ref.shape[0]
-    padded_keys = k_ref.shape[0]
+def head_dim_pieces(d: int, tensor_cores: bool) -> tuple[int, ...]:
+    """The widths the flash kernel splits a head dim into: powers of two >= 16, widest first,
+    summing to d rounded up to 16 where that is less than ``padded_dim(d)`` on the tensor-core
+    path (40 -> (32, 16): 48 columns of work, not 64; 80 -> (64, 16); 160 -> (128, 32)); else
+    the one piece ``padded_dim(d)``. Each piece starts at a multiple of its width (a sum of
+    wider powers of two), so it is one block of a BlockSpec over the padded array."""
+    whole = padded_dim(d)
+    if not tensor_cores:
+        return (whole,)
+    rest, pieces = round_up(int(d), MIN_BLOCK), []
+    while rest:
+        width = 1 << (rest.bit_length() - 1)
+        pieces.append(width)
+        rest -= width
+    return tuple(pieces) if sum(pieces) < whole else (whole,)
+
+
+def _flash_kernel(*refs, scale: float, num_keys: int, block_k: int, causal: bool, d_pieces: int, dv_pieces: int):
+    """One (block_q, dv) output tile: loop over key blocks with an online softmax. ``refs`` are
+    the Q tile's pieces, K's pieces, V's pieces (``head_dim_pieces``), then the output's pieces.
+
+    float32 storage: both products with float32 operands at HIGHEST (no TF32). 16-bit storage
+    (float16, bfloat16): both products on the tensor cores, Q K_j^T on the stored operands and
+    P V_j with P rounded to the storage dtype (as FlashAttention 2 does), float32 accumulation;
+    the softmax statistics stay float32. Q K^T sums one dot per head-dim piece; P V keeps one
+    accumulator per piece of V's head dim."""
+    q_refs, k_refs = refs[:d_pieces], refs[d_pieces:2 * d_pieces]
+    v_refs, o_refs = refs[2 * d_pieces:2 * d_pieces + dv_pieces], refs[2 * d_pieces + dv_pieces:]
+    block_q = q_refs[0].shape[0]
+    tensor_cores = q_refs[0].dtype != F32
+    precision = None if tensor_cores else HIGHEST
+    padded_keys = k_refs[0].shape[0]
     num_blocks = padded_keys // block_k
-    q = q_ref[...]  # the Q tile, kept for the whole loop (storage dtype)
+    qs = [q_ref[...] for q_ref in q_refs]  # the Q tile, kept for the whole loop (storage dtype)
     # causal: the query index of the tile's first row (grid axis 1 walks the Q tiles)
     first_row = pl.program_id(1) * block_q if causal else None
 
     def step(j, carry):
-        acc, row_max, row_sum = carry
+        accs, row_max, row_sum = carry
         start = j * block_k
         # S_j = scale Q K_j^T: (block_q, block_k), float32 accumulation, -inf for padded keys
-        k_block = k_ref[_key_block(j, block_k), :]
-        scores = lax.dot_general(q, k_block, (((1,), (1,)), ((), ())), precision=HIGHEST,
-                                 preferred_element_type=F32)
+        scores = sum(lax.dot_general(q, k_ref[_key_block(j, block_k), :], (((1,), (1,)), ((), ())),
+                                     precision=precision, preferred_element_type=F32)
+                     for q, k_ref in zip(qs, k_refs))
         scores = _mask_keys(scale * scores, start, num_keys, padded_keys, first_row)
         # online softmax: rescale what was accumulated under the old max (with causal masking,
         # m is finite from block 0 on, which holds column 0: a fully masked tile gives
@@ -358,34 +409,58 @@ def _flash_kernel(q_ref, k_ref, v_ref, o_ref, *, scale: float, num_keys: int, bl
         correction = jnp.exp(row_max - new_max)
         p = jnp.exp(scores - new_max[:, None])
         row_sum = row_sum * correction + jnp.sum(p, axis=1)
-        v_block = v_ref[_key_block(j, block_k), :].astype(F32)
-        acc = acc * correction[:, None] + jnp.dot(p, v_block, precision=HIGHEST, preferred_element_type=F32)
-        return acc, new_max, row_sum
+        if tensor_cores:
+            p = p.astype(v_refs[0].dtype)
+        new_accs = []
+        for acc, v_ref in zip(accs, v_refs):
+            v_block = v_ref[_key_block(j, block_k), :]
+            if tensor_cores:
+                pv = jnp.dot(p, v_block, preferred_element_type=F32)
+            else:
+                pv = jnp.dot(p, v_block.astype(F32), precision=HIGHEST, preferred_element_type=F32)
+            new_accs.append(acc * correction[:, None] + pv)
+        return tuple(new_accs), new_max, row_sum
 
-    init = (jnp.zeros((block_q, v_ref.shape[1]), F32),
+    init = (tuple(jnp.zeros((block_q, v_ref.shape[1]), F32) for v_ref in v_refs),
             jnp.full((block_q,), -jnp.inf, F32),  # the first block has a visible key: its max is finite
             jnp.zeros((block_q,), F32))
     if causal:
         # skip the key blocks whose first column exceeds the tile's last row first_row + block_q - 1:
         # ceil((first_row + block_q) / block_k) blocks (lax.div: the bound is a traced int32)
         last = lax.div(first_row + block_q + block_k - 1, block_k)
-        acc, _, row_sum = lax.fori_loop(0, jnp.minimum(last, num_blocks), step, init)
+        accs, _, row_sum = lax.fori_loop(0, jnp.minimum(last, num_blocks), step, init)
     else:
-        acc, _, row_sum = lax.fori_loop(0, num_blocks, step, init)
-    o_ref[...] = (acc / row_sum[:, None]).astype(o_ref.dtype)
+        accs, _, row_sum = lax.fori_loop(0, num_blocks, step, init)
+    for acc, o_ref in zip(accs, o_refs):
+        o_ref[...] = (acc / row_sum[:, None]).astype(o_ref.dtype)
+
+
+def _piece_specs(pieces, rows: int, tile_index):
+    """One BlockSpec per head-dim piece of a (BH, rows, sum(pieces)) array: piece p at column
+    offset o is block o / p of width p along the last axis."""
+    specs, offset = [], 0
+    for width in pieces:
+        specs.append(pl.BlockSpec((None, rows, width), functools.partial(
+            lambda i, r, column_block: (i, tile_index(r), column_block), column_block=offset // width)))
+        offset += width
+    return specs
 
 
 def attention_flash(q, k, v, scale: float, interpret: bool, block_q: int | None = None,
-                    block_k: int | None = None, causal: bool = False):
+                    block_k: int | None = None, causal: bool = False, num_warps: int | None = None):
     """FlashAttention forward in one pallas_call; no N x M array exists outside a tile. With
     ``causal`` the kernel masks keys after each query and skips key blocks above the diagonal.
+    With 16-bit storage the head dims are cut into ``head_dim_pieces``.
 
-    ``block_q``, ``block_k`` override ``block_sizes`` (powers of two >= 16, for tuning)."""
+    ``block_q``, ``block_k`` override ``block_sizes`` (powers of two >= 16) and ``num_warps``
+    the kernel's warps (for tuning)."""
     b, h, n, d = q.shape
     m, dv = k.shape[2], v.shape[3]
-    d_pad, dv_pad = padded_dim(d), padded_dim(dv)
-    default_q, default_k = block_sizes(n, m, max(d_pad, dv_pad))
-    block_q, block_k = block_q or default_q, block_k or default_k
+    tensor_cores = q.dtype != F32
+    d_pieces, dv_pieces = head_dim_pieces(d, tensor_cores), head_dim_pieces(dv, tensor_cores)
+    d_pad, dv_pad = sum(d_pieces), sum(dv_pieces)
+    default_q, default_k, default_warps = flash_blocks(n, m, max(padded_dim(d), padded_dim(dv)), tensor_cores)
+    block_q, block_k, num_warps = block_q or default_q, block_k or default_k, num_warps or default_warps
     for name, block in (("block_q", block_q), ("block_k", block_k)):
         if block < MIN_BLOCK or block & (block - 1):
             raise ValueError(f"{name}: expected a power of two >= {MIN_BLOCK}, got {block!r}")
@@ -395,19 +470,22 @@ def attention_flash(q, k, v, scale: float, interpret: bool, block_q: int | None 
     q_pad = pad_to(q, (b, h, n_pad, d_pad)).reshape(bh, n_pad, d_pad)
     k_pad = pad_to(k, (b, h, m_pad, d_pad)).reshape(bh, m_pad, d_pad)
     v_pad = pad_to(v, (b, h, m_pad, dv_pad)).reshape(bh, m_pad, dv_pad)
-    kernel = functools.partial(_flash_kernel, scale=float(scale), num_keys=m, block_k=block_k, causal=bool(causal))
-    out = pl.pallas_call(
+    kernel = functools.partial(_flash_kernel, scale=float(scale), num_keys=m, block_k=block_k, causal=bool(causal),
+                               d_pieces=len(d_pieces), dv_pieces=len(dv_pieces))
+    this_tile, whole_head = (lambda r: r), (lambda r: 0)
+    outs = pl.pallas_call(
         kernel,
-        out_shape=jax.ShapeDtypeStruct((bh, n_pad, dv_pad), q.dtype),
+        out_shape=[jax.ShapeDtypeStruct((bh, n_pad, width), q.dtype) for width in dv_pieces],
         grid=(bh, n_pad // block_q),
         in_specs=[
-            pl.BlockSpec((None, block_q, d_pad), lambda i, r: (i, r, 0)),  # this program's Q tile
-            pl.BlockSpec((None, m_pad, d_pad), lambda i, r: (i, 0, 0)),    # K of head i (read blockwise)
-            pl.BlockSpec((None, m_pad, dv_pad), lambda i, r: (i, 0, 0)),   # V of head i (read blockwise)
+            *_piece_specs(d_pieces, block_q, this_tile),    # this program's Q tile
+            *_piece_specs(d_pieces, m_pad, whole_head),     # K of head i (read blockwise)
+            *_piece_specs(dv_pieces, m_pad, whole_head),    # V of head i (read blockwise)
         ],
-        out_specs=pl.BlockSpec((None, block_q, dv_pad), lambda i, r: (i, r, 0)),
+        out_specs=[pl.BlockSpec((None, block_q, width), lambda i, r: (i, r, 0)) for width in dv_pieces],
         interpret=interpret,
-        compiler_params=_compiler_params(max(d_pad, dv_pad), interpret),
+        compiler_params=compiler_params(num_warps, interpret, num_stages=2),
         name="flash_attention",
-    )(q_pad, k_pad, v_pad)
+    )(*[q_pad] * len(d_pieces), *[k_pad] * len(d_pieces), *[v_pad] * len(dv_pieces))
+    out = outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=-1)
     return out[:, :n, :dv].reshape(b, h, n, dv)

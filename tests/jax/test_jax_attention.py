@@ -94,6 +94,30 @@ def test_head_dims_pad_to_powers_of_two_and_blocks_shrink_with_them():
     assert jax_attention.block_sizes(3, 20, 64) == (16, 32)
 
 
+def test_tensor_core_flash_cuts_head_dims_into_pieces_and_picks_measured_blocks():
+    pieces = {d: jax_attention.head_dim_pieces(d, tensor_cores=True) for d in (8, 40, 64, 80, 160, 512)}
+    assert pieces == {8: (16,), 40: (32, 16), 64: (64,), 80: (64, 16), 160: (128, 32), 512: (512,)}
+    assert jax_attention.head_dim_pieces(40, tensor_cores=False) == (64,)  # float32: one padded piece
+    assert jax_attention.flash_blocks(4096, 4096, 64, tensor_cores=True) == (64, 64, 4)
+    assert jax_attention.flash_blocks(1024, 1024, 128, tensor_cores=True) == (64, 32, 4)
+    assert jax_attention.flash_blocks(256, 256, 256, tensor_cores=True) == (128, 32, 8)
+    assert jax_attention.flash_blocks(256, 256, 256, tensor_cores=False) == (32, 32, 8)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, jnp.bfloat16], ids=["float16", "bfloat16"])
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+def test_flash_head_dim_pieces_with_unequal_head_dims(dtype, causal):
+    # d = 40 -> (32, 16) pieces of Q and K, dv = 80 -> (64, 16) accumulators and outputs
+    (q, _, _), (q64, _, _) = attention_inputs(3, (1, 2, 37, 45, 40), dtype)
+    (_, k, _), (_, k64, _) = attention_inputs(4, (1, 2, 37, 45, 40), dtype)
+    (_, _, v), (_, _, v64) = attention_inputs(5, (1, 2, 37, 45, 80), dtype)
+    out = jax_attention.attention_flash(jnp.asarray(q), jnp.asarray(k), jnp.asarray(v), 40**-0.5, True,
+                                        block_q=16, block_k=16, causal=causal)
+    assert out.shape == (1, 2, 37, 80) and out.dtype == dtype
+    assert_matches(np.asarray(out), att.attention(q64, k64, v64, causal=causal), np.dtype(dtype),
+                   rel_tol=attention_tolerance(q64, k64, dtype))
+
+
 def _equations_outside_kernels(jaxpr):
     """(primitive name, output aval) of every equation outside the Pallas kernels (whose tiles may
     be N x M-sized for tiny N, M)."""
