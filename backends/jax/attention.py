@@ -50,9 +50,11 @@ Block sizes (``block_sizes``): powers of two in [16, 64], at most the next power
 or M (keys), and small enough that every tile carrying a head dimension (Q, K, V, the
 accumulator) holds at most ``TILE_ELEMENTS`` = 8192 float32 values (32 KiB), i.e.
 block <= 8192 / max(d_pad, dv_pad): 64 for d <= 128, 32 for d = 160 (d_pad 256), 16 for the VAE's
-d = 512. The same rule gives block_q and block_k of flash and block_n, block_m of the partially
-fused kernels. On a GPU the kernels run with 4 warps up to d_pad = 64 and 8 above (as jax's own
-kernel does).
+d = 512. The same rule gives block_n, block_m of the partially fused kernels and block_q, block_k
+of flash in float32. On a GPU the kernels run with 4 warps up to d_pad = 64 and 8 above (as jax's
+own kernel does). Flash with 16-bit storage (the tensor-core path) cuts the head dims into
+``head_dim_pieces`` (40 -> 32 + 16 columns, not 64) and takes its blocks and warps from
+``flash_blocks``, measured on an H200 (backends/jax/notes/attention.md).
 
 Causal attention (``causal=True``, CLIP's text encoder): query row i sees keys j <= i only,
 A[i, j] = -inf for j > i before the softmax (top-left aligned, any N and M; reference/attention.py).
