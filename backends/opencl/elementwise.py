@@ -35,7 +35,7 @@ from __future__ import annotations
 import functools
 import math
 
-from .runtime import Runtime, check_int32_indexing, check_int32_tensors
+from .runtime import Runtime, c_strides, check_int32_indexing, check_int32_tensors
 
 FILE = "elementwise.cl"
 #: work-items per group of the elementwise kernels and of ``permute`` (the global size is rounded up to it)
@@ -163,14 +163,6 @@ def simplify_permutation(shape, axes) -> tuple[tuple[int, ...], tuple[int, ...]]
     return new_shape, tuple(position[i] for i in range(len(runs)))
 
 
-def _c_strides(shape) -> tuple[int, ...]:
-    strides, step = [], 1
-    for s in reversed(shape):
-        strides.append(step)
-        step *= s
-    return tuple(reversed(strides))
-
-
 def transpose(rt: Runtime, x, axes):
     """numpy.transpose(x, axes) into a new C-contiguous array:
     one launch (none for an empty array)."""
@@ -178,15 +170,14 @@ def transpose(rt: Runtime, x, axes):
     out = rt.empty(tuple(x.shape[a] for a in axes), x.dtype)
     if x.size == 0:
         return out
-    name, global_size, local_size, scalars = permute_plan(tuple(x.shape), tuple(axes))
-    kernel = rt.kernel(FILE, name, x.dtype, {"TILE": TILE} if name == "permute_tiled" else None)
-    rt.launch(kernel, global_size, local_size, x, out, *scalars)
+    name, defines, global_size, local_size, scalars = permute_plan(tuple(x.shape), tuple(axes))
+    rt.launch(rt.kernel(FILE, name, x.dtype, defines), global_size, local_size, x, out, *scalars)
     return out
 
 
 @functools.lru_cache(maxsize=1024)
 def permute_plan(shape: tuple, axes: tuple) -> tuple:
-    """(kernel name, global size, local size, scalar arguments) of the transpose of a
+    """(kernel name, its defines, global size, local size, scalar arguments) of the transpose of a
     C-contiguous ``shape`` by ``axes``, once per (shape, axes): the permutation simplified to at
     most 4 groups of axes, then ``permute`` where the innermost axis stays, else ``permute_tiled``."""
     size = math.prod(shape)
@@ -197,7 +188,7 @@ def permute_plan(shape: tuple, axes: tuple) -> tuple:
     pad = 4 - len(groups)
     shape = (1,) * pad + groups
     perm = tuple(range(pad)) + tuple(a + pad for a in perm)
-    in_strides = _c_strides(shape)
+    in_strides = c_strides(shape, 1)  # element strides (every extent >= 1 here)
     y_shape = tuple(shape[a] for a in perm)
     if perm[3] == 3:
         return _permute(size, y_shape, tuple(in_strides[a] for a in perm))
@@ -206,7 +197,7 @@ def permute_plan(shape: tuple, axes: tuple) -> tuple:
 
 def _permute(size: int, y_shape, strides) -> tuple:
     """The innermost axis stays: one work-item per output element."""
-    return "permute", (size,), (LOCAL,), (size, *y_shape[1:], *strides)
+    return "permute", None, (size,), (LOCAL,), (size, *y_shape[1:], *strides)
 
 
 def _permute_tiled(y_shape, perm, in_strides) -> tuple:
@@ -214,9 +205,9 @@ def _permute_tiled(y_shape, perm, in_strides) -> tuple:
     __local memory, where j is the output axis that input axis 3 becomes."""
     j = perm.index(3)
     k, l = (i for i in range(3) if i != j)
-    out_strides = _c_strides(y_shape)
+    out_strides = c_strides(y_shape, 1)
     groups = -(-y_shape[3] // TILE) * -(-y_shape[j] // TILE) * y_shape[k] * y_shape[l]
-    return "permute_tiled", (groups * TILE * TILE,), (TILE * TILE,), (
+    return "permute_tiled", {"TILE": TILE}, (groups * TILE * TILE,), (TILE * TILE,), (
         y_shape[3], y_shape[j], y_shape[l],
         in_strides[perm[3]], in_strides[perm[k]], in_strides[perm[l]],
         out_strides[j], out_strides[k], out_strides[l])

@@ -219,7 +219,7 @@ def gemm_batched(rt: Runtime, a, b, c, m: int, n: int, k: int, batch: int,
     ``vectors=False``: scalar loads whatever the layout."""
     check_int32_tensors(("a", a.size), ("b", b.size), ("c", c.size))
     tile = tile or choose_tile(rt, "gemm", c.dtype, m, n, k, batch)
-    plan = _gemm_plan(rt, c.dtype, m, n, k, tuple(a_strides), tuple(b_strides), vectors, tile, batch)
+    plan = _gemm_plan(rt, c.dtype, m, n, k, batch, tuple(a_strides), tuple(b_strides), vectors, tile)
     partial = None
     if plan.tile.splits > 1:
         check_int32_tensors(("c", (plan.tile.splits, batch, m, n), "the split-K partial sums (splits, batch, M, N)"))
@@ -247,8 +247,8 @@ class _GemmPlan:
 
 
 @functools.lru_cache(maxsize=4096)
-def _gemm_plan(rt: Runtime, dtype, m: int, n: int, k: int, a_strides: tuple, b_strides: tuple, vectors: bool,
-               tile: GemmTile, batch: int) -> _GemmPlan:
+def _gemm_plan(rt: Runtime, dtype, m: int, n: int, k: int, batch: int, a_strides: tuple, b_strides: tuple,
+               vectors: bool, tile: GemmTile) -> _GemmPlan:
     """The plan of one GEMM shape, layout and tile, made once (the vector widths, the defines and
     the kernel lookup took a good part of a linear layer's host time when made per call)."""
     tile = _check_tile(rt, tile)

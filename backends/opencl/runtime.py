@@ -261,7 +261,7 @@ class Runtime:
         self.poison = poison
         self.context = cl.Context([device])
         #: whether the queue records each launch's device time (``Counters.device_seconds``). It
-        #: costs the host time per launch (5.6 us of 12.9 on the H200, ``probes/launch_cost.py``),
+        #: costs the host time per launch (5.5-6 us of 12-15 on the H200, ``probes/launch_cost.py``),
         #: so a run that only needs the wall time turns it off.
         self.profiling = bool(profiling)
         self.queue = cl.CommandQueue(
@@ -342,7 +342,7 @@ class Runtime:
 
     @staticmethod
     def check_storage_dtype(name: str, dtype) -> np.dtype:
-        if dtype in STORAGE_DTYPES and isinstance(dtype, np.dtype):
+        if isinstance(dtype, np.dtype) and dtype in STORAGE_DTYPES:  # the hot path: no conversion
             return dtype
         dtype = np.dtype(dtype)
         if dtype not in STORAGE_DTYPES:
@@ -424,12 +424,13 @@ class Runtime:
 
     def dummy(self, dtype) -> "cla.Array":
         """A one-element buffer to pass where an optional argument (e.g. a bias) is absent."""
-        dummy = self._dummy.get(dtype)
+        dummy = self._dummy.get(dtype)  # keyed by the dtype as given, and by its np.dtype
         if dummy is None:
-            dummy = self._dummy.get(np.dtype(dtype).str)
+            canonical = np.dtype(dtype)
+            dummy = self._dummy.get(canonical)
             if dummy is None:
-                dummy = self._dummy[np.dtype(dtype).str] = self._track(cla.zeros(self.queue, (1,), np.dtype(dtype)))
-            self._dummy[dtype] = dummy
+                dummy = self._track(cla.zeros(self.queue, (1,), canonical))
+            self._dummy[dtype] = self._dummy[canonical] = dummy
         return dummy
 
     # -- device memory -----------------------------------------------------------------------

@@ -5,8 +5,8 @@ For each (B, H, N, M, d), storage dtype and (block_q, block_k, num_warps) candid
 relative error against the float64 reference on batch 0, heads 0-1 (every candidate must be
 correct to count), its time per call (``JaxBackend.time``'s device estimate: back-to-back calls,
 median of 10 samples) and its rate (4 B H N M d flops). torch's ``scaled_dot_product_attention``
-on the same inputs is timed by CUDA events (``TorchCUDA.time``). ``block_sizes``'s default for the
-shape is the row marked ``default``.
+on the same inputs is timed by CUDA events (``TorchCUDA.time``). The blocks ``flash_blocks`` picks for
+the shape are marked ``default`` (the runs before c7ad900 marked ``block_sizes``' choice).
 """
 
 import argparse
@@ -50,7 +50,7 @@ def main(argv=None) -> None:
             sdpa_ms = sorted(sdpa.device)[len(sdpa.device) // 2] * 1e3
             print(f"| {(b, h, n, m, d)} | {dtype_name} | SDPA | | | | {sdpa_ms:.4f} | {flops / sdpa_ms * 1e-9:.0f} | 1.00x |")
         jq, jk, jv = (jnp.asarray(x) for x in (q, k, v))
-        default = jax_attention.block_sizes(n, m, max(jax_attention.padded_dim(d), jax_attention.padded_dim(d)))
+        default = jax_attention.flash_blocks(n, m, jax_attention.padded_dim(d), tensor_cores=True)[:2]
         for (block_q, block_k), warps in itertools.product(BLOCKS, WARPS):
             fn = jax.jit(lambda q, k, v, bq=block_q, bk=block_k, w=warps: jax_attention.attention_flash(
                 q, k, v, d ** -0.5, False, block_q=bq, block_k=bk, num_warps=w))
