@@ -200,8 +200,8 @@ class Op(ABC):
 class GroupNormSiLU(Op):
     idea, op, memory_bound = "group_norm", "group_norm+silu", True
     variants = (Variant("fused", {"fused": True}),
-                Variant("fused_one_launch", {"form": "one_launch"}, backends=("opencl",)),
-                Variant("fused_split", {"form": "split"}, backends=("opencl",)),
+                Variant("fused_one_launch", {"form": "one_launch"}, backends=("opencl", "jax")),
+                Variant("fused_split", {"form": "split"}, backends=("opencl", "jax")),
                 Variant("unfused", {"fused": False}, baseline=True, xla_on_jax=True))
     torch_variant = "F.group_norm+F.silu"
     GROUPS, EPS = 32, 1e-5
@@ -227,7 +227,7 @@ class GroupNormSiLU(Op):
         return "whole tensor"
 
     def call(self, backend, variant):
-        if "form" in variant.kwargs:  # one of the OpenCL backend's two fused forms, whichever fused=True picks
+        if "form" in variant.kwargs:  # one of the two fused forms, whichever fused=True picks
             return lambda x, w, b: backend.group_norm_form(x, self.GROUPS, w, b, self.EPS, silu=True, **variant.kwargs)
         return lambda x, w, b: backend.group_norm(x, self.GROUPS, w, b, self.EPS, silu=True, **variant.kwargs)
 

@@ -281,13 +281,13 @@ JAX_LAYOUT_PRIMITIVES = {"jit", "pjit", "reshape", "pad", "slice", "squeeze", "b
                          "convert_element_type", "copy"}
 
 
-def assert_one_pallas_call(fn, *args):
-    """``jax.jit(fn)(*args)`` traces to exactly ONE pallas_call and no math outside it (no
-    reduction, no product: only JAX_LAYOUT_PRIMITIVES)."""
+def assert_one_pallas_call(fn, *args, calls: int = 1):
+    """``jax.jit(fn)(*args)`` traces to exactly ONE pallas_call (``calls`` of them, where a form
+    has more) and no math outside them (no reduction, no product: only JAX_LAYOUT_PRIMITIVES)."""
     import jax
 
     names = primitives_outside_kernels(jax.make_jaxpr(jax.jit(fn))(*args).jaxpr)
-    assert names.count("pallas_call") == 1, names
+    assert names.count("pallas_call") == calls, names
     outside = [n for n in names if n != "pallas_call"]
     assert not [n for n in outside if n.startswith("reduce") or n in ("argmax", "cumsum", "dot_general")], names
     math_outside = sorted(set(outside) - JAX_LAYOUT_PRIMITIVES)

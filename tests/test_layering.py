@@ -36,6 +36,8 @@ BACKEND_TOOLS = {"experiments/gemm_tiles.py": "the OpenCL backend's tile tuner: 
                                                          "gate swapped (what the erfc costs)",
                  "experiments/probes/jax_flash_blocks.py": "a sweep of the JAX backend's own Pallas flash kernel "
                                                            "over block sizes and warps",
+                 "experiments/probes/jax_kernel_sweep.py": "a sweep of the JAX backend's own Pallas kernels' "
+                                                           "forms and blocks against XLA and torch",
                  "experiments/probes/launch_cost.py": "a probe of the OpenCL runtime's host cost per launch (its "
                                                       "queue, its launch, the driver's enqueue swapped for a no-op)",
                  "experiments/probes/group_norm_fence_ptx.py": "a probe of the PTX that the OpenCL backend's "

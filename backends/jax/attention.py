@@ -77,15 +77,14 @@ None of this adds a kernel launch or a stored array: the mask is computed from i
 inside the kernel for flash and, for naive and partial_softmax, in the elementwise pass that
 scales A (XLA fuses iota, compare and select into it).
 
-Precision: float32 softmax arithmetic whatever the storage dtype. Naive and partial_softmax: Q K^T
-takes its operands in the storage dtype with float32 accumulation (products of float16/bfloat16
-numbers are exact in float32) and ``Precision.HIGHEST`` (float32 operands: no TF32); P V
-multiplies float32 P by V cast to float32, with HIGHEST. The scores A and the statistics are
-float32 arrays; the output has q's dtype. Flash with float32 storage: the same (HIGHEST, no
-TF32). Flash with float16/bfloat16 storage runs both products on the tensor cores: Q K^T on the
-stored operands and P V with P rounded to the storage dtype (as FlashAttention 2), both with
-float32 accumulation; the running max, sum and accumulator stay float32. Rounding P adds at most
-half an ulp of the storage dtype per weight, below the output's own rounding.
+Precision, the same for the three methods: float32 softmax arithmetic whatever the storage
+dtype; the scores A, the statistics and the accumulators are float32; the output has q's dtype.
+float32 storage: both products at ``Precision.HIGHEST`` (no TF32). float16/bfloat16 storage: both
+products on the tensor cores with float32 accumulation: Q K^T on the stored operands (their
+products are exact in float32), and P V with P rounded to the storage dtype (``_times_v``; as
+FlashAttention 2 and SDPA). Rounding P adds at most half an ulp of the storage dtype per weight,
+below the output's own rounding. The naive baseline takes the same policy, so that the three
+methods differ only in what they store.
 """
 
 from __future__ import annotations
@@ -232,8 +231,26 @@ def attention_naive(q, k, v, scale: float, causal: bool = False):
     a = _scores(q, k, scale, causal)
     e = jnp.exp(a - jnp.max(a, axis=-1, keepdims=True))
     p = e / jnp.sum(e, axis=-1, keepdims=True)
-    out = jnp.einsum("bhnm,bhmd->bhnd", p, v.astype(F32), precision=HIGHEST, preferred_element_type=F32)
-    return out.astype(q.dtype)
+    return _times_v(p, v, "bhnm,bhmd->bhnd").astype(q.dtype)
+
+
+def _tensor_cores(dtype) -> bool:
+    """Whether products with operands of this storage dtype take the tensor-core path
+    (float16/bfloat16 operands, float32 accumulation) rather than float32 at HIGHEST."""
+    return jnp.dtype(dtype) in (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16))
+
+
+def _times_v(p, v, subscripts: str | None = None):
+    """P V with float32 accumulation: for 16-bit V, P rounded to V's dtype and both operands on
+    the tensor cores (FlashAttention 2's and SDPA's choice); for float32 V, float32 P at HIGHEST.
+    ``subscripts``: an einsum over whole arrays (jnp), None: a ``jnp.dot`` of tiles (a kernel)."""
+    if _tensor_cores(v.dtype):
+        p, precision = p.astype(v.dtype), None
+    else:
+        p, v, precision = p, v.astype(F32), HIGHEST
+    if subscripts is None:
+        return jnp.dot(p, v, precision=precision, preferred_element_type=F32)
+    return jnp.einsum(subscripts, p, v, precision=precision, preferred_element_type=F32)
 
 
 # -- partially fused softmax ----------------------------------------------------------------------
@@ -304,8 +321,7 @@ def _pv_softmax_kernel(a_ref, max_ref, sum_ref, v_ref, o_ref, *, num_keys: int, 
         start = j * block_m
         scores = _mask_keys(a_ref[:, _key_block(j, block_m)], start, num_keys, padded_keys)
         p_unnormalized = jnp.exp(scores - row_max)  # 0 in padded and causally masked key columns
-        v_block = v_ref[_key_block(j, block_m), :].astype(F32)
-        return acc + jnp.dot(p_unnormalized, v_block, precision=HIGHEST, preferred_element_type=F32)
+        return acc + _times_v(p_unnormalized, v_ref[_key_block(j, block_m), :])
 
     acc = lax.fori_loop(0, padded_keys // block_m, accumulate, jnp.zeros((rows, v_ref.shape[1]), F32))
     o_ref[...] = (acc / sum_ref[...][:, None]).astype(o_ref.dtype)
@@ -388,7 +404,7 @@ def _flash_kernel(*refs, scale: float, num_keys: int, block_k: int, causal: bool
     q_refs, k_refs = refs[:d_pieces], refs[d_pieces:2 * d_pieces]
     v_refs, o_refs = refs[2 * d_pieces:2 * d_pieces + dv_pieces], refs[2 * d_pieces + dv_pieces:]
     block_q = q_refs[0].shape[0]
-    tensor_cores = q_refs[0].dtype != F32
+    tensor_cores = _tensor_cores(q_refs[0].dtype)
     precision = None if tensor_cores else HIGHEST
     padded_keys = k_refs[0].shape[0]
     num_blocks = padded_keys // block_k
@@ -412,15 +428,9 @@ def _flash_kernel(*refs, scale: float, num_keys: int, block_k: int, causal: bool
         p = jnp.exp(scores - new_max[:, None])
         row_sum = row_sum * correction + jnp.sum(p, axis=1)
         if tensor_cores:
-            p = p.astype(v_refs[0].dtype)
-        new_accs = []
-        for acc, v_ref in zip(accs, v_refs):
-            v_block = v_ref[_key_block(j, block_k), :]
-            if tensor_cores:
-                pv = jnp.dot(p, v_block, preferred_element_type=F32)
-            else:
-                pv = jnp.dot(p, v_block.astype(F32), precision=HIGHEST, preferred_element_type=F32)
-            new_accs.append(acc * correction[:, None] + pv)
+            p = p.astype(v_refs[0].dtype)  # rounded once, not once per piece of V
+        new_accs = [acc * correction[:, None] + _times_v(p, v_ref[_key_block(j, block_k), :])
+                    for acc, v_ref in zip(accs, v_refs)]
         return tuple(new_accs), new_max, row_sum
 
     init = (tuple(jnp.zeros((block_q, v_ref.shape[1]), F32) for v_ref in v_refs),

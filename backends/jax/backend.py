@@ -9,7 +9,8 @@ Pallas transforms; XLA's direct convolution), ``gemm`` (linear) and ``elementwis
 
 ``memory_stats`` reads the XLA allocator's counters of the default device (a process-wide peak
 that JAX cannot reset; "unavailable" on the CPU), ``synchronize`` blocks on the array it is given,
-``compile`` is ``jax.jit``.
+``compile`` is ``jax.jit``. Beyond the interface: ``interpret``, ``device`` and
+``group_norm_form`` (one of the fused GroupNorm's two forms by name, for the benchmark).
 
 Precision: fp32 matrix products and convolutions run with ``Precision.HIGHEST`` (no TF32);
 float16 and bfloat16 are storage dtypes with float32 accumulation.
@@ -23,6 +24,8 @@ import time as _time
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from reference import _checks as checks
 
 from ..base import Backend, Timing
 from . import attention, elementwise, gelu, gemm, group_norm, winograd
@@ -139,6 +142,13 @@ class JaxBackend(Backend):
         if fused:
             return group_norm.group_norm_fused(x, num_groups, weight, bias, eps, silu, self.interpret)
         return group_norm.group_norm(x, num_groups, weight, bias, eps, silu)
+
+    def group_norm_form(self, x, num_groups, weight=None, bias=None, eps=1e-5, silu=False, form="one_launch"):
+        """The fused GroupNorm(+SiLU) in one named form ("one_launch" or "split", group_norm.py),
+        whichever ``fused=True`` picks: the benchmark times both."""
+        eps = checks.check_group_norm(x, num_groups, weight, bias, array_type=self.array_type, eps=eps)
+        self._check_arrays(x=x, weight=weight, bias=bias)
+        return group_norm.group_norm_fused(x, int(num_groups), weight, bias, eps, bool(silu), self.interpret, form=form)
 
     def _gelu(self, x, approximate, *, fused):
         return gelu.gelu_fused(x, approximate, self.interpret) if fused else gelu.gelu(x, approximate)

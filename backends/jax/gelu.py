@@ -17,10 +17,11 @@ cancellation for negative x), with XLA's erfc.
 only reshapes and, for ragged sizes, pads and crops (``pallas_util.choose_block``):
 
     gelu         grid (n / BLOCK,): x flattened, one program per BLOCK (<= 1024) elements.
-    geglu        grid (R, F / BLOCK): x viewed as (R, 2, F) (free: the last axis 2F is the two
-                 halves), each program reads the block of a and the same block of b from one
-                 row, and writes a * gelu(b). The split, the activation and the product are one
-                 pass: no temporaries.
+    geglu        x viewed as (R, 2, F) (free: the last axis 2F is the two halves), grid
+                 (R / ROWS, F / BLOCK): each program reads a (ROWS, BLOCK) tile of a and the same
+                 tile of b, and writes a * gelu(b) (``geglu_tile``: BLOCK divides F, ROWS * BLOCK
+                 = the GELU's block). The split, the activation and the product are one pass: no
+                 temporaries.
 
 erfc. The Pallas-Triton lowering has no rule for ``lax.erf`` / ``lax.erfc`` (jax 0.10.2 and a 2026 jax HEAD:
 jax/_src/pallas/triton/lowering.py lowers exp, log, tanh, floor, abs, rsqrt, ... and only
@@ -52,7 +53,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
 
-from .pallas_util import choose_block, compiler_params, pad_last, sigmoid, warps_for_block
+from .pallas_util import cdiv, choose_block, compiler_params, next_power_of_2, pad_last, pad_to, sigmoid, warps_for_block
 
 __all__ = ["gelu", "geglu", "gelu_fused", "geglu_fused", "erfc"]
 
@@ -132,13 +133,22 @@ def _gelu_kernel(x_ref, y_ref, *, approximate):
     y_ref[...] = _gelu_f32(x_ref[...].astype(F32), approximate, erfc).astype(y_ref.dtype)
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2))
-def gelu_fused(x, approximate: bool, interpret: bool):
+def _check_block(max_block, num_warps):
+    if max_block < 1 or max_block & (max_block - 1):
+        raise ValueError(f"max_block: expected a power of two, got {max_block!r}")
+    if num_warps is not None and num_warps not in (1, 2, 4, 8, 16):
+        raise ValueError(f"num_warps: expected None or one of 1, 2, 4, 8, 16, got {num_warps!r}")
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2), static_argnames=("max_block", "num_warps"))
+def gelu_fused(x, approximate: bool, interpret: bool, max_block: int = ELEMENTWISE_BLOCK, num_warps: int | None = None):
     """Fused GELU of x (any shape): one elementwise ``pallas_call`` over blocks of the
-    flattened array. Same shape and dtype as x."""
+    flattened array. Same shape and dtype as x. ``max_block`` (a power of two) and
+    ``num_warps`` (None: ``warps_for_block``) are for the block sweep of the probe."""
+    _check_block(max_block, num_warps)
     if x.size == 0:
         return jnp.zeros_like(x)
-    block, padded = choose_block(x.size, ELEMENTWISE_BLOCK)
+    block, padded = choose_block(x.size, max_block)
     flat = pad_last(x.reshape(-1), padded)
     spec = pl.BlockSpec((block,), lambda i: (i,))
     y = pl.pallas_call(
@@ -147,7 +157,7 @@ def gelu_fused(x, approximate: bool, interpret: bool):
         grid=(padded // block,),
         in_specs=[spec],
         out_specs=spec,
-        compiler_params=compiler_params(warps_for_block(block), interpret),
+        compiler_params=compiler_params(num_warps or warps_for_block(block), interpret),
         interpret=interpret,
         name="gelu_fused",
     )(flat)
@@ -155,30 +165,42 @@ def gelu_fused(x, approximate: bool, interpret: bool):
 
 
 def _geglu_kernel(x_ref, y_ref, *, approximate):
-    a = x_ref[0, 0, :].astype(F32)   # the block of the first half, x[r, j]
-    b = x_ref[0, 1, :].astype(F32)   # the same block of the second half, x[r, F + j]
-    y_ref[0, :] = (a * _gelu_f32(b, approximate, erfc)).astype(y_ref.dtype)
+    a = x_ref[:, 0, :].astype(F32)   # the (rows, block) tile of the first half, x[r, j]
+    b = x_ref[:, 1, :].astype(F32)   # the same tile of the second half, x[r, F + j]
+    y_ref[...] = (a * _gelu_f32(b, approximate, erfc)).astype(y_ref.dtype)
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2))
-def geglu_fused(x, approximate: bool, interpret: bool):
+def geglu_tile(rows: int, features: int, max_block: int = ELEMENTWISE_BLOCK) -> tuple[int, int, int, int]:
+    """(block_rows, block, padded_rows, padded_features) of the GEGLU kernel's tiles: ``block``
+    columns by ``choose_block`` (SD's F = 1280 -> 256, no padding), then as many rows (a power
+    of two) as keep the tile at max_block elements, so that a program moves as much as a GELU
+    program does whatever F is."""
+    block, padded_features = choose_block(features, max_block)
+    block_rows = min(max(max_block // block, 1), next_power_of_2(rows))
+    return block_rows, block, cdiv(rows, block_rows) * block_rows, padded_features
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2), static_argnames=("max_block", "num_warps"))
+def geglu_fused(x, approximate: bool, interpret: bool, max_block: int = ELEMENTWISE_BLOCK,
+                num_warps: int | None = None):
     """Fused GEGLU a * gelu(b) of x (..., 2F): one ``pallas_call`` reading both halves.
-    Returns (..., F) in x's dtype."""
+    Returns (..., F) in x's dtype. ``max_block``, ``num_warps``: as for ``gelu_fused``."""
+    _check_block(max_block, num_warps)
     features = x.shape[-1] // 2
     out_shape = x.shape[:-1] + (features,)
     rows = math.prod(x.shape[:-1])
     if rows * features == 0:
         return jnp.zeros(out_shape, x.dtype)
-    block, padded = choose_block(features, ELEMENTWISE_BLOCK)
-    halves = pad_last(x.reshape(rows, 2, features), padded)
+    block_rows, block, padded_rows, padded_features = geglu_tile(rows, features, max_block)
+    halves = pad_to(x.reshape(rows, 2, features), (padded_rows, 2, padded_features))
     y = pl.pallas_call(
         functools.partial(_geglu_kernel, approximate=approximate),
-        out_shape=jax.ShapeDtypeStruct((rows, padded), x.dtype),
-        grid=(rows, padded // block),
-        in_specs=[pl.BlockSpec((1, 2, block), lambda r, j: (r, 0, j))],
-        out_specs=pl.BlockSpec((1, block), lambda r, j: (r, j)),
-        compiler_params=compiler_params(warps_for_block(block), interpret),
+        out_shape=jax.ShapeDtypeStruct((padded_rows, padded_features), x.dtype),
+        grid=(padded_rows // block_rows, padded_features // block),
+        in_specs=[pl.BlockSpec((block_rows, 2, block), lambda r, j: (r, 0, j))],
+        out_specs=pl.BlockSpec((block_rows, block), lambda r, j: (r, j)),
+        compiler_params=compiler_params(num_warps or warps_for_block(block_rows * block), interpret),
         interpret=interpret,
         name="geglu_fused",
     )(halves)
-    return y[:, :features].reshape(out_shape)
+    return y[:rows, :features].reshape(out_shape)

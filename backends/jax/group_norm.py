@@ -13,33 +13,47 @@ the result back to x's dtype.
 ``group_norm`` (jnp): the unfused baseline, two-pass statistics as reductions, then the
 normalization, affine and SiLU as an elementwise pass.
 
-``group_norm_fused`` (Pallas): ONE ``pl.pallas_call`` (the paper's "one GPU command"); around
-it the wrapper only reshapes (free) and, for sizes that no power-of-two block divides, pads and
-crops (``pallas_util.choose_block``; no SD 1.x shape needs it). Its plan:
+``group_norm_fused`` (Pallas): the fused kernel in one of two forms (FORMS; ``fused=True`` takes
+FUSED_FORM, chosen by measurement: backends/jax/notes/group_norm.md). Around the kernels the
+wrapper only reshapes (free) and, for sizes that no power-of-two block divides, pads and crops
+(``pallas_util.choose_block``; no SD 1.x shape needs it). x is viewed as (N, G, L): the slab is
+contiguous in NCHW. Both keep every intermediate in registers except a few floats per program,
+and both centre on a pivot, the slab's first element x0: x - x0 is exact near x0 (Sterbenz), so
+x - mean = (x - x0) - offset keeps the digits that a rounded float32 mean loses (mean 1e3, std
+0.1: half an ulp of 1e3 is already 3e-4 of the std).
 
-    group_norm   grid (N, G): one program per (sample, group) slab, as in ML Drift's
-                 HWCGroupNormalization and MNN's groupnorm_buf.cl. x is viewed as (N, G, L): the
-                 slab is contiguous in NCHW. The program walks its slab in blocks of BLOCK (a
-                 power of two <= 4096, Triton's tensor sizes must be powers of two) with
-                 ``lax.fori_loop``, three times:
-                   1. the mean as pivot + offset: p = the slab's first element, offset =
-                      sum(x - p) / L. x - p is exact near p, so x - mean = (x - p) - offset keeps
-                      digits that a float32 mean of values far from zero loses (mean 1e3, std 0.1:
-                      half an ulp of 1e3 is already 3e-4 of the std);
-                   2. the centred sum of squares: var = sum((x - mean)^2) / L (two-pass, no
-                      E[x^2] - E[x]^2 cancellation);
-                   3. y = (x - mean) * rsqrt(var + eps) * weight[c] + bias[c] (then SiLU), stored.
-                 Partial sums are kept per lane (a BLOCK-vector) and reduced once at the end.
-                 weight/bias are indexed per element by channel = g * C/G + position // HW (a
-                 gather from the group's C/G values, cached on a GPU). Padded positions (only
-                 when L is ragged) are masked out of the sums, and cropped from the output.
-                 No intermediate tensor touches global memory; x is read three times (the
-                 second and third reads of a slab mostly hit L2), y written once.
-                 Pitfall (vllm-omni#6661): the grid has only N * G programs, 32 at batch 1 with
-                 SD's 32 groups, whatever the activation size; an H100 has 132 SMs, so most of
-                 the GPU idles and one program streams a whole slab (L = 262144 for the VAE's
-                 (1, 128, 256, 256)). We keep the paper's one-command plan; a split reduction
-                 over several programs per slab would need a second launch or atomics.
+    one_launch   ONE pallas_call (the paper's "one GPU command"), grid (N, G): one program per
+                 (sample, group) slab, as in ML Drift's HWCGroupNormalization and MNN's
+                 groupnorm_buf.cl. The program walks its slab in blocks of BLOCK (a power of two
+                 <= max_block; Triton's tensor sizes must be powers of two) with
+                 ``lax.fori_loop``, three times: offset = sum(x - x0) / L; the centred sum of
+                 squares (two-pass, no E[x^2] - E[x]^2 cancellation); then
+                 y = ((x - x0) - offset) * rsqrt(var + eps) * weight[c] + bias[c] (then SiLU),
+                 stored. x is read three times (the later reads of a slab mostly hit L2), y
+                 written once. Pitfall (vllm-omni#6661): the grid has only N * G programs, 32 at
+                 batch 1 with SD's 32 groups, whatever the activation size; an H200 has 132 SMs,
+                 so most of the GPU idles while one program streams a whole slab (L = 262144 for
+                 the VAE's (1, 128, 256, 256)). Kept as the paper's literal plan and as the
+                 ablation's baseline of the split.
+
+    split        TWO pallas_calls over the grid (N, G, parts), parts = ``split_parts`` (a power
+                 of two: enough programs to fill the GPU, none shorter than MIN_PART):
+                   group_norm_stats      each program walks its part once in blocks; a block's
+                                         moments are two-pass in registers (its mean, its
+                                         centred sum of squares) and merged into the part's
+                                         running (count, mean, M2) by Chan's update. It writes
+                                         two floats: the part's mean of x - x0 and its M2.
+                   group_norm_normalize  each program merges its slab's ``parts`` moments
+                                         exactly (offset = sum(n_i o_i) / L, M2 = sum(M2_i) +
+                                         sum(n_i (o_i - offset)^2)), then normalizes, applies
+                                         the affine and SiLU and stores its part.
+                 x is read twice and y written once (the floor of any GroupNorm whose slab does
+                 not fit on chip: 3 passes over the activation), with N * G * parts programs.
+                 Mathematically the same statistics as one_launch, merged instead of summed.
+
+weight/bias are indexed per element by channel = g * C/G + position // HW (a gather from the
+group's C/G values, cached on a GPU). Padded positions (only when L is ragged) are masked out of
+the sums, and cropped from the output.
 """
 
 from __future__ import annotations
@@ -52,13 +66,20 @@ import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
 
-from .pallas_util import choose_block, compiler_params, pad_last, sigmoid, warps_for_block
+from .pallas_util import cdiv, choose_block, compiler_params, next_power_of_2, pad_last, sigmoid, warps_for_block
 
 __all__ = ["group_norm", "group_norm_fused", "layer_norm"]
 
 F32 = jnp.float32
-#: Largest block (elements of a slab per loop step) of the fused kernel.
+#: Largest block (elements of a slab per loop step) of the fused kernels.
 NORM_BLOCK = 4096
+#: The fused kernel's forms (module docstring); ``fused=True`` takes FUSED_FORM.
+FORMS = ("one_launch", "split")
+FUSED_FORM = "split"
+#: "split": programs wanted per call (an H200 has 132 SMs; several programs per SM hide latency)
+TARGET_PROGRAMS = 1024
+#: "split": the shortest part worth its own program
+MIN_PART = 1024
 
 
 def _f32(x):
@@ -180,17 +201,13 @@ def _group_norm_kernel(*refs, length, block, hw, eps, silu, has_weight, has_bias
     lax.fori_loop(0, n_blocks, normalize, 0)
 
 
-@functools.partial(jax.jit, static_argnums=(1, 4, 5, 6))
-def group_norm_fused(x, num_groups: int, weight, bias, eps: float, silu: bool, interpret: bool):
-    """Fused GroupNorm (+ SiLU) of x (N, C, *spatial), one ``pallas_call``; see the module
-    docstring. weight and bias are (C,) or None; the result has x's shape and dtype."""
+def _one_launch(x, num_groups, weight, bias, eps, silu, interpret, max_block):
+    """The "one_launch" form: grid (N, G), one program per slab (``_group_norm_kernel``)."""
     n, c = x.shape[:2]
     hw = math.prod(x.shape[2:])
     groups, per_group = num_groups, c // num_groups
     length = per_group * hw
-    if x.size == 0:
-        return jnp.zeros_like(x)
-    block, padded = choose_block(length, NORM_BLOCK)
+    block, padded = choose_block(length, max_block)
     slabs = pad_last(x.reshape(n, groups, length), padded)
 
     slab_spec = pl.BlockSpec((1, 1, padded), lambda i, g: (i, g, 0))
@@ -214,3 +231,178 @@ def group_norm_fused(x, num_groups: int, weight, bias, eps: float, silu: bool, i
         name="group_norm_fused",
     )(*operands)
     return y[:, :, :length].reshape(x.shape)
+
+
+# --------------------------------------------------------------------- fused, split (two Pallas calls)
+
+
+def split_parts(slabs: int, length: int) -> int:
+    """Parts per slab of the "split" form: a power of two, enough that slabs * parts reaches
+    TARGET_PROGRAMS, but no part shorter than MIN_PART (the per-program work must outweigh the
+    statistics it writes and the merge every normalizing program redoes)."""
+    wanted = next_power_of_2(cdiv(TARGET_PROGRAMS, max(int(slabs), 1)))
+    most = 1 << (max(int(length) // MIN_PART, 1).bit_length() - 1)  # the largest power of two <= length / MIN_PART
+    return max(1, min(wanted, most))
+
+
+def _part_geometry(length: int, parts: int, max_block: int = NORM_BLOCK) -> tuple[int, int]:
+    """(block, part_length): each part is part_length = a multiple of block >= cdiv(length, parts)
+    positions of the padded slab, walked in power-of-two blocks."""
+    return choose_block(cdiv(length, parts), max_block)
+
+
+def _group_norm_stats_kernel(x_ref, offset_ref, m2_ref, *, length, part_length, block):
+    """Part p of slab (n, g): the moments of v = x - x0 (x0 the slab's first element) over the
+    part's valid positions. Each block's moments are two-pass in registers (its mean, then its
+    centred sum of squares), merged into the running (count, mean, M2) by Chan's update:
+
+        delta = mean_b - mean,  count' = count + n_b,
+        mean' = mean + delta * n_b / count',  M2' = M2 + M2_b + delta^2 * count * n_b / count'
+
+    so x is read once. Outputs: the part's mean of v and its M2 (one float32 each)."""
+    part = pl.program_id(2)
+    base = part * part_length
+    lanes = jnp.arange(block, dtype=jnp.int32)
+    pivot = x_ref[0, 0, 0].astype(F32)
+    ragged = x_ref.shape[-1] != length  # padded slab: mask positions >= length
+
+    def add_block(i, moments):
+        count, mean, m2 = moments
+        start = base + pl.multiple_of(i * block, block)
+        v = x_ref[0, 0, pl.ds(start, block)].astype(F32) - pivot
+        if ragged:
+            valid = (start + lanes) < length
+            n_b = jnp.clip(length - start, 0, block).astype(F32)
+            mean_b = jnp.sum(jnp.where(valid, v, 0.0)) / jnp.maximum(n_b, 1.0)
+            d = jnp.where(valid, v - mean_b, 0.0)
+        else:
+            n_b = F32(block)
+            mean_b = jnp.sum(v) / block
+            d = v - mean_b
+        m2_b = jnp.sum(d * d)
+        total = count + n_b
+        delta = mean_b - mean
+        share = n_b / jnp.maximum(total, 1.0)
+        return total, mean + delta * share, m2 + m2_b + delta * delta * count * share
+
+    zero = F32(0.0)
+    _, mean, m2 = lax.fori_loop(0, part_length // block, add_block, (zero, zero, zero))
+    offset_ref[...] = mean
+    m2_ref[...] = m2
+
+
+def _group_norm_normalize_kernel(*refs, length, part_length, block, hw, eps, silu, has_weight, has_bias):
+    """Part p of slab (n, g): merge the slab's ``parts`` moments (count n_i, mean o_i, M2_i of
+    x - x0) exactly,
+
+        offset = sum(n_i o_i) / L,   M2 = sum(M2_i) + sum(n_i (o_i - offset)^2),
+        rstd = 1 / sqrt(M2 / L + eps),
+
+    then write y = ((x - x0) - offset) * rstd * weight[c] + bias[c] (then SiLU) for the part.
+    refs = x (1, 1, Lp), offsets (1, 1, parts), M2 (1, 1, parts), [weight (1, C/G)],
+    [bias (1, C/G)], y (1, 1, part_length)."""
+    x_ref, offset_ref, m2_ref, y_ref = refs[0], refs[1], refs[2], refs[-1]
+    w_ref = refs[3] if has_weight else None
+    b_ref = refs[3 + has_weight] if has_bias else None
+    part = pl.program_id(2)
+    base = part * part_length
+    parts = offset_ref.shape[-1]
+
+    starts = jnp.arange(parts, dtype=jnp.int32) * part_length
+    counts = jnp.clip(length - starts, 0, part_length).astype(F32)
+    offsets = offset_ref[0, 0, :]
+    offset = jnp.sum(counts * offsets) / length
+    spread = offsets - offset
+    m2 = jnp.sum(m2_ref[0, 0, :]) + jnp.sum(counts * spread * spread)
+    rstd = lax.rsqrt(m2 / length + eps)
+    pivot = x_ref[0, 0, 0].astype(F32)
+    lanes = jnp.arange(block, dtype=jnp.int32)
+
+    def normalize(i, carry):
+        start = pl.multiple_of(i * block, block)
+        v = x_ref[0, 0, pl.ds(base + start, block)].astype(F32)
+        y = ((v - pivot) - offset) * rstd
+        if has_weight or has_bias:
+            # channel within the group; padded lanes are clamped onto the last one (cropped later)
+            channel = jnp.minimum(lax.div(base + start + lanes, hw), length // hw - 1)
+            if has_weight:
+                y = y * w_ref[0, channel].astype(F32)
+            if has_bias:
+                y = y + b_ref[0, channel].astype(F32)
+        if silu:
+            y = y * sigmoid(y)
+        y_ref[0, 0, pl.ds(start, block)] = y.astype(y_ref.dtype)
+        return carry
+
+    lax.fori_loop(0, part_length // block, normalize, 0)
+
+
+def _split(x, num_groups, weight, bias, eps, silu, interpret, max_block, parts):
+    """The "split" form: ``group_norm_stats`` then ``group_norm_normalize``, each over the grid
+    (N, G, parts); between them only the (N, G, parts) float32 moments. ``parts``: None picks
+    ``split_parts``; a power of two forces it (tests, probes)."""
+    n, c = x.shape[:2]
+    hw = math.prod(x.shape[2:])
+    groups, per_group = num_groups, c // num_groups
+    length = per_group * hw
+    parts = split_parts(n * groups, length) if parts is None else parts
+    block, part_length = _part_geometry(length, parts, max_block)
+    padded = parts * part_length
+    slabs = pad_last(x.reshape(n, groups, length), padded)
+    grid = (n, groups, parts)
+    params = compiler_params(warps_for_block(block), interpret)
+
+    slab_spec = pl.BlockSpec((1, 1, padded), lambda i, g, p: (i, g, 0))
+    moment_spec = pl.BlockSpec((None, None, None), lambda i, g, p: (i, g, p))
+    moments = jax.ShapeDtypeStruct((n, groups, parts), F32)
+    offsets, m2 = pl.pallas_call(
+        functools.partial(_group_norm_stats_kernel, length=length, part_length=part_length, block=block),
+        out_shape=(moments, moments),
+        grid=grid,
+        in_specs=[slab_spec],
+        out_specs=(moment_spec, moment_spec),
+        compiler_params=params,
+        interpret=interpret,
+        name="group_norm_stats",
+    )(slabs)
+
+    slab_moments_spec = pl.BlockSpec((1, 1, parts), lambda i, g, p: (i, g, 0))
+    group_spec = pl.BlockSpec((1, per_group), lambda i, g, p: (g, 0))
+    operands, in_specs = [slabs, offsets, m2], [slab_spec, slab_moments_spec, slab_moments_spec]
+    for vector in (weight, bias):
+        if vector is not None:
+            operands.append(vector.reshape(groups, per_group))
+            in_specs.append(group_spec)
+    kernel = functools.partial(_group_norm_normalize_kernel, length=length, part_length=part_length, block=block,
+                               hw=hw, eps=eps, silu=silu, has_weight=weight is not None, has_bias=bias is not None)
+    y = pl.pallas_call(
+        kernel,
+        out_shape=jax.ShapeDtypeStruct(slabs.shape, x.dtype),
+        grid=grid,
+        in_specs=in_specs,
+        out_specs=pl.BlockSpec((1, 1, part_length), lambda i, g, p: (i, g, p)),
+        compiler_params=params,
+        interpret=interpret,
+        name="group_norm_normalize",
+    )(*operands)
+    return y[:, :, :length].reshape(x.shape)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 4, 5, 6), static_argnames=("form", "parts", "max_block"))
+def group_norm_fused(x, num_groups: int, weight, bias, eps: float, silu: bool, interpret: bool,
+                     form: str = FUSED_FORM, parts: int | None = None, max_block: int = NORM_BLOCK):
+    """Fused GroupNorm (+ SiLU) of x (N, C, *spatial) in one of FORMS; see the module docstring.
+    weight and bias are (C,) or None; the result has x's shape and dtype. ``parts`` (split only):
+    parts per slab, a power of two (None: ``split_parts``). ``max_block``: the largest block, a
+    power of two (NORM_BLOCK; larger keeps more of a slab in registers, for the probe)."""
+    if form not in FORMS:
+        raise ValueError(f"form: expected one of {FORMS}, got {form!r}")
+    if parts is not None and (form != "split" or parts < 1 or parts & (parts - 1)):
+        raise ValueError(f"parts: expected None, or a power of two with form='split', got {parts!r} (form={form!r})")
+    if max_block < 1 or max_block & (max_block - 1):
+        raise ValueError(f"max_block: expected a power of two, got {max_block!r}")
+    if x.size == 0:
+        return jnp.zeros_like(x)
+    if form == "one_launch":
+        return _one_launch(x, num_groups, weight, bias, eps, silu, interpret, max_block)
+    return _split(x, num_groups, weight, bias, eps, silu, interpret, max_block, parts)

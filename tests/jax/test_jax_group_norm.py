@@ -1,9 +1,12 @@
-"""JAX GroupNorm: the fused Pallas kernel is ONE pallas_call with no math outside it (the paper's
-"one GPU command"), it jits through the backend, and its block loop covers every slab length.
+"""JAX GroupNorm: the fused Pallas kernel's two forms. "one_launch" is ONE pallas_call (the
+paper's "one GPU command"), "split" two (statistics, normalize); neither has math outside its
+kernels; both jit through the backend; the split form is exact for every number of parts
+(including parts with no valid position) at a large mean; the parts rule and the block loop
+cover every slab length; bad form arguments are refused.
 
 The jaxpr check counts the pallas_call primitives of the jitted op and allows only layout
-primitives (views, the ragged pad and crop) outside it. Accuracy on every backend:
-tests/test_group_norm.py.
+primitives (views, the ragged pad and crop) outside them. Accuracy of the default form on every
+backend: tests/test_group_norm.py.
 """
 
 import jax
@@ -13,21 +16,33 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backends.jax import pallas_util
+from backends.jax import group_norm, pallas_util
+from reference import ops
+from reference.numerics import relative_frobenius_error
 
 from ..helpers import assert_one_pallas_call, random_array
 
 pytestmark = pytest.mark.backends("jax")
 
+LAUNCHES = {"one_launch": 1, "split": 2}
 
+
+@pytest.mark.parametrize("form", group_norm.FORMS)
 @pytest.mark.parametrize("silu", [False, True])
 @pytest.mark.parametrize("shape, groups", [((2, 6, 17, 19), 2),   # slab 969: padded to 1024 and masked
-                                           ((1, 8, 4096), 2)])    # slab 16384: four blocks, no pad
-def test_group_norm_is_one_pallas_call(backend, shape, groups, silu):
+                                           ((1, 8, 4096), 2)])    # slab 16384: four blocks (split: 4 parts)
+def test_group_norm_forms_count_their_pallas_calls(backend, form, shape, groups, silu):
     x = jnp.ones(shape, jnp.float32)
     w = jnp.ones(shape[1], jnp.float32)
-    assert_one_pallas_call(lambda x, w: backend.group_norm(x, groups, w, w, fused=True, silu=silu), x, w)
-    assert_one_pallas_call(lambda x: backend.group_norm(x, groups, fused=True, silu=silu), x)
+    calls = LAUNCHES[form]
+    assert_one_pallas_call(lambda x, w: backend.group_norm_form(x, groups, w, w, silu=silu, form=form), x, w,
+                           calls=calls)
+    assert_one_pallas_call(lambda x: backend.group_norm_form(x, groups, silu=silu, form=form), x, calls=calls)
+
+
+def test_fused_group_norm_takes_the_fused_form(backend):
+    x = jnp.ones((1, 8, 4096), jnp.float32)
+    assert_one_pallas_call(lambda x: backend.group_norm(x, 2, fused=True), x, calls=LAUNCHES[group_norm.FUSED_FORM])
 
 
 def test_group_norm_jits_through_the_backend(backend):
@@ -36,6 +51,59 @@ def test_group_norm_jits_through_the_backend(backend):
     eager = backend.to_numpy(backend.group_norm(x, 3, w, w, fused=True, silu=True))
     jitted = jax.jit(lambda x, w: backend.group_norm(x, 3, w, w, fused=True, silu=True))
     np.testing.assert_array_equal(backend.to_numpy(jitted(x, w)), eager)
+
+
+@pytest.mark.parametrize("parts", [1, 2, 8, 16])
+@pytest.mark.parametrize("shape, groups", [((2, 4, 10), 2),       # slab 20 in 8 parts of 4: the last 3 empty
+                                           ((1, 6, 21, 23), 3),   # slab 966: ragged parts
+                                           ((1, 4, 64, 64), 2)])  # slab 8192: parts of whole blocks
+def test_split_form_is_exact_for_any_parts_at_a_large_mean(backend, shape, groups, parts):
+    # mean 1e3, std 0.1: the parts' moments are merged exactly (Chan), relative to the slab's
+    # first element, so the error stays at float32 rounding (tests/test_group_norm.py's bound)
+    x = random_array(parts, shape, scale=0.1, offset=1e3).astype(np.float32)
+    c = shape[1]
+    w = (1 + 0.1 * random_array(1, (c,))).astype(np.float32)
+    b = (0.1 * random_array(2, (c,))).astype(np.float32)
+    exact = ops.silu(ops.group_norm(x.astype(np.float64), groups, w.astype(np.float64), b.astype(np.float64)))
+    y = group_norm.group_norm_fused(jnp.asarray(x), groups, jnp.asarray(w), jnp.asarray(b), 1e-5, True,
+                                    backend.interpret, form="split", parts=parts)
+    error = relative_frobenius_error(np.asarray(y), exact)
+    assert error < 1e-5, f"parts={parts}: {error:.2e}"
+
+
+@pytest.mark.parametrize("parts", [1, 4])
+def test_split_form_merges_blocks_with_different_means(backend, parts):
+    # max_block 64: each part is walked in many blocks whose means differ (a ramp along the
+    # slab plus noise), so the per-block Chan update's delta^2 term carries most of the variance
+    shape, groups = (1, 4, 32, 64), 2
+    ramp = np.linspace(-3.0, 3.0, 2 * 32 * 64).reshape(1, 1, 2, 32, 64)
+    x = (ramp + 0.1 * random_array(5, (1, 2, 2, 32, 64)) + 50.0).reshape(shape).astype(np.float32)
+    exact = ops.group_norm(x.astype(np.float64), groups)
+    y = group_norm.group_norm_fused(jnp.asarray(x), groups, None, None, 1e-5, False, backend.interpret,
+                                    form="split", parts=parts, max_block=64)
+    error = relative_frobenius_error(np.asarray(y), exact)
+    assert error < 1e-5, f"parts={parts}: {error:.2e}"
+
+
+@given(slabs=st.integers(1, 512), length=st.integers(1, 2_000_000))
+def test_split_parts_fill_the_gpu_without_tiny_parts(slabs, length):
+    parts = group_norm.split_parts(slabs, length)
+    assert parts >= 1 and parts & (parts - 1) == 0
+    assert parts == 1 or length // parts >= group_norm.MIN_PART  # no part shorter than MIN_PART
+    # enough programs, unless the parts would get too short: doubling breaks one of the two
+    assert slabs * parts >= group_norm.TARGET_PROGRAMS or length // (2 * parts) < group_norm.MIN_PART
+    block, part_length = group_norm._part_geometry(length, parts)
+    assert part_length % block == 0 and length <= parts * part_length < length + parts * block
+
+
+@pytest.mark.parametrize("kwargs, message", [({"form": "two_launch"}, "form: expected one of"),
+                                             ({"form": "split", "parts": 3}, "parts: expected None, or a power of two"),
+                                             ({"form": "one_launch", "parts": 2}, "parts: expected None"),
+                                             ({"max_block": 1000}, "max_block: expected a power of two")])
+def test_group_norm_fused_refuses_bad_form_arguments(backend, kwargs, message):
+    x = jnp.ones((1, 4, 8), jnp.float32)
+    with pytest.raises(ValueError, match=message):
+        group_norm.group_norm_fused(x, 2, None, None, 1e-5, False, backend.interpret, **kwargs)
 
 
 @given(length=st.integers(1, 300_000), max_block=st.sampled_from([1024, 4096]))

@@ -1,0 +1,226 @@
+"""The JAX backend's Pallas kernels against XLA and torch on SD 1.4's shapes, with their tuning
+knobs swept, timed by a device-bound timer (``python -m experiments.probes.jax_kernel_sweep
+[--families group_norm gelu attention] [--dtypes float32 float16]``).
+
+Families and candidates (each checked against the float64 reference before it is timed; a
+candidate the compiler refuses prints ``failed``):
+
+    group_norm  GroupNorm+SiLU, 32 groups, the benchmark's six shapes: XLA (our unfused jnp),
+                torch F.group_norm + F.silu, the fused "one_launch" form with blocks of
+                4096 and 16384, the "split" form with ``split_parts``' rule and forced parts
+    gelu        GEGLU (exact GELU, diffusers' feed-forward) on the benchmark's four shapes: XLA,
+                torch, and the Pallas kernel with blocks 512 to 8192 (default warps, and 4)
+    attention   naive (jnp), partial_softmax, flash and torch SDPA on the issue's shapes
+
+The timer. ``JaxBackend.time`` times back-to-back calls of one jitted op; for a kernel of a few
+microseconds that measures the host's dispatch, not the device. Here one jitted program runs
+the op on R distinct copies of the inputs (R chosen so that the copies hold >= 256 MiB, at most
+64): one dispatch for R kernels, and distinct copies so that XLA cannot merge the calls and the
+L2 cache does not hold the next call's input. Per-call time = program time / R, the median of
+10 samples of back-to-back programs. torch's time is CUDA events between back-to-back calls
+(``TorchCUDA.time``). GB/s = (inputs read once + output written once) / time; the copy row is
+XLA's ``x * 2`` (read and write the same bytes) on the largest input, in this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from backends.jax import attention as jax_attention
+from backends.jax import gelu as jax_gelu
+from backends.jax import group_norm as jax_group_norm
+from experiments.peers import TorchCUDA
+from reference import attention as ref_attention
+from reference import gelu as ref_gelu
+from reference import group_norm as ref_group_norm
+from reference.elementwise import silu
+
+GN_SHAPES = ((2, 320, 64, 64), (2, 640, 32, 32), (2, 1280, 16, 16), (1, 512, 128, 128), (1, 256, 256, 256),
+             (1, 128, 512, 512))
+GEGLU_SHAPES = ((2, 4096, 2560), (2, 1024, 5120), (2, 256, 10240), (2, 64, 10240))
+ATTENTION_SHAPES = ((2, 8, 4096, 4096, 40), (2, 8, 4096, 77, 40), (2, 8, 1024, 1024, 80), (2, 8, 1024, 77, 80),
+                    (2, 8, 256, 256, 160), (1, 1, 4096, 4096, 512))
+GROUPS, EPS = 32, 1e-5
+COPY_BYTES = 256 << 20
+#: --smoke: tiny shapes in interpret mode, to check the probe itself on a CPU
+SMOKE = {"GN_SHAPES": ((1, 64, 8, 8),), "GEGLU_SHAPES": ((1, 8, 64),), "ATTENTION_SHAPES": ((1, 2, 32, 32, 40),),
+         "COPY_BYTES": 1 << 16, "INTERPRET": True}
+INTERPRET = False
+
+
+def device_ms(fn, args, repeats: int = 10) -> float:
+    """Median device milliseconds per call of fn(*args): R calls on distinct copies per program."""
+    nbytes = sum(a.size * a.dtype.itemsize for a in args)
+    copies = max(1, min(64, math.ceil(COPY_BYTES / max(nbytes, 1))))
+    inputs = [[jnp.array(a, copy=True) for a in args] for _ in range(copies)]
+    program = jax.jit(lambda inputs: [fn(*one) for one in inputs])
+    jax.block_until_ready(program(inputs))
+    start = time.perf_counter()
+    jax.block_until_ready(program(inputs))
+    calls = max(1, min(100, round(0.05 / max(time.perf_counter() - start, 1e-6))))
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(calls):
+            out = program(inputs)
+        jax.block_until_ready(out)
+        samples.append((time.perf_counter() - start) / calls / copies)
+    return statistics.median(samples) * 1e3
+
+
+def torch_ms(torch_peer, fn) -> float:
+    return torch_peer.time(fn, repeats=20).device_median * 1e3
+
+
+def relative_error(y, expected) -> float:
+    y = np.asarray(jnp.asarray(y, jnp.float32), dtype=np.float64)
+    return float(np.linalg.norm(y - expected) / np.linalg.norm(expected))
+
+
+def row(*cells) -> None:
+    print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
+
+
+def attempt(label_cells, check, time_fn, nbytes=None, flops=None, peer_ms=None):
+    """Check, then time, one candidate and print its row; a failure prints the exception."""
+    try:
+        error = check()
+        ms = time_fn()
+    except Exception as exc:  # a candidate the compiler refuses: shared memory, registers, lowering
+        row(*label_cells, f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:100]}", "", "", "")
+        return None
+    rate = f"{nbytes / ms * 1e-6:.0f} GB/s" if nbytes else f"{flops / ms * 1e-9:.0f} TFLOP/s"
+    versus = f"{peer_ms / ms:.2f}x" if peer_ms else ""
+    row(*label_cells, f"{error:.2e}", f"{ms:.4f}", rate, versus)
+    return ms
+
+
+def copy_row(dtypes) -> None:
+    print(f"\n## copy (XLA x * 2, {4 * COPY_BYTES >> 20} MiB read and written)\n")
+    row("dtype", "ms", "GB/s")
+    row("---", "---", "---")
+    for dtype in dtypes:
+        x = jnp.ones((4 * COPY_BYTES) // jnp.dtype(dtype).itemsize, dtype) * 1.5
+        ms = device_ms(lambda x: x * 2, [x], repeats=10)
+        row(dtype, f"{ms:.4f}", f"{2 * x.size * x.dtype.itemsize / ms * 1e-6:.0f}")
+
+
+def group_norm_family(dtypes, torch_peer, rng) -> None:
+    print("\n## GroupNorm+SiLU (32 groups)\n")
+    row("shape", "dtype", "candidate", "rel. error", "ms", "rate", "vs XLA")
+    row(*["---"] * 7)
+    for shape, dtype in itertools.product(GN_SHAPES, dtypes):
+        c = shape[1]
+        host = [rng.standard_normal(shape).astype(np.float32), 1 + 0.1 * rng.standard_normal(c).astype(np.float32),
+                0.1 * rng.standard_normal(c).astype(np.float32)]
+        host = [a.astype(jnp.dtype(dtype)) for a in host]
+        x, w, b = (jnp.asarray(a) for a in host)
+        expected = silu(ref_group_norm.group_norm(*(a.astype(np.float64) for a in host[:1]), GROUPS,
+                                                  host[1].astype(np.float64), host[2].astype(np.float64), EPS))
+        nbytes = 2 * x.size * x.dtype.itemsize
+        label = (shape, dtype)
+        xla = attempt(label + ("XLA (jnp unfused)",),
+                      lambda: relative_error(jax_group_norm.group_norm(x, GROUPS, w, b, EPS, True), expected),
+                      lambda: device_ms(lambda x, w, b: jax_group_norm.group_norm(x, GROUPS, w, b, EPS, True), [x, w, b]),
+                      nbytes)
+        if torch_peer is not None:
+            tx, tw, tb = (torch_peer.asarray(a) for a in host)
+            attempt(label + ("torch F.group_norm+F.silu",),
+                    lambda: relative_error(torch_peer.to_numpy(torch_peer.group_norm_silu(tx, tw, tb, GROUPS, EPS)),
+                                           expected),
+                    lambda: torch_ms(torch_peer, lambda: torch_peer.group_norm_silu(tx, tw, tb, GROUPS, EPS)),
+                    nbytes, peer_ms=xla)
+        length = c // GROUPS * math.prod(shape[2:])
+        rule = jax_group_norm.split_parts(shape[0] * GROUPS, length)
+        candidates = [("one_launch", None, 4096), ("one_launch", None, 16384), ("split", None, 4096)]
+        candidates += [("split", p, 4096) for p in (4, 8, 16, 32, 64, 128) if p != rule and length // p >= 256]
+        candidates += [("split", None, 1024), ("split", None, 16384)]
+        for form, parts, max_block in candidates:
+            def fused(x, w, b, form=form, parts=parts, max_block=max_block):
+                return jax_group_norm.group_norm_fused(x, GROUPS, w, b, EPS, True, INTERPRET, form=form, parts=parts,
+                                                       max_block=max_block)
+            name = f"{form} block<={max_block}" + (f" parts={parts or rule}{' (rule)' if parts is None else ''}"
+                                                   if form == "split" else "")
+            attempt(label + (name,), lambda: relative_error(fused(x, w, b), expected),
+                    lambda: device_ms(fused, [x, w, b]), nbytes, peer_ms=xla)
+
+
+def gelu_family(dtypes, torch_peer, rng) -> None:
+    print("\n## GEGLU (exact GELU)\n")
+    row("shape", "dtype", "candidate", "rel. error", "ms", "rate", "vs XLA")
+    row(*["---"] * 7)
+    for shape, dtype in itertools.product(GEGLU_SHAPES, dtypes):
+        host = rng.standard_normal(shape).astype(np.float32).astype(jnp.dtype(dtype))
+        x = jnp.asarray(host)
+        expected = ref_gelu.geglu(host.astype(np.float64))
+        nbytes = x.size * x.dtype.itemsize * 3 // 2
+        label = (shape, dtype)
+        xla = attempt(label + ("XLA (jnp unfused)",), lambda: relative_error(jax_gelu.geglu(x), expected),
+                      lambda: device_ms(jax_gelu.geglu, [x]), nbytes)
+        if torch_peer is not None:
+            tx = torch_peer.asarray(host)
+            attempt(label + ("torch chunk, a*F.gelu(gate)",),
+                    lambda: relative_error(torch_peer.to_numpy(torch_peer.geglu(tx)), expected),
+                    lambda: torch_ms(torch_peer, lambda: torch_peer.geglu(tx)), nbytes, peer_ms=xla)
+        for max_block, warps in [(512, None), (1024, None), (2048, None), (4096, None), (8192, None), (1024, 4),
+                                 (2048, 4), (4096, 4)]:
+            def fused(x, max_block=max_block, warps=warps):
+                return jax_gelu.geglu_fused(x, False, INTERPRET, max_block=max_block, num_warps=warps)
+            name = f"Pallas block<={max_block} warps={warps or 'rule'}"
+            attempt(label + (name,), lambda: relative_error(fused(x), expected), lambda: device_ms(fused, [x]),
+                    nbytes, peer_ms=xla)
+
+
+def attention_family(dtypes, torch_peer, rng) -> None:
+    print("\n## attention\n")
+    row("shape (B, H, N, M, d)", "dtype", "candidate", "rel. error", "ms", "rate", "vs SDPA")
+    row(*["---"] * 7)
+    for (b, h, n, m, d), dtype in itertools.product(ATTENTION_SHAPES, dtypes):
+        host = [rng.standard_normal(s).astype(np.float32).astype(jnp.dtype(dtype)) for s in ((b, h, n, d), (b, h, m, d), (b, h, m, d))]
+        q, k, v = (jnp.asarray(a) for a in host)
+        expected = ref_attention.attention(*(a[:1, :2].astype(np.float64) for a in host))
+        flops = 4 * b * h * n * m * d
+        label = ((b, h, n, m, d), dtype)
+        sdpa = None
+        if torch_peer is not None:
+            tq, tk, tv = (torch_peer.asarray(a) for a in host)
+            sdpa = attempt(label + ("torch SDPA",),
+                           lambda: relative_error(torch_peer.to_numpy(torch_peer.attention(tq, tk, tv))[:1, :2], expected),
+                           lambda: torch_ms(torch_peer, lambda: torch_peer.attention(tq, tk, tv)), flops=flops)
+        for method in jax_attention.METHODS:
+            def fn(q, k, v, method=method):
+                return jax_attention.attention(q, k, v, d ** -0.5, method, INTERPRET)
+            attempt(label + (method,), lambda: relative_error(fn(q, k, v)[:1, :2], expected),
+                    lambda: device_ms(fn, [q, k, v]), flops=flops, peer_ms=sdpa)
+
+
+FAMILIES = {"group_norm": group_norm_family, "gelu": gelu_family, "attention": attention_family}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--families", nargs="+", choices=sorted(FAMILIES), default=list(FAMILIES))
+    parser.add_argument("--dtypes", nargs="+", default=["float32", "float16"])
+    parser.add_argument("--smoke", action="store_true", help="tiny shapes in interpret mode (checks the probe on a CPU)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        globals().update(SMOKE)
+    torch_peer, why = TorchCUDA.start()
+    print(f"{jax.devices()[0].device_kind}; jax {jax.__version__}; torch: {why or torch_peer.describe()}")
+    copy_row(args.dtypes)
+    rng = np.random.default_rng(0)
+    for family in args.families:
+        dtypes = [d for d in args.dtypes if family != "attention" or d != "float32"] or args.dtypes
+        FAMILIES[family](dtypes, torch_peer, rng)
+
+
+if __name__ == "__main__":
+    main()
