@@ -7,7 +7,9 @@ is the same on every backend and does three things in order:
    input raises the same error on every backend, plus the backend's own array checks
    (``_check_arrays``: its array type, storage dtypes, device);
 2. resolves the variant (``fused=None``, ``method=None``, ``tile=None``) from the backend's
-   ``Optimizations``, counting every default or "auto" decision in ``choices``;
+   ``Optimizations`` (with ``Optimizations.best()``: from the measured rule of this backend,
+   device and the call's storage dtype), counting every default, "auto" or "best" decision in
+   ``choices``;
 3. calls the backend's implementation, a method of the same name with a leading underscore
    (``_group_norm(x, num_groups, weight, bias, eps, fused=..., silu=...)``), with arguments
    already checked and normalized (ints, floats, bools, a concrete variant).
@@ -31,7 +33,8 @@ import numpy as np
 
 from reference import _checks as checks
 
-from .optimizations import ATTENTION_METHODS, WINOGRAD_TILES, Optimizations, auto_attention_method
+from .optimizations import (ATTENTION_METHODS, WINOGRAD_TILES, MeasuredRule, Optimizations, auto_attention_method,
+                            measured_rule)
 
 
 @dataclass
@@ -80,7 +83,8 @@ class Backend(ABC):
         elif isinstance(optimizations, str):
             optimizations = Optimizations.named(optimizations)
         elif not isinstance(optimizations, Optimizations):
-            raise TypeError(f"optimizations: expected an Optimizations value or 'none'/'paper', got {optimizations!r}")
+            raise TypeError(f"optimizations: expected an Optimizations value or 'none'/'paper'/'best', "
+                            f"got {optimizations!r}")
         self.optimizations = optimizations
         #: how often each "auto" or default choice resolved to each variant, e.g.
         #: {("attention", "auto", "partial_softmax"): 16, ("conv2d", "default", "winograd4"): 30}
@@ -111,7 +115,7 @@ class Backend(ABC):
         eps = checks.check_group_norm(x, num_groups, weight, bias, array_type=self.array_type, eps=eps)
         self._check_arrays(x=x, weight=weight, bias=bias)
         return self._group_norm(x, int(num_groups), weight, bias, eps,
-                                fused=self._fused("group_norm", fused), silu=bool(silu))
+                                fused=self._fused("group_norm", fused, x.dtype), silu=bool(silu))
 
     def layer_norm(self, x, weight=None, bias=None, eps=1e-5):
         """LayerNorm over the last axis (torch.nn.LayerNorm(C))."""
@@ -126,13 +130,13 @@ class Backend(ABC):
         paper's second idea) or the op-by-op graph."""
         checks.check_array("x", x, array_type=self.array_type)
         self._check_arrays(x=x)
-        return self._gelu(x, bool(approximate), fused=self._fused("gelu", fused))
+        return self._gelu(x, bool(approximate), fused=self._fused("gelu", fused, x.dtype))
 
     def geglu(self, x, approximate=False, fused=None):
         """a * gelu(b) for the halves a, b of x's last axis (diffusers' GEGLU); ``fused`` as gelu."""
         checks.check_geglu(x, array_type=self.array_type)
         self._check_arrays(x=x)
-        return self._geglu(x, bool(approximate), fused=self._fused("gelu", fused))
+        return self._geglu(x, bool(approximate), fused=self._fused("gelu", fused, x.dtype))
 
     def silu(self, x):
         """x * sigmoid(x)."""
@@ -160,7 +164,8 @@ class Backend(ABC):
         "partial_softmax", "flash" or "auto" (the paper's third idea and its device rule)."""
         scale = checks.check_qkv(q, k, v, scale, array_type=self.array_type, causal=causal)
         self._check_arrays(q=q, k=k, v=v)
-        return self._attention(q, k, v, scale, self._attention_method(method, q.shape[-1]), causal=bool(causal))
+        return self._attention(q, k, v, scale, self._attention_method(method, q.shape[-1], q.dtype),
+                               causal=bool(causal))
 
     # -- convolution and matrix products (reference/winograd.py, reference/gemm.py) -------------
 
@@ -168,7 +173,7 @@ class Backend(ABC):
         """2-D cross-correlation of x (N, C, H, W) with w (O, C, kh, kw) (+ b); ``method``:
         "direct" or "winograd" (F(tile x tile, 3 x 3), the paper's fourth idea, 3x3 stride 1)."""
         checks.check_array("w", w, ndim=4, array_type=self.array_type)
-        method, tile = self._conv_method(method, tile, w.shape, stride)
+        method, tile = self._conv_method(method, tile, w.shape, stride, w.dtype)
         if method == "winograd":
             padding = checks.check_winograd(x, w, b, padding, tile, stride, array_type=self.array_type)
             self._check_arrays(x=x, w=w, b=b)
@@ -334,16 +339,32 @@ class Backend(ABC):
 
     # -- variant resolution ------------------------------------------------------------------
 
-    def _fused(self, op: str, fused: bool | None) -> bool:
+    def measured_rule(self, dtype) -> MeasuredRule:
+        """``Optimizations.best()``'s rule for this backend and device with ``dtype`` storage (a
+        ValueError where none was measured)."""
+        return measured_rule(self.name, self.vendor, np.dtype(dtype).name)
+
+    def _defaults(self, dtype) -> tuple[Optimizations | MeasuredRule, str]:
+        """Where the defaults come from: (the switches, how the choice is counted in ``choices``)."""
+        if self.optimizations.measured:
+            return self.measured_rule(dtype), "best"
+        return self.optimizations, "default"
+
+    def _fused(self, op: str, fused: bool | None, dtype) -> bool:
         if fused is None:
-            chosen = self.optimizations.fused_group_norm if op == "group_norm" else self.optimizations.fused_gelu
-            self.choices[(op, "default", "fused" if chosen else "unfused")] += 1
+            switches, how = self._defaults(dtype)
+            chosen = switches.fused_group_norm if op == "group_norm" else switches.fused_gelu
+            self.choices[(op, how, "fused" if chosen else "unfused")] += 1
             return chosen
         if not isinstance(fused, bool):
             raise TypeError(f"fused: expected True, False or None, got {fused!r}")
         return fused
 
-    def _attention_method(self, method: str | None, head_dim: int) -> str:
+    def _attention_method(self, method: str | None, head_dim: int, dtype) -> str:
+        if method is None and self.optimizations.measured:
+            chosen = self.measured_rule(dtype).attention_method(head_dim)
+            self.choices[("attention", "best", chosen)] += 1
+            return chosen
         requested = self.optimizations.attention if method is None else method
         if requested not in ATTENTION_METHODS:
             raise ValueError(f"method: expected one of {ATTENTION_METHODS}, got {method!r}")
@@ -355,7 +376,7 @@ class Backend(ABC):
             self.choices[("attention", "default", requested)] += 1
         return requested
 
-    def _conv_method(self, method: str | None, tile: int | None, w_shape, stride) -> tuple[str, int | None]:
+    def _conv_method(self, method: str | None, tile: int | None, w_shape, stride, dtype) -> tuple[str, int | None]:
         """(method, tile) for a convolution. ``method=None`` uses Winograd with the default tile
         for every eligible layer (3x3, stride 1) and direct convolution for the others."""
         if method is None:
@@ -363,9 +384,10 @@ class Backend(ABC):
                 raise ValueError(f"tile: expected one of {WINOGRAD_TILES} (the Winograd output tile of "
                                  f"3x3 stride-1 layers), got {tile!r}")
             eligible = tuple(w_shape[2:]) == (3, 3) and checks.pair("stride", stride) == (1, 1)
-            tile = tile if tile is not None else self.optimizations.winograd_tile
+            switches, how = self._defaults(dtype)
+            tile = tile if tile is not None else switches.winograd_tile
             chosen = ("winograd", tile) if (eligible and tile is not None) else ("direct", None)
-            self.choices[("conv2d", "default", f"{chosen[0]}{chosen[1] or ''}")] += 1
+            self.choices[("conv2d", how, f"{chosen[0]}{chosen[1] or ''}")] += 1
             return chosen
         if method == "direct":
             if tile is not None:

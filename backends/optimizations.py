@@ -4,7 +4,10 @@
                            attention (A and P stored), direct convolution
     Optimizations.paper()  the paper's configuration: fused GroupNorm, fused GELU, attention
                            "auto" (the paper's rule, below), Winograd F(4x4, 3x3) for every
-                           eligible convolution (3x3, stride 1)
+                           eligible convolution (3x3, stride 1); the ablation's literal choice
+    Optimizations.best()   each switch as measured fastest on this backend and device for the
+                           call's storage dtype (``MEASURED``, with the measurements behind each
+                           choice); a device without measurements raises, naming what exists
 
 An op called with an explicit variant (``method=``, ``fused=``, ``tile=``) ignores the default.
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 ATTENTION_METHODS = ("naive", "partial_softmax", "flash", "auto")
+PRESETS = ("none", "paper", "best")
 WINOGRAD_TILES = (2, 4, 6)
 #: Device vendors on which the paper uses FlashAttention (for d = 40).
 FLASH_VENDORS = ("qualcomm", "apple")
@@ -28,8 +32,14 @@ class Optimizations:
     fused_gelu: bool = False
     attention: str = "naive"
     winograd_tile: int | None = None  # None: direct convolution
+    #: True: ``best()``, every switch from ``measured_rule`` per call (the fields above unused)
+    measured: bool = False
 
     def __post_init__(self):
+        if self.measured and (self.fused_group_norm, self.fused_gelu, self.attention, self.winograd_tile) != (
+                False, False, "naive", None):
+            raise ValueError("measured: Optimizations.best() takes every switch from the device's measured rule; "
+                             "set switches on none() or paper() instead")
         if self.attention not in ATTENTION_METHODS:
             raise ValueError(f"attention: expected one of {ATTENTION_METHODS}, got {self.attention!r}")
         if self.winograd_tile is not None and self.winograd_tile not in WINOGRAD_TILES:
@@ -44,15 +54,71 @@ class Optimizations:
         return cls(fused_group_norm=True, fused_gelu=True, attention="auto", winograd_tile=4)
 
     @classmethod
+    def best(cls) -> "Optimizations":
+        return cls(measured=True)
+
+    @classmethod
     def named(cls, name: str) -> "Optimizations":
-        """``"none"`` or ``"paper"`` (the generate command's --optimizations)."""
-        if name not in ("none", "paper"):
-            raise ValueError(f"optimizations: expected 'none' or 'paper', got {name!r}")
+        """``"none"``, ``"paper"`` or ``"best"`` (the generate command's --optimizations)."""
+        if name not in PRESETS:
+            raise ValueError(f"optimizations: expected one of {PRESETS}, got {name!r}")
         return getattr(cls, name)()
 
     def with_(self, **changes) -> "Optimizations":
         """A copy with some switches changed, e.g. ``Optimizations.paper().with_(winograd_tile=None)``."""
         return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class MeasuredRule:
+    """The switches ``Optimizations.best()`` takes on one backend, device and storage dtype, and
+    the measurements they come from. ``attention``: (largest head dim, method) pairs in
+    ascending order; a head dim takes the method of the first pair that covers it."""
+    fused_group_norm: bool
+    fused_gelu: bool
+    attention: tuple[tuple[int, str], ...]
+    winograd_tile: int | None
+    why: str
+
+    def attention_method(self, head_dim: int) -> str:
+        for largest, method in self.attention:
+            if head_dim <= largest:
+                return method
+        return self.attention[-1][1]
+
+
+_H200_16BIT = MeasuredRule(
+    fused_group_norm=True, fused_gelu=False, attention=((160, "flash"), (1 << 30, "naive")), winograd_tile=None,
+    why="H200, 2026-12-04 (experiments/results/issue13_h200_2026-12-04): the fused GroupNorm+SiLU 1.5-2.3x XLA "
+        "on 5 of the 6 SD shapes (0.9x on (2, 1280, 16, 16) fp16); the Pallas GEGLU 0.92-0.97x XLA on the UNet's "
+        "large shapes, so off; flash on the tensor cores 1.0-2.4x SDPA at d <= 160 with 77 keys or N = 256, "
+        "and the UNet's attention switch that pays most; the decoder's d = 512 attention naive (XLA/cuBLAS "
+        "0.10 ms against flash 0.66); Winograd off: the tensor cores make XLA's direct convolution faster "
+        "(conv3x3 (1, 512, 128, 128) fp16 0.246 against 0.372 ms; UNet 42.7 against 21.4 ms, 2026-12-02)")
+#: ``Optimizations.best()``'s rules: (backend name, device as the backend's ``vendor`` names it,
+#: storage dtype) -> the measured choice. Only what was measured is here.
+MEASURED: dict[tuple[str, str, str], MeasuredRule] = {
+    ("jax", "NVIDIA H200", "float16"): _H200_16BIT,
+    ("jax", "NVIDIA H200", "bfloat16"): _H200_16BIT,
+    ("jax", "NVIDIA H200", "float32"): MeasuredRule(
+        fused_group_norm=True, fused_gelu=False, attention=((1 << 30, "naive"),), winograd_tile=4,
+        why="H200, 2026-12-04: the fused GroupNorm+SiLU 1.1-2.3x XLA on every SD shape in fp32; the Pallas GEGLU "
+            "0.85-0.95x XLA on the large shapes, so off; attention in fp32 (HIGHEST, no tensor cores): naive "
+            "(XLA) where flash and partial_softmax were not faster; Winograd F(4, 3) 2.6x XLA's direct "
+            "convolution at conv3x3 (1, 512, 128, 128) (0.773 against 2.01 ms, 2026-12-01)"),
+}
+
+
+def measured_rule(backend: str, device: str, dtype: str) -> MeasuredRule:
+    """``MEASURED``'s rule for a backend, device and storage dtype, or a ValueError naming them
+    and the measured ones (``best()`` never guesses for a device it was not measured on)."""
+    rule = MEASURED.get((backend, device, dtype))
+    if rule is None:
+        measured = ", ".join(f"{b} on {d} ({t})" for b, d, t in MEASURED)
+        raise ValueError(f"optimizations: Optimizations.best() has no measurements for the {backend} backend on "
+                         f"{device!r} with {dtype} storage (measured: {measured}); use Optimizations.none(), "
+                         f".paper() or explicit switches")
+    return rule
 
 
 def auto_attention_method(head_dim: int, vendor: str) -> str:

@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from backends import get_backend
-from backends.optimizations import ablation
+from backends.optimizations import Optimizations, ablation
 from reference.sd.checkpoint import random_parameters
 from reference.sd.pipeline import SD14_CONFIGS
 from reference.sd.text_encoder import TextEncoder
@@ -41,8 +41,41 @@ from reference.sd.tiny import TINY_TEXT_ENCODER, TINY_UNET, TINY_VAE
 from reference.sd.unet import UNet2DConditionModel
 from reference.sd.vae import VAEDecoder
 
-#: the paper's switches one at a time, and all together
-CONFIGS = ablation()
+#: the paper's switches one at a time, all together, and the device's measured preset
+CONFIGS = {**ablation(), "best": Optimizations.best()}
+#: JAX's compile events (jax.monitoring) -> the row's keys: tracing, lowering to MLIR (the Pallas
+#: kernels' Triton IR is built here), XLA's compilation (autotuning, the kernels' PTX)
+JAX_COMPILE_EVENTS = {"/jax/core/compile/jaxpr_trace_duration": "trace_s",
+                      "/jax/core/compile/jaxpr_to_mlir_module_duration": "lower_s",
+                      "/jax/core/compile/backend_compile_duration": "compile_s"}
+
+
+class CompilePhases:
+    """Seconds JAX spent per compile phase while active (``with phases: ...``), summed over every
+    jitted function compiled meanwhile, from ``jax.monitoring``'s duration events."""
+
+    def __init__(self):
+        self.seconds = dict.fromkeys(JAX_COMPILE_EVENTS.values(), 0.0)
+        self._active = False
+        try:
+            import jax.monitoring
+        except ImportError:
+            self.available = False
+            return
+        self.available = True
+        jax.monitoring.register_event_duration_secs_listener(self._record)
+
+    def _record(self, event, duration, **_):
+        if self._active and event in JAX_COMPILE_EVENTS:
+            self.seconds[JAX_COMPILE_EVENTS[event]] += duration
+
+    def __enter__(self):
+        self.seconds = dict.fromkeys(self.seconds, 0.0)
+        self._active = True
+        return self
+
+    def __exit__(self, *exc):
+        self._active = False
 COMPONENTS = (("text_encoder", TextEncoder), ("unet", UNet2DConditionModel), ("decoder", VAEDecoder))
 
 
@@ -98,6 +131,7 @@ def measure(backend_name: str, config_names, tiny: bool, iterations: int, batch:
     print(f"random weights: {sum(p.size for ps in params.values() for p in ps.values()) / 1e6:.0f}M parameters "
           f"in {time.perf_counter() - t0:.1f} s", flush=True)
     data = inputs(configs, batch, dtype)
+    phases = CompilePhases() if backend_name == "jax" else None
     print(HEADER, flush=True)
     rows = []
     for config_name in config_names:
@@ -110,7 +144,12 @@ def measure(backend_name: str, config_names, tiny: bool, iterations: int, batch:
         for name, cls in COMPONENTS:
             model = cls(configs[name], params[name], backend=timing_be, dtype=dtype, source="random parameters")
             timing_be.reset_peak_memory()
-            row[f"{name}_first_s"] = timed_call(timing_be, model, data[name])  # builds / compiles
+            if phases is not None:
+                with phases:
+                    row[f"{name}_first_s"] = timed_call(timing_be, model, data[name])  # compiles
+                row.update({f"{name}_first_{phase}": s for phase, s in phases.seconds.items()})
+            else:
+                row[f"{name}_first_s"] = timed_call(timing_be, model, data[name])  # builds
             times = [timed_call(timing_be, model, data[name]) for _ in range(iterations)]
             row[f"{name}_s"] = statistics.median(times)
             stats = timing_be.memory_stats()
@@ -140,11 +179,14 @@ def format_row(row) -> str:
 
     return (f"| {row['config']} | {row['text_encoder_s'] * 1e3:.1f} | {row['unet_s'] * 1e3:.1f} | "
             f"{row['decoder_s'] * 1e3:.1f} | {mib(row['text_encoder_peak_mib'])} | {mib(row['unet_peak_mib'])} | "
-            f"{mib(row['decoder_peak_mib'])} | {row['unet_first_s']:.1f} |")
+            f"{mib(row['decoder_peak_mib'])} | {row['unet_first_s']:.1f} |"
+            + (f" {row['unet_first_trace_s']:.1f} / {row['unet_first_lower_s']:.1f} / {row['unet_first_compile_s']:.1f} |"
+               if "unet_first_trace_s" in row else " |"))
 
 
 HEADER = ("| configuration | text encoder ms | UNet ms / iteration | decoder ms | text encoder peak MiB | "
-          "UNet peak MiB | decoder peak MiB | UNet first call s |\n|---|---|---|---|---|---|---|---|")
+          "UNet peak MiB | decoder peak MiB | UNet first call s | of which trace / lower / XLA compile s (JAX) |\n"
+          "|---|---|---|---|---|---|---|---|---|")
 
 
 def main(argv=None):

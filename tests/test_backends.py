@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from backends import Backend, Optimizations, Timing, available_backends, get_backend
-from backends.optimizations import auto_attention_method
+from backends import optimizations
+from backends.optimizations import MeasuredRule, auto_attention_method
 from reference import attention as ref_attention
 from reference import ops, winograd
 from reference.numerics import assert_close
@@ -39,8 +40,38 @@ def test_optimizations_presets_and_validation():
         Optimizations(attention="fast")
     with pytest.raises(ValueError, match="winograd_tile: expected None or one of"):
         Optimizations(winograd_tile=3)
-    with pytest.raises(ValueError, match="optimizations: expected 'none' or 'paper'"):
+    with pytest.raises(ValueError, match=r"optimizations: expected one of \('none', 'paper', 'best'\)"):
         Optimizations.named("all")
+    assert Optimizations.named("best") == Optimizations.best() and Optimizations.best().measured
+    with pytest.raises(ValueError, match="measured: Optimizations.best.. takes every switch"):
+        Optimizations.best().with_(fused_gelu=True)
+
+
+def test_best_preset_refuses_a_device_without_measurements():
+    be = get_backend("numpy", optimizations="best")
+    with pytest.raises(ValueError, match="best.. has no measurements for the numpy backend on 'cpu' with float32"):
+        be.gelu(random_array(0, (4, 8)).astype(np.float32))
+    assert be.gelu(random_array(0, (4, 8)), fused=False) is not None  # an explicit variant needs no rule
+
+
+def test_best_preset_follows_the_measured_rule_per_dtype_and_head_dim(monkeypatch):
+    rule = MeasuredRule(fused_group_norm=True, fused_gelu=False, attention=((64, "flash"), (1 << 30, "naive")),
+                        winograd_tile=2, why="test")
+    monkeypatch.setitem(optimizations.MEASURED, ("numpy", "cpu", "float64"), rule)
+    be = get_backend("numpy", optimizations="best")
+    x = random_array(0, (1, 4, 6, 6))
+    assert_close(be.group_norm(x, 2), ops.group_norm(x, 2), atol=0, rtol=0)
+    be.geglu(random_array(1, (2, 8)))
+    small, large = ([random_array(s, (1, 1, 5, d)) for s in range(3)] for d in (40, 80))
+    assert_close(be.attention(*small), ref_attention.attention_flash(*small), atol=0, rtol=0)
+    be.attention(*large)
+    w3 = random_array(4, (2, 4, 3, 3))
+    assert_close(be.conv2d(x, w3, padding=1), winograd.conv2d_winograd(x, w3, padding=1, m=2), atol=0, rtol=0)
+    assert dict(be.choices) == {("group_norm", "best", "fused"): 1, ("gelu", "best", "unfused"): 1,
+                                ("attention", "best", "flash"): 1, ("attention", "best", "naive"): 1,
+                                ("conv2d", "best", "winograd2"): 1}
+    with pytest.raises(ValueError, match="with float32 storage"):  # the rule is per storage dtype
+        be.group_norm(x.astype(np.float32), 2)
 
 
 def test_paper_attention_rule():

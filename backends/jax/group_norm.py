@@ -14,7 +14,7 @@ the result back to x's dtype.
 normalization, affine and SiLU as an elementwise pass.
 
 ``group_norm_fused`` (Pallas): the fused kernel in one of two forms (FORMS; ``fused=True`` takes
-FUSED_FORM, chosen by measurement: backends/jax/notes/group_norm.md). Around the kernels the
+``fused_form``'s choice by size, from measurements: backends/jax/notes/group_norm.md). Around the kernels the
 wrapper only reshapes (free) and, for sizes that no power-of-two block divides, pads and crops
 (``pallas_util.choose_block``; no SD 1.x shape needs it). x is viewed as (N, G, L): the slab is
 contiguous in NCHW. Both keep every intermediate in registers except a few floats per program,
@@ -73,9 +73,11 @@ __all__ = ["group_norm", "group_norm_fused", "layer_norm"]
 F32 = jnp.float32
 #: Largest block (elements of a slab per loop step) of the fused kernels.
 NORM_BLOCK = 4096
-#: The fused kernel's forms (module docstring); ``fused=True`` takes FUSED_FORM.
+#: The fused kernel's forms (module docstring); ``fused=True`` takes ``fused_form``'s choice.
 FORMS = ("one_launch", "split")
-FUSED_FORM = "split"
+#: ``fused_form``: activations of at most this many elements take "one_launch" (H200 sweep,
+#: backends/jax/notes/group_norm.md: the split's second launch costs more than its programs gain)
+ONE_LAUNCH_MAX_ELEMENTS = 1 << 21
 #: "split": programs wanted per call (an H200 has 132 SMs; several programs per SM hide latency)
 TARGET_PROGRAMS = 1024
 #: "split": the shortest part worth its own program
@@ -236,6 +238,15 @@ def _one_launch(x, num_groups, weight, bias, eps, silu, interpret, max_block):
 # --------------------------------------------------------------------- fused, split (two Pallas calls)
 
 
+def fused_form(size: int) -> str:
+    """The form ``fused=True`` takes for an activation of ``size`` elements: "one_launch" up to
+    ONE_LAUNCH_MAX_ELEMENTS, "split" above. Measured on an H200 (jax_kernel_sweep, 2026-12-04):
+    at (2, 1280, 16, 16) (655k elements, 10-15 us) one_launch 0.0138 / 0.0115 ms (fp32 / fp16)
+    against split's 0.0147 / 0.0153; at (2, 640, 32, 32) within 5%; from (2, 320, 64, 64) on
+    the split wins by 1.6x to 5.5x (one_launch's 32 or 64 programs leave most SMs idle)."""
+    return "one_launch" if int(size) <= ONE_LAUNCH_MAX_ELEMENTS else "split"
+
+
 def split_parts(slabs: int, length: int) -> int:
     """Parts per slab of the "split" form: a power of two, enough that slabs * parts reaches
     TARGET_PROGRAMS, but no part shorter than MIN_PART (the per-program work must outweigh the
@@ -390,13 +401,15 @@ def _split(x, num_groups, weight, bias, eps, silu, interpret, max_block, parts):
 
 @functools.partial(jax.jit, static_argnums=(1, 4, 5, 6), static_argnames=("form", "parts", "max_block"))
 def group_norm_fused(x, num_groups: int, weight, bias, eps: float, silu: bool, interpret: bool,
-                     form: str = FUSED_FORM, parts: int | None = None, max_block: int = NORM_BLOCK):
-    """Fused GroupNorm (+ SiLU) of x (N, C, *spatial) in one of FORMS; see the module docstring.
+                     form: str | None = None, parts: int | None = None, max_block: int = NORM_BLOCK):
+    """Fused GroupNorm (+ SiLU) of x (N, C, *spatial) in one of FORMS (None: ``fused_form``'s
+    choice for x's size); see the module docstring.
     weight and bias are (C,) or None; the result has x's shape and dtype. ``parts`` (split only):
     parts per slab, a power of two (None: ``split_parts``). ``max_block``: the largest block, a
     power of two (NORM_BLOCK; larger keeps more of a slab in registers, for the probe)."""
-    if form not in FORMS:
-        raise ValueError(f"form: expected one of {FORMS}, got {form!r}")
+    if form is not None and form not in FORMS:
+        raise ValueError(f"form: expected None or one of {FORMS}, got {form!r}")
+    form = fused_form(x.size) if form is None else form
     if parts is not None and (form != "split" or parts < 1 or parts & (parts - 1)):
         raise ValueError(f"parts: expected None, or a power of two with form='split', got {parts!r} (form={form!r})")
     if max_block < 1 or max_block & (max_block - 1):

@@ -40,9 +40,12 @@ def test_group_norm_forms_count_their_pallas_calls(backend, form, shape, groups,
     assert_one_pallas_call(lambda x: backend.group_norm_form(x, groups, silu=silu, form=form), x, calls=calls)
 
 
-def test_fused_group_norm_takes_the_fused_form(backend):
-    x = jnp.ones((1, 8, 4096), jnp.float32)
-    assert_one_pallas_call(lambda x: backend.group_norm(x, 2, fused=True), x, calls=LAUNCHES[group_norm.FUSED_FORM])
+@pytest.mark.parametrize("size", [group_norm.ONE_LAUNCH_MAX_ELEMENTS, 2 * group_norm.ONE_LAUNCH_MAX_ELEMENTS])
+def test_fused_group_norm_takes_the_form_of_its_size(backend, size):
+    form = group_norm.fused_form(size)
+    assert form == ("one_launch" if size <= group_norm.ONE_LAUNCH_MAX_ELEMENTS else "split")
+    x = jnp.ones((1, 8, size // 8), jnp.float32)
+    assert_one_pallas_call(lambda x: backend.group_norm(x, 2, fused=True), x, calls=LAUNCHES[form])
 
 
 def test_group_norm_jits_through_the_backend(backend):
@@ -96,7 +99,7 @@ def test_split_parts_fill_the_gpu_without_tiny_parts(slabs, length):
     assert part_length % block == 0 and length <= parts * part_length < length + parts * block
 
 
-@pytest.mark.parametrize("kwargs, message", [({"form": "two_launch"}, "form: expected one of"),
+@pytest.mark.parametrize("kwargs, message", [({"form": "two_launch"}, "form: expected None or one of"),
                                              ({"form": "split", "parts": 3}, "parts: expected None, or a power of two"),
                                              ({"form": "one_launch", "parts": 2}, "parts: expected None"),
                                              ({"max_block": 1000}, "max_block: expected a power of two")])
