@@ -102,10 +102,12 @@ MEASURED: dict[tuple[str, str, str], MeasuredRule] = {
     ("jax", "NVIDIA H200", "bfloat16"): _H200_16BIT,
     ("jax", "NVIDIA H200", "float32"): MeasuredRule(
         fused_group_norm=True, fused_gelu=False, attention=((1 << 30, "naive"),), winograd_tile=4,
-        why="H200, 2026-12-04: the fused GroupNorm+SiLU 1.1-2.3x XLA on every SD shape in fp32; the Pallas GEGLU "
-            "0.85-0.95x XLA on the large shapes, so off; attention in fp32 (HIGHEST, no tensor cores): naive "
-            "(XLA) where flash and partial_softmax were not faster; Winograd F(4, 3) 2.6x XLA's direct "
-            "convolution at conv3x3 (1, 512, 128, 128) (0.773 against 2.01 ms, 2026-12-01)"),
+        why="H200, 2026-12-04 (experiments/results/issue13_h200_2026-12-04): the fused GroupNorm+SiLU 1.16-2.17x "
+            "XLA on every SD shape in fp32; the Pallas GEGLU 0.88-0.95x XLA on the UNet's three large shapes, so "
+            "off; attention in fp32 (HIGHEST, no tensor cores): naive (XLA) 0.85-1.00x SDPA, partial_softmax "
+            "0.57-0.87x and flash 0.19-0.38x on (2, 8, 4096, 4096 | 77, 40) and (2, 8, 1024, 1024, 80), so naive "
+            "everywhere; Winograd F(4, 3) 2.6x XLA's direct convolution at conv3x3 (1, 512, 128, 128) (0.773 "
+            "against 2.01 ms, 2026-12-01)"),
 }
 
 

@@ -21,7 +21,7 @@ from reference.sd.pipeline import SD14_CONFIGS
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dtype", choices=["float32", "float16"], default="float32")
+    p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32")
     p.add_argument("--iterations", type=int, default=10)
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)

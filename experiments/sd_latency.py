@@ -16,8 +16,18 @@ counted: its launches, the sum of their device times, and its wall time (``*_lau
 ``*_device_s``, ``*_counted_wall_s``). Peak memory comes from the backend (OpenCL: bytes of live buffers it allocated, peak since the
 component started; JAX: the process's peak, which never goes down).
 
+On JAX the first call's seconds are split into tracing, lowering and XLA's backend compile
+(``*_first_trace_s``, ``*_first_lower_s``, ``*_first_compile_s``, from jax.monitoring's duration
+events). XLA autotunes each convolution and GEMM the first time it meets it and keeps the result
+for the process, so the first configuration of a run pays the autotuning and the later ones reuse
+much of it (H200, fp16: ``none`` first 24.2 s of XLA compile, the next ones 8-11 s); run one
+configuration per process for the first call a user sees.
+
+Configurations (``CONFIGS``): ``none``, each of the paper's switches alone, ``paper`` (all of
+them, the paper's literal choices) and ``best`` (``Optimizations.best()``: each switch as
+measured on this backend, device and storage dtype, backends/optimizations.py's ``MEASURED``).
 Things to try: ``--configs winograd2 winograd4 winograd6`` (the tile size trade-off), ``flash``
-against ``partial_softmax`` (the paper's per-device choice), ``--dtype float16``.
+against ``partial_softmax`` (the paper's per-device choice), ``--dtype float16`` or ``bfloat16``.
 """
 
 from __future__ import annotations
@@ -34,7 +44,7 @@ import numpy as np
 
 from backends import get_backend
 from backends.optimizations import Optimizations, ablation
-from reference.sd.checkpoint import random_parameters
+from reference.sd.checkpoint import random_parameters, storage_dtype
 from reference.sd.pipeline import SD14_CONFIGS
 from reference.sd.text_encoder import TextEncoder
 from reference.sd.tiny import TINY_TEXT_ENCODER, TINY_UNET, TINY_VAE
@@ -123,7 +133,10 @@ def counted_call(backend, model, args) -> dict:
     return {"wall_s": wall, "launches": counted.launches, "device_s": counted.device_seconds()}
 
 
-def measure(backend_name: str, config_names, tiny: bool, iterations: int, batch: int, dtype, device=None):
+def measure(backend_name: str, config_names, tiny: bool, iterations: int, batch: int, dtype, device=None,
+            on_row=None):
+    """The rows of ``config_names``; ``on_row(rows so far)`` after each (so that a run cut short
+    keeps what it measured)."""
     configs = component_configs(tiny)
     shapes = {name: cls.build({**cls.DEFAULTS, **configs[name]}).parameter_shapes() for name, cls in COMPONENTS}
     t0 = time.perf_counter()
@@ -170,6 +183,8 @@ def measure(backend_name: str, config_names, tiny: bool, iterations: int, batch:
         row["choices"] = {f"{op} {how} -> {what}": n for (op, how, what), n in sorted(timing_be.choices.items())}
         print(format_row(row), flush=True)
         rows.append(row)
+        if on_row is not None:
+            on_row(rows)
     return rows
 
 
@@ -195,20 +210,21 @@ def main(argv=None):
     p.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=["none", "paper"])
     p.add_argument("--iterations", type=int, default=3, help="timed calls per component after the warm-up")
     p.add_argument("--batch", type=int, default=2, help="2: classifier-free guidance, as the pipeline")
-    p.add_argument("--dtype", choices=["float32", "float16"], default="float32")
+    p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32")
     p.add_argument("--tiny", action="store_true", help="tiny SD-shaped networks instead of SD 1.4")
     p.add_argument("--device", default=None, help="OpenCL device")
-    p.add_argument("--json", default=None, help="write the rows as JSON")
+    p.add_argument("--json", default=None, help="write the rows as JSON (rewritten after each configuration)")
     p.add_argument("--plot", metavar="PNG", default=None,
                    help="save the ablation as stacked bars per configuration (paper_figures.ablation's figure)")
     args = p.parse_args(argv)
     print(f"{'tiny' if args.tiny else 'SD 1.4'} components, batch {args.batch}, {args.dtype}, "
           f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
-    rows = measure(args.backend, args.configs, args.tiny, args.iterations, args.batch, np.dtype(args.dtype),
-                   args.device)
-    if args.json:
+    def write_json(rows):
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)
+
+    rows = measure(args.backend, args.configs, args.tiny, args.iterations, args.batch, storage_dtype(args.dtype),
+                   args.device, on_row=write_json if args.json else None)
     if args.plot:
         from paper_figures import ablation
 

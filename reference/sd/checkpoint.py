@@ -42,7 +42,7 @@ import numpy as np
 
 from .layers import Module, Run
 
-FLOAT_DTYPES = {"float32": np.float32, "float16": np.float16, "float64": np.float64}
+FLOAT_DTYPES = {"float32": np.float32, "float16": np.float16, "bfloat16": ml_dtypes.bfloat16, "float64": np.float64}
 
 
 class CheckpointError(ValueError):
@@ -211,7 +211,7 @@ def require_backend(backend):
 
 
 def storage_dtype(dtype) -> np.dtype:
-    """float32, float16 or float64, given as a numpy dtype or its name."""
+    """float32, float16, bfloat16 (ml_dtypes') or float64, given as a numpy dtype or its name."""
     name = dtype if isinstance(dtype, str) else np.dtype(dtype).name
     if name not in FLOAT_DTYPES:
         raise ValueError(f"dtype: expected one of {sorted(FLOAT_DTYPES)}, got {dtype!r}")

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The device runs behind this folder's files: bash device_run.sh STEP... on the H200, from the
+# repository root, with the wheels of .whl/ (pyopencl, diffusers) carried; each step writes its
+# raw output to $OUT under its own time limit, so that one slow step cannot take the others.
+#
+#   bench_OPS      make bench's harness on the JAX backend, every storage dtype, for OPS joined by +
+#                  (e.g. bench_group_norm+gelu; the parts are merged with experiments.kernels --merge)
+#   jax_bf16       experiments.sd_latency, every configuration, bfloat16 storage (one process)
+#   jax_fp32_CFG   experiments.sd_latency, one configuration in float32 (its own process, so its
+#                  first call pays XLA's autotuning as a user's would)
+#   diffusers_DT   experiments.diffusers_latency (the peer) with DT = bfloat16 | float32
+#   golden         the golden tests (diffusers' outputs) on the GPU, JAX rows
+set -u
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+export PYTHONPATH=/tmp/site:$PWD:$PWD/.whl/diffusers_site XLA_PYTHON_CLIENT_PREALLOCATE=false
+export BENCH_COMMIT=${BENCH_COMMIT:-unknown}
+nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,clocks.max.mem --format=csv > "$OUT/gpu.txt"
+
+step() {  # name, seconds, command...
+    local name=$1 limit=$2
+    shift 2
+    local started=$SECONDS
+    timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
+    echo "$name: rc $? in $((SECONDS - started)) s (limit $limit s)" | tee -a "$OUT/steps.txt"
+}
+
+for s in "$@"; do  # NAME:SECONDS
+    name=${s%%:*} limit=${s#*:}
+    case $name in
+        bench_*) ops=${name#bench_}
+                 step "$name" "$limit" python3 -m experiments.kernels --backends jax --ops ${ops//+/ } \
+                     --dtypes float16 bfloat16 float32 --full --out "$OUT" ;;
+        jax_bf16) step sd_latency_jax_bf16 "$limit" python3 -m experiments.sd_latency --backend jax --dtype bfloat16 \
+                      --configs none fused_group_norm fused_gelu partial_softmax flash winograd4 paper best \
+                      --json "$OUT/sd_latency_jax_bf16.json" ;;
+        jax_fp32_*) config=${name#jax_fp32_}
+                    step "sd_latency_jax_fp32_$config" "$limit" python3 -m experiments.sd_latency --backend jax \
+                        --dtype float32 --configs "$config" --json "$OUT/sd_latency_jax_fp32_$config.json" ;;
+        diffusers_*) dtype=${name#diffusers_}
+                     step "diffusers_latency_$dtype" "$limit" python3 -m experiments.diffusers_latency --dtype "$dtype" \
+                         --json "$OUT/diffusers_latency_$dtype.json" ;;
+        golden) step golden "$limit" python3 -m pytest -q -p no:cacheprovider tests/sd/test_golden.py -k jax ;;
+        *) echo "unknown step $name" | tee -a "$OUT/steps.txt" ;;
+    esac
+done
