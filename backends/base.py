@@ -324,16 +324,19 @@ class Backend(ABC):
         Winograd weights), so their device memory can go; needed after changing weights in
         place. Built kernels stay. Nothing to do by default."""
 
-    def time(self, fn, repeats: int = 10, warmup: int = 2) -> Timing:
-        """Time ``fn()`` (a call of this backend's ops): ``warmup`` untimed calls (builds,
-        compilation), then ``repeats`` timed ones, each ended by ``synchronize``. The base class
-        has only the wall clock; backends with device timers fill ``Timing.device``."""
+    def time(self, fn, repeats: int = 10, warmup: int = 2, args=None) -> Timing:
+        """Time ``fn()`` (a call of this backend's ops), or ``fn(*args)`` where ``args`` are given
+        (the arrays it takes: a backend may then time the call on copies of them, as JAX does):
+        ``warmup`` untimed calls (builds, compilation), then ``repeats`` timed ones, each ended by
+        ``synchronize``. The base class has only the wall clock; backends with device timers fill
+        ``Timing.device``."""
+        call = fn if args is None else (lambda: fn(*args))
         for _ in range(warmup):
-            self.synchronize(fn())
+            self.synchronize(call())
         timing = Timing()
         for _ in range(repeats):
             start = _time.perf_counter()
-            self.synchronize(fn())
+            self.synchronize(call())
             timing.wall.append(_time.perf_counter() - start)
         return timing
 

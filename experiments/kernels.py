@@ -17,10 +17,14 @@ Method (llm.c's dev/cuda harness: one reference, many versions; check every vers
    asked) and variant, and for torch where it runs: one call through ``backend.compile`` (the JIT
    compilation on JAX, kernel builds on OpenCL), its output compared on that part: the relative
    Frobenius error, ``check`` = ok or FAIL against ``TOLERANCE`` (or the variant's own bound).
-3. Then ``backend.time(fn, repeats, warmup)``: medians of the device time and of the wall time of
-   one call. OpenCL's device time is the sum of the profiling events of every launch of the call;
-   JAX's is back-to-back calls with one ``block_until_ready`` per sample; torch's comes from CUDA
-   events between back-to-back calls (``peers.TorchCUDA.time``). OpenCL's Winograd caches the
+3. Then ``backend.time(fn, repeats, warmup, args=arrays)``: medians of the device time and of the
+   wall time of one call. OpenCL's device time is the sum of the profiling events of every launch
+   of the call; JAX's is one jitted program of R calls on distinct copies of the inputs (at least
+   256 MiB of them, R <= 64), divided by R (JaxBackend.time: JAX's 20-40 us dispatch per call
+   from Python would otherwise hide the kernels of a few microseconds, and one input read again
+   and again would come from L2); torch's comes from CUDA events between back-to-back calls
+   (``peers.TorchCUDA.time``: eager, as diffusers runs, so a small kernel's row can include
+   torch's dispatch of about 5-10 us). OpenCL's Winograd caches the
    transformed weights after the first call (as a deployed network does), so its timed calls leave
    out the filter transform; JAX's transforms them in every call.
 
@@ -550,7 +554,7 @@ def measure_row(runner: Runner, bench: Op, variant: Variant, shape, dtype: str, 
         got = bench.compared(runner.impl.to_numpy(y))
         out_elements = math.prod(y.shape)
         del y
-        timing = runner.impl.time(lambda: fn(*arrays), repeats=repeats, warmup=warmup)
+        timing = runner.impl.time(fn, repeats=repeats, warmup=warmup, args=arrays)
     except Exception as exc:  # noqa: BLE001  (a failing kernel is reported in its row, the run goes on)
         row["note"] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         tqdm.write(f"{bench.op} {row['shape']} {dtype} {runner.name} {variant.name}: {row['note']}", file=sys.stderr)

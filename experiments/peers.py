@@ -38,6 +38,7 @@ This module imports neither torch nor pyopencl at import time.
 
 from __future__ import annotations
 
+import functools
 import os
 import statistics
 import time
@@ -215,8 +216,11 @@ class TorchCUDA:
         """Eager execution, as diffusers runs by default: ``fn`` itself."""
         return fn
 
-    def time(self, fn, repeats: int = 10, warmup: int = 2) -> Timing:
+    def time(self, fn, repeats: int = 10, warmup: int = 2, args=None) -> Timing:
+        """CUDA events between back-to-back calls of ``fn()`` (or ``fn(*args)``)."""
         torch = self.torch
+        if args is not None:
+            fn = functools.partial(fn, *args)
         for _ in range(warmup):
             fn()
         torch.cuda.synchronize()

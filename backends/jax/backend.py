@@ -34,6 +34,10 @@ from . import attention, elementwise, gelu, gemm, group_norm, winograd
 STORAGE_DTYPES = (np.dtype(np.float32), np.dtype(np.float16), np.dtype(jnp.bfloat16))
 #: ``time``: back-to-back calls per device sample, enough for about this many seconds.
 SAMPLE_SECONDS = 0.02
+#: ``time`` with ``args``: input copies per timed program, enough to hold this many bytes ...
+COPY_BYTES = 256 << 20
+#: ... and at most this many
+MAX_COPIES = 64
 
 
 class JaxBackend(Backend):
@@ -113,27 +117,45 @@ class JaxBackend(Backend):
         """``jax.jit(fn)``: one XLA program per input shapes, its arguments traced (not constants)."""
         return jax.jit(fn)
 
-    def time(self, fn, repeats: int = 10, warmup: int = 2) -> Timing:
-        """Wall time: one call until its result is ready. Device time: k back-to-back calls with
-        one ``block_until_ready`` at the end, divided by k, with k chosen so that a sample lasts
-        about SAMPLE_SECONDS. JAX dispatches asynchronously, so while the host issues calls faster
-        than the device runs them this is the device's time per call; where the host is slower
-        (tiny ops) it is the dispatch time, an upper bound. Only the last result of a sample is
-        kept: the calls run in order on the device, so its completion ends the sample."""
+    def time(self, fn, repeats: int = 10, warmup: int = 2, args=None) -> Timing:
+        """Wall time: one call until its result is ready. Device time, with ``args`` (the arrays
+        ``fn`` takes): one jitted program calls ``fn`` on R distinct copies of ``args`` (R such
+        that the copies hold at least COPY_BYTES, at most MAX_COPIES); back-to-back runs of it,
+        divided by R. One dispatch per R kernels, so a kernel of a few microseconds is not hidden
+        behind JAX's dispatch (about 20-40 us per call from Python), and distinct inputs, so XLA
+        cannot merge the calls and an input smaller than L2 is not read from it every time.
+        Without ``args``: k back-to-back calls of ``fn()`` with one ``block_until_ready`` at the
+        end, divided by k; where the host dispatches slower than the device runs (tiny ops) that
+        is the dispatch time, an upper bound. k is chosen so that a sample lasts about
+        SAMPLE_SECONDS; only the last result of a sample is waited for: the calls run in order
+        on the device, so its completion ends the sample."""
+        args = None if args is None else tuple(args)
+        one_call = fn if args is None else (lambda: fn(*args))
         for _ in range(warmup):
-            jax.block_until_ready(fn())
-        timing = Timing(timer="JAX: back-to-back calls, one block_until_ready per sample")
+            jax.block_until_ready(one_call())
+        timing = Timing(timer="JAX: back-to-back calls, one block_until_ready per sample" if args is None else
+                        "JAX: one program of R calls on distinct input copies, back-to-back programs")
         for _ in range(repeats):
             start = _time.perf_counter()
-            jax.block_until_ready(fn())
+            jax.block_until_ready(one_call())
             timing.wall.append(_time.perf_counter() - start)
-        calls = max(1, min(1000, round(SAMPLE_SECONDS / max(statistics.median(timing.wall), 1e-9))))
+        sample, per_sample = one_call, 1
+        if args is not None:
+            nbytes = sum(x.size * x.dtype.itemsize for x in args)
+            copies = max(1, min(MAX_COPIES, -(-COPY_BYTES // max(nbytes, 1))))
+            inputs = [[jnp.array(x, copy=True) for x in args] for _ in range(copies)]
+            program = jax.jit(lambda inputs: [fn(*one) for one in inputs])
+            jax.block_until_ready(program(inputs))  # compiles
+            sample, per_sample = (lambda: program(inputs)), copies
+        start = _time.perf_counter()
+        jax.block_until_ready(sample())
+        calls = max(1, min(1000, round(SAMPLE_SECONDS / max(_time.perf_counter() - start, 1e-9))))
         for _ in range(repeats):
             start = _time.perf_counter()
             for _ in range(calls):
-                result = fn()
+                result = sample()
             jax.block_until_ready(result)
-            timing.device.append((_time.perf_counter() - start) / calls)
+            timing.device.append((_time.perf_counter() - start) / calls / per_sample)
         return timing
 
     # -- implementations ------------------------------------------------------------------------

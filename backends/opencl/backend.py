@@ -15,6 +15,7 @@ for the benchmark).
 
 from __future__ import annotations
 
+import functools
 import time as _time
 
 import numpy as np
@@ -101,10 +102,12 @@ class OpenCLBackend(Backend):
         winograd.clear_winograd_cache(self.rt)
         self.rt.free_pool()
 
-    def time(self, fn, repeats: int = 10, warmup: int = 2) -> Timing:
-        """Device time per call = the sum of (end - start) over the profiling events of every
-        launch the call made (the gaps between kernels and the host's launch work excluded);
-        wall time = the call until the queue is finished."""
+    def time(self, fn, repeats: int = 10, warmup: int = 2, args=None) -> Timing:
+        """Device time per call (of ``fn()``, or ``fn(*args)``) = the sum of (end - start) over
+        the profiling events of every launch the call made (the gaps between kernels and the
+        host's launch work excluded); wall time = the call until the queue is finished."""
+        if args is not None:
+            fn = functools.partial(fn, *args)
         for _ in range(warmup):
             fn()
             self.rt.finish()

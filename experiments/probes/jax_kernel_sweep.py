@@ -12,12 +12,12 @@ candidate the compiler refuses prints ``failed``):
                 torch, and the Pallas kernel with blocks 1024 to 4096 (default warps, and 4)
     attention   naive (jnp), partial_softmax, flash and torch SDPA on the issue's shapes
 
-The timer. ``JaxBackend.time`` times back-to-back calls of one jitted op; for a kernel of a few
-microseconds that measures the host's dispatch, not the device. Here one jitted program runs
-the op on R distinct copies of the inputs (R chosen so that the copies hold >= 256 MiB, at most
-64): one dispatch for R kernels, and distinct copies so that XLA cannot merge the calls and the
-L2 cache does not hold the next call's input. Per-call time = program time / R, the median of
-10 samples of back-to-back programs. torch's time is CUDA events between back-to-back calls
+The timer (``JaxBackend.time`` with ``args``; this probe introduced it): back-to-back calls of one
+jitted op would measure the host's dispatch for a kernel of a few microseconds, so one jitted
+program runs the op on R distinct copies of the inputs (R chosen so that the copies hold >= 256
+MiB, at most 64): one dispatch for R kernels, and distinct copies so that XLA cannot merge the
+calls and the L2 cache does not hold the next call's input. Per-call time = program time / R,
+the median of 10 samples of back-to-back programs. torch's time is CUDA events between back-to-back calls
 (``TorchCUDA.time``). GB/s = (inputs read once + output written once) / time; the copy row is
 XLA's ``x * 2`` (read and write the same bytes) on the largest input, in this run.
 """
@@ -27,8 +27,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
@@ -37,6 +35,7 @@ import numpy as np
 from backends.jax import attention as jax_attention
 from backends.jax import gelu as jax_gelu
 from backends.jax import group_norm as jax_group_norm
+from backends.jax.backend import JaxBackend
 from experiments.peers import TorchCUDA
 from reference import attention as ref_attention
 from reference import gelu as ref_gelu
@@ -57,23 +56,9 @@ INTERPRET = False
 
 
 def device_ms(fn, args, repeats: int = 10) -> float:
-    """Median device milliseconds per call of fn(*args): R calls on distinct copies per program."""
-    nbytes = sum(a.size * a.dtype.itemsize for a in args)
-    copies = max(1, min(64, math.ceil(COPY_BYTES / max(nbytes, 1))))
-    inputs = [[jnp.array(a, copy=True) for a in args] for _ in range(copies)]
-    program = jax.jit(lambda inputs: [fn(*one) for one in inputs])
-    jax.block_until_ready(program(inputs))
-    start = time.perf_counter()
-    jax.block_until_ready(program(inputs))
-    calls = max(1, min(100, round(0.05 / max(time.perf_counter() - start, 1e-6))))
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(calls):
-            out = program(inputs)
-        jax.block_until_ready(out)
-        samples.append((time.perf_counter() - start) / calls / copies)
-    return statistics.median(samples) * 1e3
+    """Median device milliseconds per call of fn(*args): ``JaxBackend.time`` with ``args``, R
+    calls on distinct copies per program."""
+    return JaxBackend().time(fn, repeats=repeats, warmup=1, args=args).device_median * 1e3
 
 
 def torch_ms(torch_peer, fn) -> float:

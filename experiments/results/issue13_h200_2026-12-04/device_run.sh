@@ -10,7 +10,12 @@
 #                  first call pays XLA's autotuning as a user's would)
 #   diffusers_DT   experiments.diffusers_latency (the peer) with DT = bfloat16 | float32
 #   golden         the golden tests (diffusers' outputs) on the GPU, JAX rows
+#   probe_conv     experiments.probes.jax_conv_dtypes (how XLA runs 16-bit convolutions)
+# Everything lands in $OUT/run and is packed into $OUT/run.tgz at the end (the device tool
+# brings back a handful of files only).
 set -u
+FINAL_OUT=$OUT OUT=$OUT/run
+mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 export PYTHONPATH=/tmp/site:$PWD:$PWD/.whl/diffusers_site XLA_PYTHON_CLIENT_PREALLOCATE=false
 export BENCH_COMMIT=${BENCH_COMMIT:-unknown}
@@ -39,7 +44,9 @@ for s in "$@"; do  # NAME:SECONDS
         diffusers_*) dtype=${name#diffusers_}
                      step "diffusers_latency_$dtype" "$limit" python3 -m experiments.diffusers_latency --dtype "$dtype" \
                          --json "$OUT/diffusers_latency_$dtype.json" ;;
+        probe_conv) step probe_conv "$limit" python3 -m experiments.probes.jax_conv_dtypes ;;
         golden) step golden "$limit" python3 -m pytest -q -p no:cacheprovider tests/sd/test_golden.py -k jax ;;
         *) echo "unknown step $name" | tee -a "$OUT/steps.txt" ;;
     esac
 done
+tar czf "$FINAL_OUT/run.tgz" -C "$FINAL_OUT" run && rm -rf "$OUT"
