@@ -80,6 +80,7 @@ from jax.experimental import pallas as pl
 
 from reference.winograd import winograd_matrices
 
+from .gemm import product_options
 from .pallas_util import compiler_params, next_power_of_2
 
 __all__ = ["conv2d_direct", "TRANSFORMS", "matrices", "filter_transform", "input_transform", "output_transform",
@@ -155,11 +156,13 @@ def conv2d_direct(x, w, b=None, stride=(1, 1), padding=(0, 0)):
         y[n, o, i, j] = b[o] + sum_{c,u,v} w[o, c, u, v] * xp[n, c, i*sh + u, j*sw + v]
 
     with xp the input zero-padded by (ph, pw) on each side: XLA's convolution (cuDNN on an NVIDIA
-    GPU), the baseline the Winograd path is measured against."""
+    GPU), the baseline the Winograd path is measured against. Precision as the linear layers'
+    (``gemm.product_options``: float32 HIGHEST; 16-bit storage accumulated in float32 by cuDNN,
+    its result in the storage dtype); the bias is added in float32."""
     (ph, pw) = padding
     y = lax.conv_general_dilated(x, w, window_strides=tuple(stride), padding=((ph, ph), (pw, pw)),
-                                 dimension_numbers=("NCHW", "OIHW", "NCHW"), precision=HIGHEST,
-                                 preferred_element_type=F32)
+                                 dimension_numbers=("NCHW", "OIHW", "NCHW"),
+                                 **product_options(x.dtype)).astype(F32)
     if b is not None:
         y = y + b.astype(F32)[None, :, None, None]
     return y.astype(x.dtype)

@@ -5,9 +5,9 @@
 #
 #   bench_OPS      make bench's harness on the JAX backend, every storage dtype, for OPS joined by +
 #                  (e.g. bench_group_norm+gelu; the parts are merged with experiments.kernels --merge)
-#   jax_bf16       experiments.sd_latency, every configuration, bfloat16 storage (one process)
-#   jax_fp32_CFG   experiments.sd_latency, one configuration in float32 (its own process, so its
-#                  first call pays XLA's autotuning as a user's would)
+#   jax_DT_CFGS    experiments.sd_latency in one process with DT = float16 | bfloat16 | float32
+#                  storage, CFGS = configurations joined by + or "all" (the first pays XLA's
+#                  autotuning; a configuration alone in its process shows what a user's first call costs)
 #   diffusers_DT   experiments.diffusers_latency (the peer) with DT = bfloat16 | float32
 #   golden         the golden tests (diffusers' outputs) on the GPU, JAX rows
 #   probe_conv     experiments.probes.jax_conv_dtypes (how XLA runs 16-bit convolutions)
@@ -35,12 +35,10 @@ for s in "$@"; do  # NAME:SECONDS
         bench_*) ops=${name#bench_}
                  step "$name" "$limit" python3 -m experiments.kernels --backends jax --ops ${ops//+/ } \
                      --dtypes float16 bfloat16 float32 --full --out "$OUT" ;;
-        jax_bf16) step sd_latency_jax_bf16 "$limit" python3 -m experiments.sd_latency --backend jax --dtype bfloat16 \
-                      --configs none fused_group_norm fused_gelu partial_softmax flash winograd4 paper best \
-                      --json "$OUT/sd_latency_jax_bf16.json" ;;
-        jax_fp32_*) config=${name#jax_fp32_}
-                    step "sd_latency_jax_fp32_$config" "$limit" python3 -m experiments.sd_latency --backend jax \
-                        --dtype float32 --configs "$config" --json "$OUT/sd_latency_jax_fp32_$config.json" ;;
+        jax_*) rest=${name#jax_} dtype=${rest%%_*} configs=${rest#*_}
+               [ "$configs" = all ] && configs="none+fused_group_norm+fused_gelu+partial_softmax+flash+winograd4+paper+best"
+               step "sd_latency_jax_${dtype}_${rest#*_}" "$limit" python3 -m experiments.sd_latency --backend jax \
+                   --dtype "$dtype" --configs ${configs//+/ } --json "$OUT/sd_latency_jax_${dtype}_${rest#*_}.json" ;;
         diffusers_*) dtype=${name#diffusers_}
                      step "diffusers_latency_$dtype" "$limit" python3 -m experiments.diffusers_latency --dtype "$dtype" \
                          --json "$OUT/diffusers_latency_$dtype.json" ;;
