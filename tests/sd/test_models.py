@@ -312,7 +312,7 @@ def test_bad_inputs(tiny_unet_config, tiny_text_config, tiny_vae_config, numpy_b
         text(np.array([[1, 200]]))
     with pytest.raises(ValueError, match="input_ids: at most 77 tokens"):
         text(np.ones((1, 78), np.int64))
-    with pytest.raises(ValueError, match=r"dtype: expected one of \['float16', 'float32', 'float64'\], got 'int8'"):
+    with pytest.raises(ValueError, match=r"dtype: expected one of \['bfloat16', 'float16', 'float32', 'float64'\], got 'int8'"):
         TextEncoder.random(tiny_text_config, backend=numpy_backend, dtype="int8")
     # the optimizations belong to the backend's constructor, not beside the backend object
     with pytest.raises(TypeError, match="unexpected keyword argument 'optimizations'"):
