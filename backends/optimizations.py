@@ -89,12 +89,17 @@ class MeasuredRule:
 
 _H200_16BIT = MeasuredRule(
     fused_group_norm=True, fused_gelu=False, attention=((160, "flash"), (1 << 30, "naive")), winograd_tile=None,
-    why="H200, 2026-12-04 (experiments/results/issue13_h200_2026-12-04): the fused GroupNorm+SiLU 1.5-2.3x XLA "
-        "on 5 of the 6 SD shapes (0.9x on (2, 1280, 16, 16) fp16); the Pallas GEGLU 0.92-0.97x XLA on the UNet's "
-        "large shapes, so off; flash on the tensor cores 1.0-2.4x SDPA at d <= 160 with 77 keys or N = 256, "
-        "and the UNet's attention switch that pays most; the decoder's d = 512 attention naive (XLA/cuBLAS "
-        "0.10 ms against flash 0.66); Winograd off: the tensor cores make XLA's direct convolution faster "
-        "(conv3x3 (1, 512, 128, 128) fp16 0.246 against 0.372 ms; UNet 42.7 against 21.4 ms, 2026-12-02)")
+    why="H200, 2026-12-04 (experiments/results/issue13_h200_2026-12-04: kernels run 3, SD runs 1, 4 and 5): "
+        "the fused GroupNorm+SiLU 1.4-1.9x XLA's unfused graph on all six SD shapes in fp16 and bf16; the "
+        "Pallas GEGLU 0.87-0.98x XLA on the UNet's three large shapes, so off; flash on the tensor cores "
+        "1.2-3.0x XLA's naive graph at d = 40 and 80 (0.54x torch SDPA at N = 4096, d = 40; 0.64x naive at "
+        "(2, 8, 256, 256, 160), five layers or an estimated 0.04 ms per iteration, kept for want of a rule by key count) and the "
+        "one attention switch that cuts the UNet (16.5 -> 14.0 ms fp16, 17.3 -> 12.7 ms bf16; partial_softmax 0.93x naive "
+        "at N = 4096); the decoder's d = 512 attention naive (XLA/cuBLAS 0.10 ms against flash 0.66); "
+        "Winograd off: the UNet with winograd4 takes 38.5 against 16.1 ms (fp16) and 39.2 against 17.3 ms "
+        "(bf16), cuDNN's direct convolution on the tensor cores beating the transforms' extra passes, and in "
+        "bf16 F(4, 3) raises the UNet's error against diffusers from 8.6e-3 to 5.4e-2 (decoder 2.1e-2 to "
+        "1.5e-1; the tiny golden test on the CPU)")
 #: ``Optimizations.best()``'s rules: (backend name, device as the backend's ``vendor`` names it,
 #: storage dtype) -> the measured choice. Only what was measured is here.
 MEASURED: dict[tuple[str, str, str], MeasuredRule] = {
@@ -102,12 +107,13 @@ MEASURED: dict[tuple[str, str, str], MeasuredRule] = {
     ("jax", "NVIDIA H200", "bfloat16"): _H200_16BIT,
     ("jax", "NVIDIA H200", "float32"): MeasuredRule(
         fused_group_norm=True, fused_gelu=False, attention=((1 << 30, "naive"),), winograd_tile=4,
-        why="H200, 2026-12-04 (experiments/results/issue13_h200_2026-12-04): the fused GroupNorm+SiLU 1.16-2.17x "
-            "XLA on every SD shape in fp32; the Pallas GEGLU 0.88-0.95x XLA on the UNet's three large shapes, so "
-            "off; attention in fp32 (HIGHEST, no tensor cores): naive (XLA) 0.85-1.00x SDPA, partial_softmax "
-            "0.57-0.87x and flash 0.19-0.38x on (2, 8, 4096, 4096 | 77, 40) and (2, 8, 1024, 1024, 80), so naive "
-            "everywhere; Winograd F(4, 3) 2.6x XLA's direct convolution at conv3x3 (1, 512, 128, 128) (0.773 "
-            "against 2.01 ms, 2026-12-01)"),
+        why="H200, 2026-12-04 (experiments/results/issue13_h200_2026-12-04, kernels run 3): the fused "
+            "GroupNorm+SiLU 1.5-2.1x XLA on five SD shapes and 1.04x on (2, 1280, 16, 16); the Pallas GEGLU "
+            "0.93-1.03x XLA, so off; attention in fp32 (HIGHEST, no tensor cores): naive (XLA) 0.82-0.95x "
+            "torch SDPA, partial_softmax 0.56-0.84x and flash 0.18-0.38x on (2, 8, 4096, 4096 | 77, 40) and "
+            "(2, 8, 1024, 1024, 80), so naive everywhere; Winograd F(4, 3) 2.6x XLA's direct convolution at "
+            "conv3x3 (1, 512, 128, 128) (0.773 against 2.01 ms, 2026-12-01). The fp32 networks end to end are "
+            "not measured on the H200 (the first UNet call of `none` took over 90 s)"),
 }
 
 

@@ -8,7 +8,7 @@ Why not a float32 result for 16-bit storage (``preferred_element_type=float32``,
 type stated)? On the H200 it made XLA run bfloat16 convolutions as float32 ones on upcast copies
 (12x slower with HIGHEST, 1.4x without) and its linear layers as Triton GEMM fusions 15% slower
 than cuBLASLt, for the same error (experiments/probes/jax_conv_dtypes.py,
-experiments/results/issue13_h200_2026-12-04/probe_conv.log).
+experiments/results/issue13_h200_2026-12-04/run3_70b52bb/probe_conv.log).
 """
 
 from __future__ import annotations
