@@ -92,14 +92,15 @@ _H200_16BIT = MeasuredRule(
     why="H200, 2026-12-04 (experiments/results/issue13_h200_2026-12-04: kernels run 3, SD runs 1, 4 and 5): "
         "the fused GroupNorm+SiLU 1.4-1.9x XLA's unfused graph on all six SD shapes in fp16 and bf16; the "
         "Pallas GEGLU 0.87-0.98x XLA on the UNet's three large shapes, so off; flash on the tensor cores "
-        "1.2-3.0x XLA's naive graph at d = 40 and 80 (0.54x torch SDPA at N = 4096, d = 40; 0.64x naive at "
-        "(2, 8, 256, 256, 160), five layers or an estimated 0.04 ms per iteration, kept for want of a rule by key count) and the "
-        "one attention switch that cuts the UNet (16.5 -> 14.0 ms fp16, 17.3 -> 12.7 ms bf16; partial_softmax 0.93x naive "
-        "at N = 4096); the decoder's d = 512 attention naive (XLA/cuBLAS 0.10 ms against flash 0.66); "
-        "Winograd off: the UNet with winograd4 takes 38.5 against 16.1 ms (fp16) and 39.2 against 17.3 ms "
-        "(bf16), cuDNN's direct convolution on the tensor cores beating the transforms' extra passes, and in "
-        "bf16 F(4, 3) raises the UNet's error against diffusers from 8.6e-3 to 5.4e-2 (decoder 2.1e-2 to "
-        "1.5e-1; the tiny golden test on the CPU)")
+        "1.2-3.1x XLA's naive graph at d = 40 and 80 (0.54x torch SDPA at N = 4096, d = 40; 0.64x naive at "
+        "(2, 8, 256, 256, 160), five layers or an estimated 0.04 ms per iteration, kept for want of a rule "
+        "by key count) and the one attention switch that cuts the UNet (16.5 -> 14.0 ms fp16, 17.3 -> 12.7 "
+        "ms bf16; partial_softmax 0.93x naive at N = 4096); the decoder's d = 512 attention naive (XLA/cuBLAS "
+        "0.10 ms against flash 0.66); Winograd off: the UNet with winograd4 takes 38.5 against 16.1 ms "
+        "(fp16) and 39.2 against 17.3 ms (bf16; both with the Winograd GEMMs at HIGHEST and a float32 "
+        "result, before they took gemm.product_options), cuDNN's direct convolution on the tensor cores "
+        "beating the transforms' extra passes, and in bf16 F(4, 3) raises the UNet's error against "
+        "diffusers from 8.6e-3 to 5.4e-2 (decoder 2.1e-2 to 1.5e-1; the tiny golden test on the CPU)")
 #: ``Optimizations.best()``'s rules: (backend name, device as the backend's ``vendor`` names it,
 #: storage dtype) -> the measured choice. Only what was measured is here.
 MEASURED: dict[tuple[str, str, str], MeasuredRule] = {

@@ -56,8 +56,9 @@ is rejected. The only arithmetic outside the kernels is the filter transform and
 
 Storage emulation, exactly as ``reference.winograd.conv2d_winograd``: V, U and M are stored in
 x's dtype (float16 / bfloat16 storage rounds them where a GPU writes memory), all arithmetic is
-float32, the GEMMs accumulate in float32 with ``Precision.HIGHEST``, and the output is rounded
-once. So the reference's error bounds per tile size transfer to this implementation.
+float32, the GEMMs accumulate in float32 (``gemm.product_options``, as the linear layers: HIGHEST
+for float32, the tensor cores for 16-bit storage), and the output is rounded once. So the
+reference's error bounds per tile size transfer to this implementation.
 
 The filter transform U = G g G^T runs on every call: under ``jax.jit`` the weights are traced
 arguments, so XLA neither caches U between calls nor constant-folds it (it would only fold
@@ -359,8 +360,7 @@ def conv2d_winograd(x, w, b, padding: tuple[int, int], m: int, interpret: bool, 
     else:
         v = input_transform_jnp(xp, m, tiles_h, tiles_w)          # (alpha^2, C, T)
     # alpha^2 GEMMs (O x C) @ (C x T), float32 accumulation, M stored in the storage dtype
-    mt = lax.dot_general(u, v, (((2,), (1,)), ((0,), (0,))), precision=HIGHEST,
-                         preferred_element_type=F32).astype(x.dtype)
+    mt = lax.dot_general(u, v, (((2,), (1,)), ((0,), (0,))), **product_options(x.dtype)).astype(x.dtype)
     if transforms == "pallas":
         y = output_transform(mt, b, n, m, tiles_h, tiles_w, interpret)
     else:
