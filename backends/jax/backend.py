@@ -12,8 +12,22 @@ that JAX cannot reset; "unavailable" on the CPU), ``synchronize`` blocks on the 
 ``compile`` is ``jax.jit``. Beyond the interface: ``interpret``, ``device`` and
 ``group_norm_form`` (one of the fused GroupNorm's two forms by name, for the benchmark).
 
-Precision: fp32 matrix products and convolutions run with ``Precision.HIGHEST`` (no TF32);
-float16 and bfloat16 are storage dtypes with float32 accumulation.
+Precision policy (the same semantics on CPU and GPU; the CPU runs the Pallas kernels in interpret
+mode and has no tensor cores):
+
+* float32 storage: everything in float32. Convolutions, linear layers, Winograd's GEMMs and both
+  attention products at ``Precision.HIGHEST`` (no TF32, so no tensor cores on an NVIDIA GPU).
+* float16 / bfloat16 storage: weights and activations are stored in the 16-bit dtype.
+  - Convolutions (cuDNN), linear layers (cuBLASLt) and Winograd's GEMMs take 16-bit operands and
+    return the storage dtype, accumulated in float32 on the tensor cores (``gemm.product_options``;
+    why not a float32 result: gemm.py). The bias is added in float32.
+  - Attention: Q K^T on the tensor cores with float32 accumulation; the scores, the softmax and
+    its statistics in float32; P rounded to the storage dtype for P V (tensor cores, float32
+    accumulation), as FlashAttention 2 and SDPA do (attention.py).
+  - GroupNorm, LayerNorm, GELU/GEGLU, SiLU and the elementwise ops load 16-bit values, compute in
+    float32 and round the result once. Winograd's transforms compute in float32 and store V, U and
+    M in the storage dtype (reference.winograd's emulation).
+* float64 is not a JAX storage dtype here (it needs jax_enable_x64); the NumPy reference covers it.
 """
 
 from __future__ import annotations
