@@ -38,7 +38,7 @@ def available_backends() -> list[str]:
 
 def get_backend(name, **options) -> Backend:
     """A backend by name: ``"numpy"``, ``"opencl"`` or ``"jax"`` (options: ``optimizations=``; for
-    OpenCL ``device=``, ``poison=``, ``profiling=``; for JAX ``interpret=``), or a ``Backend`` as it is (then no
+    OpenCL ``device=``, ``poison=``, ``profiling=``; for JAX ``interpret=``, ``compiler_options=``), or a ``Backend`` as it is (then no
     options: they belong to the constructor of the backend you pass)."""
     if isinstance(name, Backend):
         if any(value is not None for value in options.values()):

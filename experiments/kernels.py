@@ -22,9 +22,9 @@ Method (llm.c's dev/cuda harness: one reference, many versions; check every vers
    of the call; JAX's is one jitted program of R calls on distinct copies of the inputs (at least
    256 MiB of them, R <= 64), divided by R (JaxBackend.time: JAX's 20-40 us dispatch per call
    from Python would otherwise hide the kernels of a few microseconds, and one input read again
-   and again would come from L2); torch's comes from CUDA events between back-to-back calls
-   (``peers.TorchCUDA.time``: eager, as diffusers runs, so a small kernel's row can include
-   torch's dispatch of about 5-10 us). OpenCL's Winograd caches the
+   and again would come from L2); torch's from a CUDA graph of back-to-back calls replayed between
+   CUDA events (``peers.TorchCUDA.time``: torch's best setting for a short kernel, which keeps
+   its eager dispatch of 10-40 us per op out of the number). OpenCL's Winograd caches the
    transformed weights after the first call (as a deployed network does), so its timed calls leave
    out the filter transform; JAX's transforms them in every call.
 

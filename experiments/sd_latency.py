@@ -134,9 +134,9 @@ def counted_call(backend, model, args) -> dict:
 
 
 def measure(backend_name: str, config_names, tiny: bool, iterations: int, batch: int, dtype, device=None,
-            on_row=None):
+            on_row=None, backend_options=None):
     """The rows of ``config_names``; ``on_row(rows so far)`` after each (so that a run cut short
-    keeps what it measured)."""
+    keeps what it measured). ``backend_options``: more keyword arguments of the backend."""
     configs = component_configs(tiny)
     shapes = {name: cls.build({**cls.DEFAULTS, **configs[name]}).parameter_shapes() for name, cls in COMPONENTS}
     t0 = time.perf_counter()
@@ -148,12 +148,12 @@ def measure(backend_name: str, config_names, tiny: bool, iterations: int, batch:
     print(HEADER, flush=True)
     rows = []
     for config_name in config_names:
-        options = {"device": device} if device is not None else {}
+        options = {**({"device": device} if device is not None else {}), **(backend_options or {})}
         be = get_backend(backend_name, optimizations=CONFIGS[config_name], **options)
         # OpenCL: the timed calls on a queue without profiling, the counted call on ``be``'s (profiling)
         timing_be = (get_backend(backend_name, optimizations=CONFIGS[config_name], profiling=False, **options)
                      if hasattr(be, "measure") else be)
-        row = {"config": config_name, "backend": repr(be)}
+        row = {"config": config_name, "backend": repr(be), **({"backend_options": backend_options} if backend_options else {})}
         for name, cls in COMPONENTS:
             model = cls(configs[name], params[name], backend=timing_be, dtype=dtype, source="random parameters")
             timing_be.reset_peak_memory()
@@ -204,6 +204,16 @@ HEADER = ("| configuration | text encoder ms | UNet ms / iteration | decoder ms 
           "|---|---|---|---|---|---|---|---|---|")
 
 
+def parse_xla_option(text: str) -> tuple[str, object]:
+    """"NAME=VALUE" -> (NAME, VALUE as a bool, an int or the string)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise SystemExit(f"--xla-option: expected NAME=VALUE, got {text!r}")
+    if value.lower() in ("true", "false"):
+        return name, value.lower() == "true"
+    return name, int(value) if value.lstrip("-").isdigit() else value
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--backend", choices=["numpy", "opencl", "jax"], default="opencl")
@@ -213,10 +223,16 @@ def main(argv=None):
     p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32")
     p.add_argument("--tiny", action="store_true", help="tiny SD-shaped networks instead of SD 1.4")
     p.add_argument("--device", default=None, help="OpenCL device")
+    p.add_argument("--xla-option", action="append", default=[], metavar="NAME=VALUE",
+                   help="JAX: an XLA option of the networks' programs (JaxBackend's compiler_options), e.g. "
+                        "xla_gpu_enable_triton_gemm=false; repeatable")
     p.add_argument("--json", default=None, help="write the rows as JSON (rewritten after each configuration)")
     p.add_argument("--plot", metavar="PNG", default=None,
                    help="save the ablation as stacked bars per configuration (paper_figures.ablation's figure)")
     args = p.parse_args(argv)
+    xla_options = dict(parse_xla_option(text) for text in args.xla_option)
+    if xla_options and args.backend != "jax":
+        p.error("--xla-option: only the jax backend compiles through XLA")
     print(f"{'tiny' if args.tiny else 'SD 1.4'} components, batch {args.batch}, {args.dtype}, "
           f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
     def write_json(rows):
@@ -224,7 +240,8 @@ def main(argv=None):
             json.dump(rows, f, indent=2)
 
     rows = measure(args.backend, args.configs, args.tiny, args.iterations, args.batch, storage_dtype(args.dtype),
-                   args.device, on_row=write_json if args.json else None)
+                   args.device, on_row=write_json if args.json else None,
+                   backend_options={"compiler_options": xla_options} if xla_options else None)
     if args.plot:
         from paper_figures import ablation
 

@@ -39,6 +39,10 @@ accumulator:
     m' = max(m, rowmax(S_j)),   l = l e^(m - m') + rowsum(e^(S_j - m')),
     acc = acc e^(m - m') + e^(S_j - m') V_j,   m = m',      finally O = acc / l.
 
+Every exponential in the kernels is a base-2 one (``pallas_util.exp2``: the hardware's
+ex2.approx on a GPU, instead of the accurate libdevice expf the Triton lowering gives jnp.exp):
+the scores are multiplied by scale log2(e) instead of scale, and e^x = 2^(x log2(e)).
+
 Padding, all inside the wrapper functions (callers never pad). The Triton lowering wants
 power-of-two tiles and dots with every dimension >= 16, so the head dims d and dv are zero-padded
 to ``padded_dim`` (max(16, next power of two): 40 -> 64, 80 -> 128, 160 -> 256, 512 stays); zero
@@ -97,7 +101,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
 
-from .pallas_util import compiler_params, pad_to, round_up
+from .pallas_util import compiler_params, exp2, pad_to, round_up
 
 __all__ = ["METHODS", "softmax", "attention", "attention_naive", "attention_partial_softmax", "attention_flash",
            "softmax_stats", "block_sizes", "flash_blocks", "padded_dim"]
@@ -105,12 +109,16 @@ __all__ = ["METHODS", "softmax", "attention", "attention_naive", "attention_part
 METHODS = ("naive", "partial_softmax", "flash")
 F32 = jnp.float32
 HIGHEST = lax.Precision.HIGHEST
+#: log2(e): the kernels exponentiate in base 2, exp(x) = 2^(x log2(e)) (pallas_util.exp2)
+LOG2_E = math.log2(math.e)
 #: Smallest block and padded head dim: a dot in a Triton kernel needs every dimension >= 16.
 MIN_BLOCK = 16
 #: Largest block (rows or keys per tile).
 MAX_BLOCK = 64
 #: Most float32 elements of a tile that carries a head dimension (block x d_pad): 32 KiB.
 TILE_ELEMENTS = 8192
+#: Triton software-pipelining stages of the flash kernel's key loop
+FLASH_STAGES = 2
 
 
 # -- public entry points --------------------------------------------------------------------------
@@ -211,10 +219,12 @@ def _mask_keys(tile, start, num_keys: int, padded_keys: int, first_row=None):
     return jnp.where(keep, tile, -jnp.inf)
 
 
-def _exp_shifted(x, shift):
+def _exp_shifted(x, shift, interpret: bool):
     """exp(x - shift) for shift >= x, and 0 where shift = -inf (then x = -inf too: a block whose
-    entries are all masked), where the plain formula gives exp(-inf + inf) = NaN."""
-    return jnp.exp(x - jnp.where(shift == -jnp.inf, 0.0, shift))
+    entries are all masked), where the plain formula gives exp(-inf + inf) = NaN. Computed as
+    2^((x - shift) log2(e)) (``pallas_util.exp2``: one hardware instruction on a GPU); the
+    difference first, so that scores of 1e4 lose nothing to the rounding of x log2(e)."""
+    return exp2((x - jnp.where(shift == -jnp.inf, 0.0, shift)) * LOG2_E, interpret)
 
 
 def _key_block(j, block: int):
@@ -256,7 +266,7 @@ def _times_v(p, v, subscripts: str | None = None):
 # -- partially fused softmax ----------------------------------------------------------------------
 
 
-def _stats_kernel(a_ref, max_ref, sum_ref, *, num_keys: int, block_m: int):
+def _stats_kernel(a_ref, max_ref, sum_ref, *, num_keys: int, block_m: int, interpret: bool):
     """(L, S) of block_n rows of A: walk the column blocks, merging (max, sum) pairs online."""
     rows, padded_keys = a_ref.shape
 
@@ -267,11 +277,12 @@ def _stats_kernel(a_ref, max_ref, sum_ref, *, num_keys: int, block_m: int):
         # this block's own statistics. Every block holds a real key, but with causal masking (or
         # -inf scores) all of a row's entries in it can be -inf: then L_b = -inf and S_b = 0.
         block_max = jnp.max(tile, axis=1)
-        block_sum = jnp.sum(_exp_shifted(tile, block_max[:, None]), axis=1)
+        block_sum = jnp.sum(_exp_shifted(tile, block_max[:, None], interpret), axis=1)
         # merge_stats: L = max(L_a, L_b), S = S_a e^(L_a - L) + S_b e^(L_b - L); a pair with
         # L = -inf, S = 0 merges as the identity (_exp_shifted gives 0, not NaN, if L is -inf too)
         new_max = jnp.maximum(row_max, block_max)
-        new_sum = row_sum * _exp_shifted(row_max, new_max) + block_sum * _exp_shifted(block_max, new_max)
+        new_sum = (row_sum * _exp_shifted(row_max, new_max, interpret)
+                   + block_sum * _exp_shifted(block_max, new_max, interpret))
         return new_max, new_sum
 
     empty = (jnp.full((rows,), -jnp.inf, F32), jnp.zeros((rows,), F32))  # e^(-inf - L) = 0 at the first merge
@@ -284,7 +295,7 @@ def _stats_call(a, num_keys: int, block_n: int, block_m: int, interpret: bool):
     """Row max L and row sum S (two float32 (R,) arrays) of a float32 score matrix a (R, M_pad)
     whose R is a multiple of block_n, M_pad one of block_m; columns >= num_keys are ignored."""
     rows, padded_keys = a.shape
-    kernel = functools.partial(_stats_kernel, num_keys=num_keys, block_m=block_m)
+    kernel = functools.partial(_stats_kernel, num_keys=num_keys, block_m=block_m, interpret=interpret)
     row_spec = pl.BlockSpec((block_n,), lambda i: (i,))
     return pl.pallas_call(
         kernel,
@@ -312,15 +323,17 @@ def softmax_stats(a, interpret: bool):
     return jnp.stack([row_max[:rows], row_sum[:rows]], axis=-1).reshape(*lead, n, 2)
 
 
-def _pv_softmax_kernel(a_ref, max_ref, sum_ref, v_ref, o_ref, *, num_keys: int, block_m: int):
-    """O rows = sum over column blocks of exp(A - L) V, divided by S at the end; P never stored."""
+def _pv_softmax_kernel(a_ref, max_ref, sum_ref, v_ref, o_ref, *, num_keys: int, block_m: int, interpret: bool):
+    """O rows = sum over column blocks of exp(A - L) V, divided by S at the end; P never stored.
+    exp(A - L) = 2^((A - L) log2(e)): the difference first (exact for scores of 1e4, where
+    A log2(e) would round), then one multiply and one ``exp2`` per score."""
     rows, padded_keys = a_ref.shape
     row_max = max_ref[...][:, None]
 
     def accumulate(j, acc):
         start = j * block_m
         scores = _mask_keys(a_ref[:, _key_block(j, block_m)], start, num_keys, padded_keys)
-        p_unnormalized = jnp.exp(scores - row_max)  # 0 in padded and causally masked key columns
+        p_unnormalized = exp2((scores - row_max) * LOG2_E, interpret)  # 0 in padded and masked key columns
         return acc + _times_v(p_unnormalized, v_ref[_key_block(j, block_m), :])
 
     acc = lax.fori_loop(0, padded_keys // block_m, accumulate, jnp.zeros((rows, v_ref.shape[1]), F32))
@@ -352,7 +365,7 @@ def attention_partial_softmax(q, k, v, scale: float, interpret: bool, causal: bo
 
     # 3. O = exp(A - L) V / S, a (block_n, dv_pad) output tile per program
     v_pad = pad_to(v, (b, h, m_pad, dv_pad)).reshape(bh, m_pad, dv_pad)
-    kernel = functools.partial(_pv_softmax_kernel, num_keys=m, block_m=block_m)
+    kernel = functools.partial(_pv_softmax_kernel, num_keys=m, block_m=block_m, interpret=interpret)
     stats_spec = pl.BlockSpec((None, block_n), lambda i, r: (i, r))
     out = pl.pallas_call(
         kernel,
@@ -392,7 +405,8 @@ def head_dim_pieces(d: int, tensor_cores: bool) -> tuple[int, ...]:
     return tuple(pieces) if sum(pieces) < whole else (whole,)
 
 
-def _flash_kernel(*refs, scale: float, num_keys: int, block_k: int, causal: bool, d_pieces: int, dv_pieces: int):
+def _flash_kernel(*refs, scale: float, num_keys: int, block_k: int, causal: bool, d_pieces: int, dv_pieces: int,
+                  interpret: bool):
     """One (block_q, dv) output tile: loop over key blocks with an online softmax. ``refs`` are
     the Q tile's pieces, K's pieces, V's pieces (``head_dim_pieces``), then the output's pieces.
 
@@ -400,7 +414,12 @@ def _flash_kernel(*refs, scale: float, num_keys: int, block_k: int, causal: bool
     (float16, bfloat16): both products on the tensor cores, Q K_j^T on the stored operands and
     P V_j with P rounded to the storage dtype (as FlashAttention 2 does), float32 accumulation;
     the softmax statistics stay float32. Q K^T sums one dot per head-dim piece; P V keeps one
-    accumulator per piece of V's head dim."""
+    accumulator per piece of V's head dim.
+
+    The online softmax runs in the log2 domain: the scores are multiplied by scale log2(e) (one
+    multiply, which was there for the scale anyway), the running max m is kept in those units,
+    and every exponential is ``exp2`` (the hardware's ex2.approx on a GPU, pallas_util.exp2).
+    2^(t - m) with t = s log2(e) is exp(s - m / log2(e)): the same weights, the same output."""
     q_refs, k_refs = refs[:d_pieces], refs[d_pieces:2 * d_pieces]
     v_refs, o_refs = refs[2 * d_pieces:2 * d_pieces + dv_pieces], refs[2 * d_pieces + dv_pieces:]
     block_q = q_refs[0].shape[0]
@@ -409,6 +428,7 @@ def _flash_kernel(*refs, scale: float, num_keys: int, block_k: int, causal: bool
     padded_keys = k_refs[0].shape[0]
     num_blocks = padded_keys // block_k
     qs = [q_ref[...] for q_ref in q_refs]  # the Q tile, kept for the whole loop (storage dtype)
+    scale_log2 = scale * LOG2_E
     # causal: the query index of the tile's first row (grid axis 1 walks the Q tiles)
     first_row = pl.program_id(1) * block_q if causal else None
 
@@ -419,13 +439,13 @@ def _flash_kernel(*refs, scale: float, num_keys: int, block_k: int, causal: bool
         scores = sum(lax.dot_general(q, k_ref[_key_block(j, block_k), :], (((1,), (1,)), ((), ())),
                                      precision=precision, preferred_element_type=F32)
                      for q, k_ref in zip(qs, k_refs))
-        scores = _mask_keys(scale * scores, start, num_keys, padded_keys, first_row)
+        scores = _mask_keys(scale_log2 * scores, start, num_keys, padded_keys, first_row)  # base-2 units
         # online softmax: rescale what was accumulated under the old max (with causal masking,
         # m is finite from block 0 on, which holds column 0: a fully masked tile gives
         # correction 1 and p = 0, never exp(-inf + inf))
         new_max = jnp.maximum(row_max, jnp.max(scores, axis=1))
-        correction = jnp.exp(row_max - new_max)
-        p = jnp.exp(scores - new_max[:, None])
+        correction = exp2(row_max - new_max, interpret)
+        p = exp2(scores - new_max[:, None], interpret)
         row_sum = row_sum * correction + jnp.sum(p, axis=1)
         if tensor_cores:
             p = p.astype(v_refs[0].dtype)  # rounded once, not once per piece of V
@@ -459,13 +479,14 @@ def _piece_specs(pieces, rows: int, tile_index):
 
 
 def attention_flash(q, k, v, scale: float, interpret: bool, block_q: int | None = None,
-                    block_k: int | None = None, causal: bool = False, num_warps: int | None = None):
+                    block_k: int | None = None, causal: bool = False, num_warps: int | None = None,
+                    num_stages: int = FLASH_STAGES):
     """FlashAttention forward in one pallas_call; no N x M array exists outside a tile. With
     ``causal`` the kernel masks keys after each query and skips key blocks above the diagonal.
     With 16-bit storage the head dims are cut into ``head_dim_pieces``.
 
-    ``block_q``, ``block_k`` override ``block_sizes`` (powers of two >= 16) and ``num_warps``
-    the kernel's warps (for tuning)."""
+    ``block_q``, ``block_k`` override ``block_sizes`` (powers of two >= 16), ``num_warps`` the
+    kernel's warps and ``num_stages`` Triton's pipeline stages (for tuning)."""
     b, h, n, d = q.shape
     m, dv = k.shape[2], v.shape[3]
     tensor_cores = q.dtype != F32
@@ -483,7 +504,7 @@ def attention_flash(q, k, v, scale: float, interpret: bool, block_q: int | None 
     k_pad = pad_to(k, (b, h, m_pad, d_pad)).reshape(bh, m_pad, d_pad)
     v_pad = pad_to(v, (b, h, m_pad, dv_pad)).reshape(bh, m_pad, dv_pad)
     kernel = functools.partial(_flash_kernel, scale=float(scale), num_keys=m, block_k=block_k, causal=bool(causal),
-                               d_pieces=len(d_pieces), dv_pieces=len(dv_pieces))
+                               d_pieces=len(d_pieces), dv_pieces=len(dv_pieces), interpret=interpret)
     this_tile, whole_head = (lambda r: r), (lambda r: 0)
     outs = pl.pallas_call(
         kernel,
@@ -496,7 +517,7 @@ def attention_flash(q, k, v, scale: float, interpret: bool, block_q: int | None 
         ],
         out_specs=[pl.BlockSpec((None, block_q, width), lambda i, r: (i, r, 0)) for width in dv_pieces],
         interpret=interpret,
-        compiler_params=compiler_params(num_warps, interpret, num_stages=2),
+        compiler_params=compiler_params(num_warps, interpret, num_stages=num_stages),
         name="flash_attention",
     )(*[q_pad] * len(d_pieces), *[k_pad] * len(d_pieces), *[v_pad] * len(dv_pieces))
     out = outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=-1)

@@ -59,11 +59,15 @@ class JaxBackend(Backend):
     array_type = jax.Array
     baselines_are_peers = True  # the unfused variants are plain jnp: XLA's fusion and kernels
 
-    def __init__(self, optimizations=None, interpret: bool | None = None):
+    def __init__(self, optimizations=None, interpret: bool | None = None, compiler_options: dict | None = None):
         """``interpret``: run the Pallas kernels in the Pallas interpreter. None (default): True
         exactly when JAX's default backend is the CPU, where Pallas has no compiler; the choice is
-        recorded in ``choices``."""
+        recorded in ``choices``. ``compiler_options``: XLA options of the programs ``compile``
+        makes (``jax.jit``'s ``compiler_options``, e.g. ``{"xla_gpu_enable_triton_gemm": False}``)."""
         super().__init__(optimizations)
+        if compiler_options is not None and not isinstance(compiler_options, dict):
+            raise TypeError(f"compiler_options: expected a dict of XLA options, got {type(compiler_options).__name__}")
+        self.compiler_options = dict(compiler_options or {})
         platform = jax.default_backend()
         #: the device whose memory ``memory_stats`` reports (JAX's default device)
         self.device = jax.devices()[0]
@@ -128,8 +132,9 @@ class JaxBackend(Backend):
                 "handle": self.device}
 
     def compile(self, fn):
-        """``jax.jit(fn)``: one XLA program per input shapes, its arguments traced (not constants)."""
-        return jax.jit(fn)
+        """``jax.jit(fn)``: one XLA program per input shapes, its arguments traced (not constants),
+        compiled with the backend's ``compiler_options``."""
+        return jax.jit(fn, compiler_options=self.compiler_options or None)
 
     def time(self, fn, repeats: int = 10, warmup: int = 2, args=None) -> Timing:
         """Wall time: one call until its result is ready. Device time, with ``args`` (the arrays

@@ -7,6 +7,7 @@ sizes, hence the block helpers) and run in the Pallas interpreter on a CPU.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 try:  # selects the Triton lowering explicitly (jax >= 0.11 may default to Mosaic GPU)
@@ -65,6 +66,25 @@ def pad_last(x, padded: int):
 def warps_for_block(block: int) -> int:
     """Triton's layer-norm tutorial rule: one warp per 256 elements, 1 to 8 warps."""
     return min(max(block // 256, 1), 8)
+
+
+def exp2(x, interpret: bool):
+    """2^x inside a kernel: the hardware's ``ex2.approx.ftz.f32`` (one MUFU instruction; relative
+    error about 2^-22, results below 2^-126 flushed to 0, 2^-inf = 0) on a GPU, ``jnp.exp2`` in
+    interpret mode.
+
+    Why not ``jnp.exp``: the Triton lowering calls libdevice's ``__nv_expf`` for it (and
+    ``__nv_exp2f`` for ``jnp.exp2``), the accurate versions, several FP32 instructions around the
+    MUFU one each. Attention exponentiates every score, so with a small head dim (SD's 40)
+    those instructions, not the products, bound the kernel (backends/jax/notes/attention.md, v3).
+    Callers work in the log2 domain: exp(s - m) = 2^(s log2(e) - m log2(e)), log2(e) folded into
+    the scale that multiplies the scores anyway."""
+    if interpret or _pallas_triton is None:
+        return jnp.exp2(x)
+    [y] = _pallas_triton.elementwise_inline_asm(
+        "ex2.approx.ftz.f32 $0, $1;", args=[x], constraints="=f,f", pack=1,
+        result_shape_dtypes=[jax.ShapeDtypeStruct(x.shape, x.dtype)])
+    return y
 
 
 def sigmoid(z):

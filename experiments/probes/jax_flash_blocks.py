@@ -1,16 +1,25 @@
-"""Block sizes and warps of the JAX backend's Pallas FlashAttention on the issue's shapes, against
-torch SDPA in the same run (``python -m experiments.probes.jax_flash_blocks [--dtypes float16]``).
+"""Block sizes, warps and pipeline stages of the JAX backend's Pallas FlashAttention on the issue's
+shapes, against torch SDPA in the same run, and JAX's own Mosaic GPU FlashAttention 3 kernel as a
+yardstick of what the other Pallas lowering reaches (``python -m experiments.probes.jax_flash_blocks
+[--dtypes float16] [--stages 2 3] [--mosaic]``).
 
-For each (B, H, N, M, d), storage dtype and (block_q, block_k, num_warps) candidate: the kernel's
-relative error against the float64 reference on batch 0, heads 0-1 (every candidate must be
-correct to count), its time per call (``JaxBackend.time``'s device estimate: back-to-back calls,
-median of 10 samples) and its rate (4 B H N M d flops). torch's ``scaled_dot_product_attention``
-on the same inputs is timed by CUDA events (``TorchCUDA.time``). The blocks ``flash_blocks`` picks for
-the shape are marked ``default`` (the runs before c7ad900 marked ``block_sizes``' choice).
+For each (B, H, N, M, d), storage dtype and (block_q, block_k, num_warps, num_stages) candidate:
+the kernel's relative error against the float64 reference on batch 0, heads 0-1 (every candidate
+must be correct to count), its time per call (``JaxBackend.time`` with ``args``: one program of R
+calls on distinct input copies, back-to-back, median of 10) and its rate (4 B H N M d flops).
+torch's ``scaled_dot_product_attention`` on the same inputs is timed from a CUDA graph of
+back-to-back calls (``TorchCUDA.time``). The blocks ``flash_blocks`` picks for the shape are marked
+``default``.
+
+``--mosaic``: ``jax.experimental.pallas.ops.gpu.attention_mgpu`` (JAX's FlashAttention 3 for
+Hopper: warp-specialized, TMA copies, wgmma) on the shapes it accepts (head dim padded to a
+multiple of 64, N a multiple of 2 block_q, M of block_kv), q pre-scaled and in its (B, N, H, d)
+layout outside the timed call. It is a reference point for the lowering, not one of our kernels.
 """
 
 import argparse
 import itertools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -22,19 +31,55 @@ from experiments.peers import TorchCUDA
 from reference import attention as ref_attention
 
 SHAPES = ((2, 8, 4096, 4096, 40), (2, 8, 4096, 77, 40), (2, 8, 1024, 1024, 80), (2, 8, 256, 256, 160))
-BLOCKS = ((64, 64), (128, 64), (128, 32), (64, 32), (128, 128))
+BLOCKS = ((64, 64), (128, 64), (128, 32), (128, 128))
 WARPS = (4, 8)
+#: (block_q, block_kv) of the Mosaic GPU kernel
+MOSAIC_BLOCKS = ((64, 64), (64, 128), (128, 64), (128, 128))
+
+
+def relative_error(out, expected) -> float:
+    out = np.asarray(out, dtype=np.float64)
+    return float(np.linalg.norm(out - expected) / np.linalg.norm(expected))
+
+
+def mosaic_rows(backend, shape, q, k, v, expected, sdpa_ms, dtype_name):
+    """JAX's Mosaic GPU FlashAttention 3 on one shape: one row per block candidate it accepts."""
+    from jax.experimental.pallas.ops.gpu import attention_mgpu
+
+    b, h, n, m, d = shape
+    d_pad = -(-d // 64) * 64
+    flops = 4 * b * h * n * m * d
+    # (B, N, H, d_pad) with q pre-scaled: the kernel computes softmax(q k^T) v
+    layout = lambda x: jnp.pad(jnp.swapaxes(x, 1, 2), ((0, 0), (0, 0), (0, 0), (0, d_pad - d)))
+    jq = layout((jnp.asarray(q, jnp.float32) * d ** -0.5).astype(q.dtype))
+    jk, jv = layout(jnp.asarray(k)), layout(jnp.asarray(v))
+    for block_q, block_kv in MOSAIC_BLOCKS:
+        if n % (2 * block_q) or m % block_kv:
+            continue
+        config = attention_mgpu.TuningConfig(block_q=block_q, block_kv=block_kv, max_concurrent_steps=2)
+        fn = jax.jit(lambda q, k, v, c=config: attention_mgpu.attention(q, k, v, c))
+        label = f"| {shape} | {dtype_name} | mosaic FA3 {block_q} | {block_kv} | 3 WG | 2 |"
+        try:
+            out = np.swapaxes(np.asarray(fn(jq, jk, jv)[:1, :, :2, :d], dtype=np.float64), 1, 2)
+        except Exception as exc:  # a candidate the lowering refuses
+            print(f"{label} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:80]} | | | |", flush=True)
+            continue
+        ms = backend.time(fn, repeats=10, args=(jq, jk, jv)).device_median * 1e3
+        ratio = f"{sdpa_ms / ms:.2f}x" if sdpa_ms else ""
+        print(f"{label} {relative_error(out, expected):.2e} | {ms:.4f} | {flops / ms * 1e-9:.0f} | {ratio} |", flush=True)
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dtypes", nargs="+", default=["float16", "bfloat16"])
+    parser.add_argument("--stages", nargs="+", type=int, default=[2], help="Triton pipeline stages to try")
+    parser.add_argument("--mosaic", action="store_true", help="also JAX's Mosaic GPU FlashAttention 3")
     args = parser.parse_args(argv)
     backend = get_backend("jax")
     torch_peer, why = TorchCUDA.start()
     print(f"{backend.device_info()['name']}; torch: {why or torch_peer.describe()}")
-    print("| shape | dtype | block_q | block_k | warps | rel. error | ms | TFLOP/s | vs SDPA |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| shape | dtype | block_q | block_k | warps | stages | rel. error | ms | TFLOP/s | vs SDPA |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     rng = np.random.default_rng(0)
     for (b, h, n, m, d), dtype_name in itertools.product(SHAPES, args.dtypes):
         dtype = jnp.dtype(dtype_name)
@@ -47,26 +92,28 @@ def main(argv=None) -> None:
         if torch_peer is not None:
             tq, tk, tv = (torch_peer.asarray(x) for x in (q, k, v))
             sdpa = torch_peer.time(lambda: torch_peer.F.scaled_dot_product_attention(tq, tk, tv), repeats=20)
-            sdpa_ms = sorted(sdpa.device)[len(sdpa.device) // 2] * 1e3
-            print(f"| {(b, h, n, m, d)} | {dtype_name} | SDPA | | | | {sdpa_ms:.4f} | {flops / sdpa_ms * 1e-9:.0f} | 1.00x |")
+            sdpa_ms = sdpa.device_median * 1e3
+            print(f"| {(b, h, n, m, d)} | {dtype_name} | SDPA | | | | | {sdpa_ms:.4f} | {flops / sdpa_ms * 1e-9:.0f} | "
+                  f"1.00x |", flush=True)
         jq, jk, jv = (jnp.asarray(x) for x in (q, k, v))
-        default = jax_attention.flash_blocks(n, m, jax_attention.padded_dim(d), tensor_cores=True)[:2]
-        for (block_q, block_k), warps in itertools.product(BLOCKS, WARPS):
-            fn = jax.jit(lambda q, k, v, bq=block_q, bk=block_k, w=warps: jax_attention.attention_flash(
-                q, k, v, d ** -0.5, False, block_q=bq, block_k=bk, num_warps=w))
+        default = jax_attention.flash_blocks(n, m, jax_attention.padded_dim(d), tensor_cores=True)
+        for (block_q, block_k), warps, stages in itertools.product(BLOCKS, WARPS, args.stages):
+            fn = jax.jit(lambda q, k, v, bq=block_q, bk=block_k, w=warps, s=stages: jax_attention.attention_flash(
+                q, k, v, d ** -0.5, False, block_q=bq, block_k=bk, num_warps=w, num_stages=s))
+            label = f"| {(b, h, n, m, d)} | {dtype_name} |"
+            mark = " default" if (block_q, block_k, warps, stages) == (*default, jax_attention.FLASH_STAGES) else ""
             try:
-                out = np.asarray(fn(jq, jk, jv)[:1, :2], dtype=np.float64)
+                out = fn(jq, jk, jv)[:1, :2]
             except Exception as exc:  # a candidate the compiler refuses (e.g. shared memory)
-                print(f"| {(b, h, n, m, d)} | {dtype_name} | {block_q} | {block_k} | {warps} | "
-                      f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:80]} | | | |")
+                print(f"{label} {block_q} | {block_k} | {warps} | {stages} | failed: {type(exc).__name__}: "
+                      f"{str(exc).splitlines()[0][:80]} | | | |")
                 continue
-            error = np.linalg.norm(out - expected) / np.linalg.norm(expected)
-            timing = backend.time(lambda: fn(jq, jk, jv), repeats=10)
-            ms = timing.device_median * 1e3
-            mark = " default" if (block_q, block_k) == default else ""
+            ms = backend.time(fn, repeats=10, args=(jq, jk, jv)).device_median * 1e3
             ratio = f"{sdpa_ms / ms:.2f}x" if sdpa_ms else ""
-            print(f"| {(b, h, n, m, d)} | {dtype_name} | {block_q}{mark} | {block_k} | {warps} | {error:.2e} | "
+            print(f"{label} {block_q}{mark} | {block_k} | {warps} | {stages} | {relative_error(out, expected):.2e} | "
                   f"{ms:.4f} | {flops / ms * 1e-9:.0f} | {ratio} |", flush=True)
+        if args.mosaic:
+            mosaic_rows(backend, (b, h, n, m, d), q, k, v, expected, sdpa_ms, dtype_name)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The device runs behind this folder's files: bash device_run.sh STEP:SECONDS ... on the H200, from
+# the repository root, with the wheels of .whl/ (pyopencl, diffusers) carried; each step writes its
+# raw output to $OUT under its own time limit, so that one slow step cannot take the others.
+#
+#   flash             experiments.probes.jax_flash_blocks, fp16, Triton stages 2 and 3, and JAX's
+#                     Mosaic GPU FlashAttention 3 as a yardstick
+#   profile_DT_CFGS   experiments.probes.jax_unet_profile: the UNet's kernels by kind (CFGS joined by +)
+#   jax_DT_CFGS[_X]   experiments.sd_latency in one process with DT = float16 | bfloat16 | float32
+#                     storage, CFGS = configurations joined by + or "all"; _X = notriton adds
+#                     --xla-option xla_gpu_enable_triton_gemm=false, _X = default passes nothing
+#   diffusers_DT      experiments.diffusers_latency (the peer)
+#   bench_OPS         make bench's harness on the JAX backend, every storage dtype, OPS joined by +
+#   tests_jax         the JAX GPU tests (tests/jax and the JAX rows of the shared suites)
+# Everything lands in $OUT/run and is packed into $OUT/run.tgz at the end (the device tool
+# brings back a handful of files only).
+set -u
+FINAL_OUT=$OUT OUT=$OUT/run
+mkdir -p "$OUT"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+export PYTHONPATH=/tmp/site:$PWD XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
+export BENCH_COMMIT=${BENCH_COMMIT:-unknown}
+nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,clocks.max.mem --format=csv > "$OUT/gpu.txt"
+
+step() {  # name, seconds, command...
+    local name=$1 limit=$2
+    shift 2
+    local started=$SECONDS
+    timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
+    echo "$name: rc $? in $((SECONDS - started)) s (limit $limit s)" | tee -a "$OUT/steps.txt"
+}
+
+ALL="none+fused_group_norm+fused_gelu+partial_softmax+flash+winograd4+paper+best"
+for s in "$@"; do  # NAME:SECONDS
+    name=${s%%:*} limit=${s#*:}
+    case $name in
+        flash) step flash "$limit" python3 -m experiments.probes.jax_flash_blocks --dtypes float16 --stages 2 3 --mosaic ;;
+        profile_*) rest=${name#profile_} dtype=${rest%%_*} configs=${rest#*_}
+                   step "$name" "$limit" python3 -m experiments.probes.jax_unet_profile --dtype "$dtype" \
+                       --configs ${configs//+/ } ;;
+        jax_*) rest=${name#jax_} dtype=${rest%%_*} rest=${rest#*_} configs=${rest%%_*} extra=
+               [ "$rest" != "$configs" ] && [ "${rest##*_}" = notriton ] && extra="--xla-option xla_gpu_enable_triton_gemm=false"
+               [ "$configs" = all ] && configs=$ALL
+               step "sd_latency_${dtype}_$rest" "$limit" python3 -m experiments.sd_latency --backend jax --dtype "$dtype" \
+                   --iterations 5 --configs ${configs//+/ } $extra --json "$OUT/sd_latency_${dtype}_$rest.json" ;;
+        diffusers_*) dtype=${name#diffusers_}
+                     step "diffusers_latency_$dtype" "$limit" python3 -m experiments.diffusers_latency --dtype "$dtype" \
+                         --json "$OUT/diffusers_latency_$dtype.json" ;;
+        bench_*) ops=${name#bench_}
+                 step "$name" "$limit" python3 -m experiments.kernels --backends jax --ops ${ops//+/ } \
+                     --dtypes float16 bfloat16 float32 --full --out "$OUT" ;;
+        tests_jax) step tests_jax "$limit" python3 -m pytest -q -p no:cacheprovider tests/jax tests/test_attention.py \
+                       tests/test_group_norm.py tests/test_gelu.py -k jax ;;
+        *) echo "unknown step $name" | tee -a "$OUT/steps.txt" ;;
+    esac
+done
+tar czf "$FINAL_OUT/run.tgz" -C "$FINAL_OUT" run && rm -rf "$OUT"
