@@ -27,6 +27,9 @@ mode and has no tensor cores):
   - GroupNorm, LayerNorm, GELU/GEGLU, SiLU and the elementwise ops load 16-bit values, compute in
     float32 and round the result once. Winograd's transforms compute in float32 and store V, U and
     M in the storage dtype (reference.winograd's emulation).
+* Exponentials in the Pallas attention kernels (partially fused softmax and flash, every storage
+  dtype): base 2 with the GPU's ``ex2.approx`` (relative error about 2^-22, within float32
+  rounding; ``pallas_util.exp2``), ``jnp.exp2`` on the CPU. The jnp versions use XLA's exp.
 * float64 is not a JAX storage dtype here (it needs jax_enable_x64); the NumPy reference covers it.
 """
 
