@@ -9,7 +9,8 @@ Pallas transforms; XLA's direct convolution), ``gemm`` (linear) and ``elementwis
 
 ``memory_stats`` reads the XLA allocator's counters of the default device (a process-wide peak
 that JAX cannot reset; "unavailable" on the CPU), ``synchronize`` blocks on the array it is given,
-``compile`` is ``jax.jit``. Beyond the interface: ``interpret``, ``device`` and
+``compile`` is ``jax.jit`` with the backend's ``compiler_options``. Beyond the interface:
+``interpret``, ``device``, ``compiler_options`` (XLA options of ``compile``'s programs) and
 ``group_norm_form`` (one of the fused GroupNorm's two forms by name, for the benchmark).
 
 Precision policy (the same semantics on CPU and GPU; the CPU runs the Pallas kernels in interpret
