@@ -11,6 +11,7 @@
 #                     --xla-option xla_gpu_enable_triton_gemm=false, _X = default passes nothing
 #   diffusers_DT      experiments.diffusers_latency (the peer)
 #   bench_OPS         make bench's harness on the JAX backend, every storage dtype, OPS joined by +
+#   tests_attention   the JAX attention tests on the GPU (tests/jax/test_jax_attention.py, tests/test_attention.py)
 #   tests_jax         the JAX GPU tests (tests/jax and the JAX rows of the shared suites)
 # Everything lands in $OUT/run and is packed into $OUT/run.tgz at the end (the device tool
 # brings back a handful of files only).
@@ -49,6 +50,8 @@ for s in "$@"; do  # NAME:SECONDS
         bench_*) ops=${name#bench_}
                  step "$name" "$limit" python3 -m experiments.kernels --backends jax --ops ${ops//+/ } \
                      --dtypes float16 bfloat16 float32 --full --out "$OUT" ;;
+        tests_attention) step tests_attention "$limit" python3 -m pytest -q -p no:cacheprovider \
+                             tests/jax/test_jax_attention.py tests/test_attention.py -k jax ;;
         tests_jax) step tests_jax "$limit" python3 -m pytest -q -p no:cacheprovider tests/jax tests/test_attention.py \
                        tests/test_group_norm.py tests/test_gelu.py -k jax ;;
         *) echo "unknown step $name" | tee -a "$OUT/steps.txt" ;;
