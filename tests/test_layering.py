@@ -35,7 +35,7 @@ BACKEND_TOOLS = {"experiments/gemm_tiles.py": "the OpenCL backend's tile tuner: 
                  "experiments/probes/gelu_gate_cost.py": "a probe of the OpenCL backend's own GEGLU kernel with its "
                                                          "gate swapped (what the erfc costs)",
                  "experiments/probes/jax_flash_blocks.py": "a sweep of the JAX backend's own Pallas flash kernel "
-                                                           "over block sizes and warps",
+                                                           "over block sizes, warps and pipeline stages",
                  "experiments/probes/jax_conv_dtypes.py": "XLA's 16-bit convolutions and products (lax calls) timed by JaxBackend.time",
                  "experiments/probes/jax_kernel_sweep.py": "a sweep of the JAX backend's own Pallas kernels' "
                                                            "forms and blocks against XLA and torch",

@@ -67,8 +67,8 @@ def gpu_kernels(trace_dir: Path) -> list[tuple[str, float]]:
     return kernels
 
 
-def profile(component: str, config: str, dtype, iterations: int, top: int) -> None:
-    configs = sd_latency.component_configs(False)
+def profile(component: str, config: str, dtype, iterations: int, top: int, tiny: bool = False) -> None:
+    configs = sd_latency.component_configs(tiny)
     cls = dict(sd_latency.COMPONENTS)[component]
     index = [name for name, _ in sd_latency.COMPONENTS].index(component)
     params = random_parameters(cls.build({**cls.DEFAULTS, **configs[component]}).parameter_shapes(), seed=index)
@@ -86,6 +86,9 @@ def profile(component: str, config: str, dtype, iterations: int, top: int) -> No
         kernels = gpu_kernels(Path(tmp))
     total = sum(us for _, us in kernels) / iterations / 1e3
     wall = statistics.median(walls) * 1e3
+    if not kernels:
+        print(f"\n## {component}, {config}: wall {wall:.2f} ms per call; the trace has no GPU kernels (no GPU?)")
+        return
     print(f"\n## {component}, {config}, {np.dtype(dtype).name}: wall {wall:.2f} ms per call (median of {iterations}), "
           f"kernels {total:.2f} ms ({len(kernels) // iterations} launches per call), first call {first:.1f} s\n")
     by_kind = collections.defaultdict(lambda: [0.0, 0])
@@ -109,10 +112,11 @@ def main(argv=None) -> None:
     parser.add_argument("--dtype", default="float16", choices=["float32", "float16", "bfloat16"])
     parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--tiny", action="store_true", help="tiny SD-shaped networks (a smoke test on a CPU)")
     args = parser.parse_args(argv)
     print(f"{jax.devices()[0].device_kind}, jax {jax.__version__}")
     for config in args.configs:
-        profile(args.component, config, storage_dtype(args.dtype), args.iterations, args.top)
+        profile(args.component, config, storage_dtype(args.dtype), args.iterations, args.top, args.tiny)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# The device runs behind this folder's files: bash device_run.sh STEP:SECONDS ... on the H200, from
-# the repository root, with the wheels of .whl/ (pyopencl, diffusers) carried; each step writes its
-# raw output to $OUT under its own time limit, so that one slow step cannot take the others.
+# Issue 13's device runs: bash experiments/probes/device_run.sh STEP:SECONDS ... on the H200 (the
+# device tool), from the repository root, with the wheels of .whl/ (pyopencl, pytools, platformdirs,
+# siphash24, diffusers, importlib_metadata) carried; each step writes its raw output to $OUT under
+# its own time limit, so that one slow step cannot take the others. Commit what comes back under
+# experiments/results/<issue>_<device>_<date>/ with this script's steps.txt (the 2026-12-04 runs
+# used the earlier copy in experiments/results/issue13_h200_2026-12-04/device_run.sh). E.g.
+#   bash experiments/probes/device_run.sh tests_attention:70 flash:150 profile_float16_none+best:120 \
+#        jax_float16_all_default:230 jax_float16_none_notriton:60
 #
 #   flash             experiments.probes.jax_flash_blocks, fp16, Triton stages 2 and 3, and JAX's
 #                     Mosaic GPU FlashAttention 3 as a yardstick
