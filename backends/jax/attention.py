@@ -435,14 +435,14 @@ def _flash_kernel(*refs, scale: float, num_keys: int, block_k: int, causal: bool
     def step(j, carry):
         accs, row_max, row_sum = carry
         start = j * block_k
-        # S_j = scale Q K_j^T: (block_q, block_k), float32 accumulation, -inf for padded keys
+        # T_j = scale log2(e) Q K_j^T: (block_q, block_k), float32 accumulation, -inf for padded keys
         scores = sum(lax.dot_general(q, k_ref[_key_block(j, block_k), :], (((1,), (1,)), ((), ())),
                                      precision=precision, preferred_element_type=F32)
                      for q, k_ref in zip(qs, k_refs))
-        scores = _mask_keys(scale_log2 * scores, start, num_keys, padded_keys, first_row)  # base-2 units
+        scores = _mask_keys(scale_log2 * scores, start, num_keys, padded_keys, first_row)
         # online softmax: rescale what was accumulated under the old max (with causal masking,
         # m is finite from block 0 on, which holds column 0: a fully masked tile gives
-        # correction 1 and p = 0, never exp(-inf + inf))
+        # correction 1 and p = 0, never 2^(-inf + inf)); m is in T's base-2 units
         new_max = jnp.maximum(row_max, jnp.max(scores, axis=1))
         correction = exp2(row_max - new_max, interpret)
         p = exp2(scores - new_max[:, None], interpret)
