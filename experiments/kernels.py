@@ -24,7 +24,7 @@ Method (llm.c's dev/cuda harness: one reference, many versions; check every vers
    from Python would otherwise hide the kernels of a few microseconds, and one input read again
    and again would come from L2); torch's from a CUDA graph of back-to-back calls replayed between
    CUDA events (``peers.TorchCUDA.time``: torch's best setting for a short kernel, which keeps
-   its eager dispatch of 10-40 us per op out of the number). OpenCL's Winograd caches the
+   its eager dispatch out of the number). OpenCL's Winograd caches the
    transformed weights after the first call (as a deployed network does), so its timed calls leave
    out the filter transform; JAX's transforms them in every call.
 

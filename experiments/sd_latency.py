@@ -205,10 +205,10 @@ HEADER = ("| configuration | text encoder ms | UNet ms / iteration | decoder ms 
 
 
 def parse_xla_option(text: str) -> tuple[str, object]:
-    """"NAME=VALUE" -> (NAME, VALUE as a bool, an int or the string)."""
+    """"NAME=VALUE" -> (NAME, VALUE as a bool, an int or the string); argparse's ``type``."""
     name, sep, value = text.partition("=")
     if not sep or not name:
-        raise SystemExit(f"--xla-option: expected NAME=VALUE, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
     if value.lower() in ("true", "false"):
         return name, value.lower() == "true"
     return name, int(value) if value.lstrip("-").isdigit() else value
@@ -223,14 +223,14 @@ def main(argv=None):
     p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32")
     p.add_argument("--tiny", action="store_true", help="tiny SD-shaped networks instead of SD 1.4")
     p.add_argument("--device", default=None, help="OpenCL device")
-    p.add_argument("--xla-option", action="append", default=[], metavar="NAME=VALUE",
+    p.add_argument("--xla-option", action="append", default=[], metavar="NAME=VALUE", type=parse_xla_option,
                    help="JAX: an XLA option of the networks' programs (JaxBackend's compiler_options), e.g. "
                         "xla_gpu_enable_triton_gemm=false; repeatable")
     p.add_argument("--json", default=None, help="write the rows as JSON (rewritten after each configuration)")
     p.add_argument("--plot", metavar="PNG", default=None,
                    help="save the ablation as stacked bars per configuration (paper_figures.ablation's figure)")
     args = p.parse_args(argv)
-    xla_options = dict(parse_xla_option(text) for text in args.xla_option)
+    xla_options = dict(args.xla_option)
     if xla_options and args.backend != "jax":
         p.error("--xla-option: only the jax backend compiles through XLA")
     print(f"{'tiny' if args.tiny else 'SD 1.4'} components, batch {args.batch}, {args.dtype}, "

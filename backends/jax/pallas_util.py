@@ -76,9 +76,9 @@ def exp2(x, interpret: bool):
     Why not ``jnp.exp``: the Triton lowering calls libdevice's ``__nv_expf`` for it (and
     ``__nv_exp2f`` for ``jnp.exp2``), the accurate versions, several FP32 instructions around the
     MUFU one each. Attention exponentiates every score, so with a small head dim (SD's 40)
-    those instructions, not the products, bound the kernel (backends/jax/notes/attention.md, v3).
-    Callers work in the log2 domain: exp(s - m) = 2^(s log2(e) - m log2(e)), log2(e) folded into
-    the scale that multiplies the scores anyway."""
+    those instructions are most of a score's FP32 work (backends/jax/notes/attention.md, v3:
+    the count and its predicted effect, not yet measured). Callers pass base-2 exponents:
+    e^x = 2^(x log2(e))."""
     if interpret or _pallas_triton is None:
         return jnp.exp2(x)
     [y] = _pallas_triton.elementwise_inline_asm(
