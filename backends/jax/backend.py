@@ -146,7 +146,9 @@ class JaxBackend(Backend):
         that the copies hold at least COPY_BYTES, at most MAX_COPIES); back-to-back runs of it,
         divided by R. One dispatch per R kernels, so a kernel of a few microseconds is not hidden
         behind JAX's dispatch (about 20-40 us per call from Python), and distinct inputs, so XLA
-        cannot merge the calls and an input smaller than L2 is not read from it every time.
+        cannot merge the calls and an input smaller than L2 is not read from it every time. In
+        interpret mode (no GPU) one copy: an interpreted kernel takes far longer than a dispatch,
+        and 64 copies of each in one program made the tests' benchmark run compile for 90 s.
         Without ``args``: k back-to-back calls of ``fn()`` with one ``block_until_ready`` at the
         end, divided by k; where the host dispatches slower than the device runs (tiny ops) that
         is the dispatch time, an upper bound. k is chosen so that a sample lasts about
@@ -165,7 +167,7 @@ class JaxBackend(Backend):
         sample, per_sample = one_call, 1
         if args is not None:
             nbytes = sum(x.size * x.dtype.itemsize for x in args)
-            copies = max(1, min(MAX_COPIES, -(-COPY_BYTES // max(nbytes, 1))))
+            copies = 1 if self.interpret else max(1, min(MAX_COPIES, -(-COPY_BYTES // max(nbytes, 1))))
             inputs = [[jnp.array(x, copy=True) for x in args] for _ in range(copies)]
             program = jax.jit(lambda inputs: [fn(*one) for one in inputs])
             jax.block_until_ready(program(inputs))  # compiles
