@@ -238,6 +238,35 @@ def attention_shapes() -> list[tuple[int, int, int, int, int, int]]:
     return shapes
 
 
+def matrix_flops(call: Call) -> int:
+    """The useful floating-point operations of one call's products (2 per multiply-add): a
+    direct convolution's 2 N O C kh kw H' W', a linear layer's 2 rows in out, attention's
+    2 B H N M (d + dv) for Q K^T and P V; 0 for the other ops (elementwise and normalizations,
+    bound by memory). Winograd's fewer multiplications are not counted: this is the network's
+    work, the same for every variant, so that time / work compares variants."""
+    if call.op == "conv2d":
+        (n, _, h, w), (out_channels, in_channels, kh, kw) = call.inputs[0], call.weights[0]
+        (sh, sw), (ph, pw) = call.kwarg("stride"), call.kwarg("padding")
+        out_h, out_w = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+        return 2 * n * out_channels * in_channels * kh * kw * out_h * out_w
+    if call.op == "linear":
+        out_features, in_features = call.weights[0]
+        return 2 * math.prod(call.inputs[0][:-1]) * in_features * out_features
+    if call.op == "attention":
+        (b, h, n, d), (_, _, m, _), (_, _, _, dv) = call.inputs
+        return 2 * b * h * n * m * (d + dv)
+    return 0
+
+
+def network_flops(network: str) -> dict[str, int]:
+    """{op: useful FLOPs of its products per evaluation} of "unet" or "vae_decoder" (``matrix_flops``)."""
+    work: dict[str, int] = {}
+    for call, count in sd14_calls()[network].items():
+        if flops := matrix_flops(call):
+            work[call.op] = work.get(call.op, 0) + flops * count
+    return work
+
+
 def _describe(call: Call) -> str:
     parts = [" x ".join(str(s) for s in call.inputs)]
     if call.weights:
@@ -248,7 +277,9 @@ def _describe(call: Call) -> str:
 
 def main() -> None:
     for network, calls in sd14_calls().items():
-        print(f"# {network}: {sum(calls.values())} calls, {len(calls)} distinct")
+        work = network_flops(network)
+        print(f"# {network}: {sum(calls.values())} calls, {len(calls)} distinct; products "
+              f"{sum(work.values()) / 1e9:.1f} GFLOP (" + ", ".join(f"{op} {f / 1e9:.1f}" for op, f in work.items()) + ")")
         by_op: dict[str, list] = {}
         for call, count in calls.items():
             by_op.setdefault(call.op, []).append((call, count))

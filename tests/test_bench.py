@@ -114,6 +114,26 @@ def test_sd14_linears_and_the_listed_shapes_are_in_the_trace():
     assert set(kernels.Attention.FULL) <= attention
 
 
+def test_sd14_attention_work_counted_from_the_unet_layout():
+    # derived here from SD 1.4's layout, not from the trace: transformers per latent side (down +
+    # up blocks; the mid block at 8 x 8), 8 heads of d = channels / 8, self-attention over the
+    # side^2 tokens and cross-attention over 77, batch 2; 2 FLOPs per multiply-add, Q K^T and P V
+    transformers = {64: (320, 5), 32: (640, 5), 16: (1280, 5), 8: (1280, 1)}
+    expected = sum(count * 2 * 2 * 8 * side**2 * m * 2 * (channels // 8)
+                   for side, (channels, count) in transformers.items() for m in (side**2, 77))
+    work = sd_shapes.network_flops("unet")
+    assert work["attention"] == expected
+    # the first convolution, by hand: (2, 4, 64, 64) -> 320 channels, 3 x 3, padding 1
+    conv_in = sd_shapes.Call("conv2d", "direct", ((2, 4, 64, 64),), ((320, 4, 3, 3), (320,)),
+                             (("padding", (1, 1)), ("stride", (1, 1))))
+    assert sd_shapes.matrix_flops(conv_in) == 2 * 2 * 320 * 4 * 9 * 64 * 64
+    downsample = sd_shapes.Call("conv2d", "direct", ((2, 320, 64, 64),), ((320, 320, 3, 3), (320,)),
+                                (("padding", (1, 1)), ("stride", (2, 2))))
+    assert sd_shapes.matrix_flops(downsample) == 2 * 2 * 320 * 320 * 9 * 32 * 32
+    assert sd_shapes.matrix_flops(sd_shapes.Call("silu", "", ((2, 320, 64, 64),))) == 0
+    assert 1.5e12 < sum(work.values()) < 1.7e12  # about 0.8 TFLOP per image, as commonly quoted
+
+
 def test_merge_joins_the_parts_of_a_run_and_recomputes_the_peer_speeds(bench, tmp_path):
     # two "calls": GroupNorm rows measured with their XLA peer, and a second part whose peer row is
     # 4x faster; the first part listed wins for duplicate rows, the speeds use the merged peers

@@ -24,7 +24,7 @@ import jax
 import numpy as np
 
 from backends import get_backend
-from experiments import sd_latency
+from experiments import sd_latency, sd_shapes
 from reference.sd.checkpoint import random_parameters, storage_dtype
 
 #: (kind, pattern on the kernel name), first match wins
@@ -39,6 +39,10 @@ KINDS = (
     ("transpose / copy", r"transpose|copy|memcpy|memset"),
     ("XLA fusion (elementwise, reduction)", r"fusion|loop_|input_|reduce|concatenate|convert"),
 )
+
+
+#: the component's network in ``sd_shapes`` (same batch: 2 for the UNet, 1 for the decoder)
+TRACED = {"unet": "unet", "decoder": "vae_decoder"}
 
 
 def kind_of(name: str) -> str:
@@ -90,7 +94,12 @@ def profile(component: str, config: str, dtype, iterations: int, top: int, tiny:
         print(f"\n## {component}, {config}: wall {wall:.2f} ms per call; the trace has no GPU kernels (no GPU?)")
         return
     print(f"\n## {component}, {config}, {np.dtype(dtype).name}: wall {wall:.2f} ms per call (median of {iterations}), "
-          f"kernels {total:.2f} ms ({len(kernels) // iterations} launches per call), first call {first:.1f} s\n")
+          f"kernels {total:.2f} ms ({len(kernels) // iterations} launches per call), first call {first:.1f} s")
+    if not tiny:  # SD 1.4's shapes: the products' useful work (sd_shapes.network_flops) per second
+        work = sum(sd_shapes.network_flops(TRACED[component]).values())
+        print(f"products {work / 1e9:.0f} GFLOP per call: {work / wall / 1e9:.0f} TFLOP/s of the wall, "
+              f"{work / total / 1e9:.0f} of the kernels' sum")
+    print()
     by_kind = collections.defaultdict(lambda: [0.0, 0])
     by_name = collections.defaultdict(lambda: [0.0, 0])
     for name, us in kernels:
