@@ -10,7 +10,8 @@
 #
 #   flash             experiments.probes.jax_flash_blocks, fp16, Triton stages 2 and 3, and JAX's
 #                     Mosaic GPU FlashAttention 3 as a yardstick
-#   profile_DT_CFGS   experiments.probes.jax_unet_profile: the UNet's kernels by kind (CFGS joined by +)
+#   profile_DT_CFGS   experiments.probes.jax_unet_profile: the UNet's kernels by kind (CFGS joined by +);
+#                     profiledecoder_DT_CFGS: the VAE decoder's
 #   jax_DT_CFGS[_X]   experiments.sd_latency in one process with DT = float16 | bfloat16 | float32
 #                     storage, CFGS = configurations joined by + or "all"; _X = notriton adds
 #                     --xla-option xla_gpu_enable_triton_gemm=false, _X = default passes nothing
@@ -41,9 +42,10 @@ for s in "$@"; do  # NAME:SECONDS
     name=${s%%:*} limit=${s#*:}
     case $name in
         flash) step flash "$limit" python3 -m experiments.probes.jax_flash_blocks --dtypes float16 --stages 2 3 --mosaic ;;
-        profile_*) rest=${name#profile_} dtype=${rest%%_*} configs=${rest#*_}
+        profile_*|profiledecoder_*) rest=${name#*_} dtype=${rest%%_*} configs=${rest#*_} component=unet
+                   [ "${name%%_*}" = profiledecoder ] && component=decoder
                    step "$name" "$limit" python3 -m experiments.probes.jax_unet_profile --dtype "$dtype" \
-                       --configs ${configs//+/ } ;;
+                       --component $component --configs ${configs//+/ } ;;
         jax_*) rest=${name#jax_} dtype=${rest%%_*} rest=${rest#*_} configs=${rest%%_*} extra=
                [ "$rest" != "$configs" ] && [ "${rest##*_}" = notriton ] && extra="--xla-option xla_gpu_enable_triton_gemm=false"
                [ "$configs" = all ] && configs=$ALL
