@@ -19,7 +19,7 @@
 #   bench_OPS         make bench's harness on the JAX backend, every storage dtype, OPS joined by +
 #   tests_attention   the JAX attention tests on the GPU (tests/jax/test_jax_attention.py, tests/test_attention.py)
 #   tests_jax         the JAX GPU tests (tests/jax and the JAX rows of the shared suites)
-# Everything lands in $OUT/run and is packed into $OUT/run.tgz at the end (the device tool
+# Everything lands in $OUT/run and is packed into $OUT/run.tgz after each step (the device tool
 # brings back a handful of files only).
 set -u
 FINAL_OUT=$OUT OUT=$OUT/run
@@ -35,6 +35,7 @@ step() {  # name, seconds, command...
     local started=$SECONDS
     timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
     echo "$name: rc $? in $((SECONDS - started)) s (limit $limit s)" | tee -a "$OUT/steps.txt"
+    tar czf "$FINAL_OUT/run.tgz" -C "$FINAL_OUT" run  # after every step: a call cut short keeps what ran
 }
 
 ALL="none+fused_group_norm+fused_gelu+partial_softmax+flash+winograd4+paper+best"
@@ -64,4 +65,4 @@ for s in "$@"; do  # NAME:SECONDS
         *) echo "unknown step $name" | tee -a "$OUT/steps.txt" ;;
     esac
 done
-tar czf "$FINAL_OUT/run.tgz" -C "$FINAL_OUT" run && rm -rf "$OUT"
+rm -rf "$OUT"
