@@ -65,4 +65,4 @@ for s in "$@"; do  # NAME:SECONDS
         *) echo "unknown step $name" | tee -a "$OUT/steps.txt" ;;
     esac
 done
-rm -rf "$OUT"
+tar czf "$FINAL_OUT/run.tgz" -C "$FINAL_OUT" run && rm -rf "$OUT"
