@@ -8,8 +8,8 @@
 #   bash experiments/probes/device_run.sh tests_attention:70 flash:150 profile_float16_none+best:120 \
 #        jax_float16_all_default:230 jax_float16_none_notriton:60
 #
-#   flash             experiments.probes.jax_flash_blocks, fp16, Triton stages 2 and 3, and JAX's
-#                     Mosaic GPU FlashAttention 3 as a yardstick
+#   flash             experiments.probes.jax_flash_blocks, fp16, and JAX's Mosaic GPU FlashAttention 3
+#                     as a yardstick; flashstages: fp16 and bf16, Triton pipeline stages 2 and 3
 #   profile_DT_CFGS   experiments.probes.jax_unet_profile: the UNet's kernels by kind (CFGS joined by +);
 #                     profiledecoder_DT_CFGS: the VAE decoder's
 #   jax_DT_CFGS[_X]   experiments.sd_latency in one process with DT = float16 | bfloat16 | float32
@@ -42,7 +42,9 @@ ALL="none+fused_group_norm+fused_gelu+partial_softmax+flash+winograd4+paper+best
 for s in "$@"; do  # NAME:SECONDS
     name=${s%%:*} limit=${s#*:}
     case $name in
-        flash) step flash "$limit" python3 -m experiments.probes.jax_flash_blocks --dtypes float16 --stages 2 3 --mosaic ;;
+        flash) step flash "$limit" python3 -m experiments.probes.jax_flash_blocks --dtypes float16 --stages 2 --mosaic ;;
+        flashstages) step flashstages "$limit" python3 -m experiments.probes.jax_flash_blocks --dtypes float16 bfloat16 \
+                         --stages 2 3 ;;
         profile_*|profiledecoder_*) rest=${name#*_} dtype=${rest%%_*} configs=${rest#*_} component=unet
                    [ "${name%%_*}" = profiledecoder ] && component=decoder
                    step "$name" "$limit" python3 -m experiments.probes.jax_unet_profile --dtype "$dtype" \
