@@ -15,6 +15,8 @@
 #   jax_DT_CFGS[_X]   experiments.sd_latency in one process with DT = float16 | bfloat16 | float32
 #                     storage, CFGS = configurations joined by + or "all"; _X = notriton adds
 #                     --xla-option xla_gpu_enable_triton_gemm=false, _X = default passes nothing
+#   hlo_DT_CFG        XLA's optimized HLO (text) of the networks of configuration CFG: where the
+#                     layout changes (transposes) come from
 #   diffusers_DT      experiments.diffusers_latency (the peer)
 #   bench_OPS         make bench's harness on the JAX backend, every storage dtype, OPS joined by +
 #   tests_attention   the JAX attention tests on the GPU (tests/jax/test_jax_attention.py, tests/test_attention.py)
@@ -49,6 +51,11 @@ for s in "$@"; do  # NAME:SECONDS
                    [ "${name%%_*}" = profiledecoder ] && component=decoder
                    step "$name" "$limit" python3 -m experiments.probes.jax_unet_profile --dtype "$dtype" \
                        --component $component --configs ${configs//+/ } ;;
+        hlo_*) rest=${name#hlo_} dtype=${rest%%_*} config=${rest#*_}  # the optimized HLO of the UNet and decoder
+               XLA_FLAGS="--xla_dump_to=$OUT/$name --xla_dump_hlo_as_text" step "$name" "$limit" \
+                   python3 -m experiments.sd_latency --backend jax --dtype "$dtype" --iterations 1 --configs "$config"
+               find "$OUT/$name" -type f ! -name '*after_optimizations.txt' -delete
+               find "$OUT/$name" -type f -size -200k -delete ;;
         jax_*) rest=${name#jax_} dtype=${rest%%_*} rest=${rest#*_} configs=${rest%%_*} extra=
                [ "$rest" != "$configs" ] && [ "${rest##*_}" = notriton ] && extra="--xla-option xla_gpu_enable_triton_gemm=false"
                [ "$configs" = all ] && configs=$ALL

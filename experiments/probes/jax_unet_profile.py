@@ -34,9 +34,10 @@ KINDS = (
     ("pallas group_norm", r"group_norm"),
     ("pallas gelu/geglu", r"gelu|geglu"),
     ("pallas winograd", r"winograd"),
-    ("convolution (cuDNN)", r"conv|fprop|dgrad|implicit|cudnn|xmma_.*conv"),
-    ("matrix product (cuBLAS/Triton GEMM)", r"gemm|cublas|cutlass|xmma|triton_|matmul|dot"),
-    ("transpose / copy", r"transpose|copy|memcpy|memset"),
+    ("convolution (cuDNN)", r"fprop|dgrad|implicit_gemm|cudnn|conv2d|convolution"),  # not XLA's "convert" fusions
+    ("matrix product (cuBLAS/Triton GEMM)", r"gemm|cublas|cutlass|xmma|nvjet|triton_|matmul|dot"),  # nvjet: cuBLAS's
+    ("XLA fusion with a transpose (layout change fused into work)", r"transpose_fusion"),
+    ("transpose / copy alone", r"transpose|copy|memcpy|memset"),
     ("XLA fusion (elementwise, reduction)", r"fusion|loop_|input_|reduce|concatenate|convert"),
 )
 
