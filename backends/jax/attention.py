@@ -43,12 +43,15 @@ Every exponential in the kernels is a base-2 one (``pallas_util.exp2``: the hard
 ex2.approx on a GPU, instead of the accurate libdevice expf the Triton lowering gives jnp.exp):
 the scores are multiplied by scale log2(e) instead of scale, and e^x = 2^(x log2(e)).
 
-Padding, all inside the wrapper functions (callers never pad). The Triton lowering wants
-power-of-two tiles and dots with every dimension >= 16, so the head dims d and dv are zero-padded
-to ``padded_dim`` (max(16, next power of two): 40 -> 64, 80 -> 128, 160 -> 256, 512 stays); zero
-columns in q and k add nothing to Q K^T, and the padded output columns are cropped. N and M are
-zero-padded to multiples of the blocks; padded keys get the score -inf inside the kernels (masked
-by column index < M), padded query rows compute finite garbage that is cropped.
+Padding (callers never pad). The Triton lowering wants power-of-two tiles and dots with every
+dimension >= 16, so the head dims d and dv count as ``padded_dim`` (max(16, next power of two):
+40 -> 64, 80 -> 128, 160 -> 256, 512 stays) and N and M as multiples of the blocks. Zero columns
+in q and k add nothing to Q K^T; padded keys get the score -inf inside the kernels (masked by
+column index < M). The partially fused softmax zero-pads copies in its wrappers and crops the
+output. Flash (v4) makes no copy: its blocks reach past the arrays' ends, its loads put 0 there
+(masks on rows and columns) and its store skips those positions, so it reads q, k and v where
+they are, in (B, H, N, d) or, inside the network, in the projections' (B, N, H, d) layout, whose
+transposes the backend's swap of axes cancels (``attention_flash``'s ``heads_axis``).
 
 Block sizes (``block_sizes``): powers of two in [16, 64], at most the next power of two of N (rows)
 or M (keys), and small enough that every tile carrying a head dimension (Q, K, V, the
@@ -100,8 +103,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as plgpu
 
-from .pallas_util import compiler_params, exp2, pad_to, round_up
+from .pallas_util import cdiv, compiler_params, exp2, pad_to, round_up
 
 __all__ = ["METHODS", "softmax", "attention", "attention_naive", "attention_partial_softmax", "attention_flash",
            "softmax_stats", "block_sizes", "flash_blocks", "padded_dim"]
@@ -141,7 +145,10 @@ def attention(q, k, v, scale: float, method: str, interpret: bool, causal: bool 
     if method == "partial_softmax":
         return attention_partial_softmax(q, k, v, scale, interpret, causal)
     if method == "flash":
-        return attention_flash(q, k, v, scale, interpret, causal=causal)
+        # the kernel reads the heads where the projections put them, (B, N, H, d): inside a
+        # jitted network these swaps cancel the model's head transposes (XLA folds the pair)
+        heads_last = [x.swapaxes(1, 2) for x in (q, k, v)]
+        return attention_flash(*heads_last, scale, interpret, causal=causal, heads_axis=2).swapaxes(1, 2)
     raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
 
 
@@ -392,8 +399,8 @@ def head_dim_pieces(d: int, tensor_cores: bool) -> tuple[int, ...]:
     """The widths the flash kernel splits a head dim into: powers of two >= 16, widest first,
     summing to d rounded up to 16 where that is less than ``padded_dim(d)`` on the tensor-core
     path (40 -> (32, 16): 48 columns of work, not 64; 80 -> (64, 16); 160 -> (128, 32)); else
-    the one piece ``padded_dim(d)``. Each piece starts at a multiple of its width (a sum of
-    wider powers of two), so it is one block of a BlockSpec over the padded array."""
+    the one piece ``padded_dim(d)``. Each piece is a column slice of the kernel's
+    ``padded_dim(d)``-wide block; columns past d are masked to 0 when loaded."""
     whole = padded_dim(d)
     if not tensor_cores:
         return (whole,)
@@ -405,10 +412,27 @@ def head_dim_pieces(d: int, tensor_cores: bool) -> tuple[int, ...]:
     return tuple(pieces) if sum(pieces) < whole else (whole,)
 
 
-def _flash_kernel(*refs, scale: float, num_keys: int, block_k: int, causal: bool, d_pieces: int, dv_pieces: int,
-                  interpret: bool):
-    """One (block_q, dv) output tile: loop over key blocks with an online softmax. ``refs`` are
-    the Q tile's pieces, K's pieces, V's pieces (``head_dim_pieces``), then the output's pieces.
+def _load_tile(ref, first_row, num_rows: int | None, num_columns: int):
+    """The (rows, width) tile of a block ref in its storage dtype, 0 where the tile reaches past
+    the array: rows whose index first_row + r is >= ``num_rows`` (None: every row exists) and
+    columns >= ``num_columns``. Masks only what the static sizes say can reach past the end."""
+    rows, width = ref.shape
+    mask = None
+    if num_rows is not None:
+        mask = first_row + lax.broadcasted_iota(jnp.int32, (rows, width), 0) < num_rows
+    if num_columns < width:
+        columns = lax.broadcasted_iota(jnp.int32, (rows, width), 1) < num_columns
+        mask = columns if mask is None else mask & columns
+    return ref[...] if mask is None else plgpu.load(ref, mask=mask, other=0.0)
+
+
+def _flash_kernel(q_ref, k_ref, v_ref, o_ref, *, scale: float, num_rows: int, num_keys: int, block_k: int,
+                  causal: bool, d_pieces: tuple, dv_pieces: tuple, head_dim: int, head_dim_v: int, interpret: bool):
+    """One (block_q, dv) output tile: loop over key blocks with an online softmax. The refs are
+    this program's Q tile (block_q, d_pad), its head's K (m_pad, d_pad) and V (m_pad, dv_pad)
+    and the output tile (block_q, dv_pad), blocks of the caller's arrays in place: the padded
+    rows and columns lie past the array's end or in the next head's columns, so every load is
+    masked to 0 there and the store skips them. The head dims are read in ``head_dim_pieces``.
 
     float32 storage: both products with float32 operands at HIGHEST (no TF32). 16-bit storage
     (float16, bfloat16): both products on the tensor cores, Q K_j^T on the stored operands and
@@ -420,26 +444,32 @@ def _flash_kernel(*refs, scale: float, num_keys: int, block_k: int, causal: bool
     multiply, which was there for the scale anyway), the running max m is kept in those units,
     and every exponential is ``exp2`` (the hardware's ex2.approx on a GPU, pallas_util.exp2).
     2^(t - m) with t = s log2(e) is exp(s - m / log2(e)): the same weights, the same output."""
-    q_refs, k_refs = refs[:d_pieces], refs[d_pieces:2 * d_pieces]
-    v_refs, o_refs = refs[2 * d_pieces:2 * d_pieces + dv_pieces], refs[2 * d_pieces + dv_pieces:]
-    block_q = q_refs[0].shape[0]
-    tensor_cores = _tensor_cores(q_refs[0].dtype)
+    block_q = q_ref.shape[0]
+    tensor_cores = _tensor_cores(q_ref.dtype)
     precision = None if tensor_cores else HIGHEST
-    padded_keys = k_refs[0].shape[0]
+    padded_keys = k_ref.shape[0]
     num_blocks = padded_keys // block_k
-    qs = [q_ref[...] for q_ref in q_refs]  # the Q tile, kept for the whole loop (storage dtype)
+    first_row = pl.program_id(1) * block_q  # the query index of the tile's row 0
+    ragged_rows = num_rows if num_rows % block_q else None
+    ragged_keys = num_keys if num_keys % block_k else None
+
+    def pieces(ref, rows, widths, columns, first, rows_valid):
+        """The head-dim pieces of ``ref``'s ``rows`` (a slice): (offset, width) column slices, each
+        masked; one indexer per load (rows and columns together)."""
+        offsets = [sum(widths[:i]) for i in range(len(widths))]
+        return [_load_tile(ref.at[rows, pl.ds(o, w)], first, rows_valid, columns - o) for o, w in zip(offsets, widths)]
+
+    qs = pieces(q_ref, slice(None), d_pieces, head_dim, first_row, ragged_rows)  # kept for the whole loop
     scale_log2 = scale * LOG2_E
-    # causal: the query index of the tile's first row (grid axis 1 walks the Q tiles)
-    first_row = pl.program_id(1) * block_q if causal else None
 
     def step(j, carry):
         accs, row_max, row_sum = carry
         start = j * block_k
+        keys = _key_block(j, block_k)
         # T_j = scale log2(e) Q K_j^T: (block_q, block_k), float32 accumulation, -inf for padded keys
-        scores = sum(lax.dot_general(q, k_ref[_key_block(j, block_k), :], (((1,), (1,)), ((), ())),
-                                     precision=precision, preferred_element_type=F32)
-                     for q, k_ref in zip(qs, k_refs))
-        scores = _mask_keys(scale_log2 * scores, start, num_keys, padded_keys, first_row)
+        scores = sum(lax.dot_general(q, k, (((1,), (1,)), ((), ())), precision=precision, preferred_element_type=F32)
+                     for q, k in zip(qs, pieces(k_ref, keys, d_pieces, head_dim, start, ragged_keys)))
+        scores = _mask_keys(scale_log2 * scores, start, num_keys, padded_keys, first_row if causal else None)
         # online softmax: rescale what was accumulated under the old max (with causal masking,
         # m is finite from block 0 on, which holds column 0: a fully masked tile gives
         # correction 1 and p = 0, never 2^(-inf + inf)); m is in T's base-2 units
@@ -448,12 +478,12 @@ def _flash_kernel(*refs, scale: float, num_keys: int, block_k: int, causal: bool
         p = exp2(scores - new_max[:, None], interpret)
         row_sum = row_sum * correction + jnp.sum(p, axis=1)
         if tensor_cores:
-            p = p.astype(v_refs[0].dtype)  # rounded once, not once per piece of V
-        new_accs = [acc * correction[:, None] + _times_v(p, v_ref[_key_block(j, block_k), :])
-                    for acc, v_ref in zip(accs, v_refs)]
+            p = p.astype(v_ref.dtype)  # rounded once, not once per piece of V
+        values = pieces(v_ref, keys, dv_pieces, head_dim_v, start, ragged_keys)
+        new_accs = [acc * correction[:, None] + _times_v(p, v) for acc, v in zip(accs, values)]
         return tuple(new_accs), new_max, row_sum
 
-    init = (tuple(jnp.zeros((block_q, v_ref.shape[1]), F32) for v_ref in v_refs),
+    init = (tuple(jnp.zeros((block_q, width), F32) for width in dv_pieces),
             jnp.full((block_q,), -jnp.inf, F32),  # the first block has a visible key: its max is finite
             jnp.zeros((block_q,), F32))
     if causal:
@@ -463,62 +493,70 @@ def _flash_kernel(*refs, scale: float, num_keys: int, block_k: int, causal: bool
         accs, _, row_sum = lax.fori_loop(0, jnp.minimum(last, num_blocks), step, init)
     else:
         accs, _, row_sum = lax.fori_loop(0, num_blocks, step, init)
-    for acc, o_ref in zip(accs, o_refs):
-        o_ref[...] = (acc / row_sum[:, None]).astype(o_ref.dtype)
-
-
-def _piece_specs(pieces, rows: int, tile_index):
-    """One BlockSpec per head-dim piece of a (BH, rows, sum(pieces)) array: piece p at column
-    offset o is block o / p of width p along the last axis."""
-    specs, offset = [], 0
-    for width in pieces:
-        specs.append(pl.BlockSpec((None, rows, width), functools.partial(
-            lambda i, r, column_block: (i, tile_index(r), column_block), column_block=offset // width)))
+    offset = 0
+    for acc, width in zip(accs, dv_pieces):
+        out = (acc / row_sum[:, None]).astype(o_ref.dtype)
+        rows = first_row + lax.broadcasted_iota(jnp.int32, out.shape, 0) < num_rows
+        columns = lax.broadcasted_iota(jnp.int32, out.shape, 1) < head_dim_v - offset
+        plgpu.store(o_ref.at[:, pl.ds(offset, width)], out, mask=rows & columns)
         offset += width
-    return specs
+
+
+#: ``attention_flash``'s layouts: where the heads are in q, k, v and the output
+FLASH_LAYOUTS = {1: "(B, H, N, d), the op's", 2: "(B, N, H, d), the linear layers'"}
 
 
 def attention_flash(q, k, v, scale: float, interpret: bool, block_q: int | None = None,
                     block_k: int | None = None, causal: bool = False, num_warps: int | None = None,
-                    num_stages: int = FLASH_STAGES):
+                    num_stages: int = FLASH_STAGES, heads_axis: int = 1):
     """FlashAttention forward in one pallas_call; no N x M array exists outside a tile. With
     ``causal`` the kernel masks keys after each query and skips key blocks above the diagonal.
     With 16-bit storage the head dims are cut into ``head_dim_pieces``.
 
+    ``heads_axis`` (FLASH_LAYOUTS): 1 for q (B, H, N, d), k (B, H, M, d), v (B, H, M, dv) and
+    the output (B, H, N, dv); 2 for (B, N, H, d) and the like, the layout the projections
+    produce before the heads are split off. The kernel reads and writes the arrays in place in
+    either layout (strided blocks, masked where a block reaches past N, M or the head dim), so
+    no padded, transposed or concatenated copy exists around the call.
+
     ``block_q``, ``block_k`` override ``block_sizes`` (powers of two >= 16), ``num_warps`` the
     kernel's warps and ``num_stages`` Triton's pipeline stages (for tuning)."""
-    b, h, n, d = q.shape
-    m, dv = k.shape[2], v.shape[3]
+    if heads_axis not in FLASH_LAYOUTS:
+        raise ValueError(f"heads_axis: expected one of {tuple(FLASH_LAYOUTS)}, got {heads_axis!r}")
+    rows_axis = 3 - heads_axis
+    b, h, n, d = q.shape[0], q.shape[heads_axis], q.shape[rows_axis], q.shape[3]
+    m, dv = k.shape[rows_axis], v.shape[3]
     tensor_cores = q.dtype != F32
     d_pieces, dv_pieces = head_dim_pieces(d, tensor_cores), head_dim_pieces(dv, tensor_cores)
-    d_pad, dv_pad = sum(d_pieces), sum(dv_pieces)
     default_q, default_k, default_warps = flash_blocks(n, m, max(padded_dim(d), padded_dim(dv)), tensor_cores)
     block_q, block_k, num_warps = block_q or default_q, block_k or default_k, num_warps or default_warps
     for name, block in (("block_q", block_q), ("block_k", block_k)):
         if block < MIN_BLOCK or block & (block - 1):
             raise ValueError(f"{name}: expected a power of two >= {MIN_BLOCK}, got {block!r}")
-    n_pad, m_pad = round_up(n, block_q), round_up(m, block_k)
-    bh = b * h
+    n_tiles, m_pad = cdiv(n, block_q), round_up(m, block_k)
+    d_block, dv_block = padded_dim(d), padded_dim(dv)  # block widths: powers of two holding the pieces
 
-    q_pad = pad_to(q, (b, h, n_pad, d_pad)).reshape(bh, n_pad, d_pad)
-    k_pad = pad_to(k, (b, h, m_pad, d_pad)).reshape(bh, m_pad, d_pad)
-    v_pad = pad_to(v, (b, h, m_pad, dv_pad)).reshape(bh, m_pad, dv_pad)
-    kernel = functools.partial(_flash_kernel, scale=float(scale), num_keys=m, block_k=block_k, causal=bool(causal),
-                               d_pieces=len(d_pieces), dv_pieces=len(dv_pieces), interpret=interpret)
+    def spec(rows: int, width: int, row_block):
+        """Program (i, r)'s block: head i % H of sample i // H, row block row_block(r), all columns."""
+        if heads_axis == 1:
+            return pl.BlockSpec((None, None, rows, width), lambda i, r: (i // h, i % h, row_block(r), 0))
+        return pl.BlockSpec((None, rows, None, width), lambda i, r: (i // h, row_block(r), i % h, 0))
+
     this_tile, whole_head = (lambda r: r), (lambda r: 0)
-    outs = pl.pallas_call(
+    kernel = functools.partial(_flash_kernel, scale=float(scale), num_rows=n, num_keys=m, block_k=block_k,
+                               causal=bool(causal), d_pieces=d_pieces, dv_pieces=dv_pieces, head_dim=d,
+                               head_dim_v=dv, interpret=interpret)
+    out_shape = list(q.shape)
+    out_shape[3] = dv
+    return pl.pallas_call(
         kernel,
-        out_shape=[jax.ShapeDtypeStruct((bh, n_pad, width), q.dtype) for width in dv_pieces],
-        grid=(bh, n_pad // block_q),
-        in_specs=[
-            *_piece_specs(d_pieces, block_q, this_tile),    # this program's Q tile
-            *_piece_specs(d_pieces, m_pad, whole_head),     # K of head i (read blockwise)
-            *_piece_specs(dv_pieces, m_pad, whole_head),    # V of head i (read blockwise)
-        ],
-        out_specs=[pl.BlockSpec((None, block_q, width), lambda i, r: (i, r, 0)) for width in dv_pieces],
+        out_shape=jax.ShapeDtypeStruct(tuple(out_shape), q.dtype),
+        grid=(b * h, n_tiles),
+        in_specs=[spec(block_q, d_block, this_tile),  # this program's Q tile
+                  spec(m_pad, d_block, whole_head),   # K of its head (read blockwise)
+                  spec(m_pad, dv_block, whole_head)],  # V of its head (read blockwise)
+        out_specs=spec(block_q, dv_block, this_tile),
         interpret=interpret,
         compiler_params=compiler_params(num_warps, interpret, num_stages=num_stages),
         name="flash_attention",
-    )(*[q_pad] * len(d_pieces), *[k_pad] * len(d_pieces), *[v_pad] * len(dv_pieces))
-    out = outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=-1)
-    return out[:, :n, :dv].reshape(b, h, n, dv)
+    )(q, k, v)

@@ -9,7 +9,8 @@ must be correct to count), its time per call (``JaxBackend.time`` with ``args``:
 calls on distinct input copies, back-to-back, median of 10) and its rate (4 B H N M d flops).
 torch's ``scaled_dot_product_attention`` on the same inputs is timed from a CUDA graph of
 back-to-back calls (``TorchCUDA.time``). The blocks ``flash_blocks`` picks for the shape are marked
-``default``.
+``default``; ``--layouts`` 1 and 2 time the kernel on (B, H, N, d) and on (B, N, H, d) arrays (the
+layout the backend hands it inside the network, marked ``(B,N,H,d)``).
 
 ``--mosaic``: ``jax.experimental.pallas.ops.gpu.attention_mgpu`` (JAX's FlashAttention 3 for
 Hopper: warp-specialized, TMA copies, wgmma) on the shapes it accepts (head dim padded to a
@@ -74,6 +75,8 @@ def main(argv=None) -> None:
     parser.add_argument("--dtypes", nargs="+", default=["float16", "bfloat16"])
     parser.add_argument("--stages", nargs="+", type=int, default=[2], help="Triton pipeline stages to try")
     parser.add_argument("--mosaic", action="store_true", help="also JAX's Mosaic GPU FlashAttention 3")
+    parser.add_argument("--layouts", nargs="+", type=int, default=[1, 2], choices=[1, 2],
+                        help="flash's heads_axis: 1 reads (B, H, N, d), 2 reads (B, N, H, d) in place")
     args = parser.parse_args(argv)
     backend = get_backend("jax")
     torch_peer, why = TorchCUDA.start()
@@ -97,18 +100,23 @@ def main(argv=None) -> None:
                   f"1.00x |", flush=True)
         jq, jk, jv = (jnp.asarray(x) for x in (q, k, v))
         default = jax_attention.flash_blocks(n, m, jax_attention.padded_dim(d), tensor_cores=True)
-        for (block_q, block_k), warps, stages in itertools.product(BLOCKS, WARPS, args.stages):
-            fn = jax.jit(lambda q, k, v, bq=block_q, bk=block_k, w=warps, s=stages: jax_attention.attention_flash(
-                q, k, v, d ** -0.5, False, block_q=bq, block_k=bk, num_warps=w, num_stages=s))
+        heads_last = [x.swapaxes(1, 2) for x in (jq, jk, jv)]  # (B, N, H, d), as the network hands them over
+        for (block_q, block_k), warps, stages, heads_axis in itertools.product(BLOCKS, WARPS, args.stages, args.layouts):
+            fn = jax.jit(lambda q, k, v, bq=block_q, bk=block_k, w=warps, s=stages, a=heads_axis:
+                         jax_attention.attention_flash(q, k, v, d ** -0.5, False, block_q=bq, block_k=bk, num_warps=w,
+                                                       num_stages=s, heads_axis=a))
             label = f"| {(b, h, n, m, d)} | {dtype_name} |"
             mark = " default" if (block_q, block_k, warps, stages) == (*default, jax_attention.FLASH_STAGES) else ""
+            mark += " (B,N,H,d)" if heads_axis == 2 else ""
+            inputs = (jq, jk, jv) if heads_axis == 1 else heads_last
             try:
-                out = fn(jq, jk, jv)[:1, :2]
+                out = fn(*inputs)
+                out = (out if heads_axis == 1 else out.swapaxes(1, 2))[:1, :2]
             except Exception as exc:  # a candidate the compiler refuses (e.g. shared memory)
                 print(f"{label} {block_q} | {block_k} | {warps} | {stages} | failed: {type(exc).__name__}: "
                       f"{str(exc).splitlines()[0][:80]} | | | |")
                 continue
-            ms = backend.time(fn, repeats=10, args=(jq, jk, jv)).device_median * 1e3
+            ms = backend.time(fn, repeats=10, args=inputs).device_median * 1e3
             ratio = f"{sdpa_ms / ms:.2f}x" if sdpa_ms else ""
             print(f"{label} {block_q}{mark} | {block_k} | {warps} | {stages} | {relative_error(out, expected):.2e} | "
                   f"{ms:.4f} | {flops / ms * 1e-9:.0f} | {ratio} |", flush=True)

@@ -118,6 +118,35 @@ def test_flash_head_dim_pieces_with_unequal_head_dims(dtype, causal):
                    rel_tol=attention_tolerance(q64, k64, dtype))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float16], ids=["float32", "float16"])
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+def test_flash_reads_and_writes_the_heads_in_place_in_either_layout(dtype, causal):
+    # three heads of d = 40 side by side in (B, N, H, d): a piece reaching past column 40 lies in
+    # the next head's columns (or, for the last head, past the array), so an unmasked load or
+    # store would mix heads; N = 37 and M = 45 leave the last Q tile and key block ragged. (The
+    # store's column mask is guarded on a GPU only: the interpreter drops writes past a block's
+    # edge, and the next head's program, run later, overwrites its columns.)
+    (q, k, v), (q64, k64, v64) = attention_inputs(7, (2, 3, 37, 45, 40), dtype)
+    expected = att.attention(q64, k64, v64, causal=causal)
+    for heads_axis, arrange in ((1, lambda x: x), (2, lambda x: x.swapaxes(1, 2))):
+        out = jax_attention.attention_flash(*(jnp.asarray(arrange(x)) for x in (q, k, v)), 40**-0.5, True,
+                                            block_q=16, block_k=16, causal=causal, heads_axis=heads_axis)
+        assert out.shape == arrange(q).shape and out.dtype == dtype
+        assert_matches(arrange(np.asarray(out)), expected, np.dtype(dtype), rel_tol=attention_tolerance(q64, k64, dtype))
+    with pytest.raises(ValueError, match="heads_axis"):
+        jax_attention.attention_flash(jnp.asarray(q), jnp.asarray(k), jnp.asarray(v), 1.0, True, heads_axis=3)
+
+
+def test_flash_has_no_copies_around_its_kernel():
+    # (B, N, H, d) in, (B, N, H, dv) out, ragged N and M, d = 40 in pieces: one pallas_call and
+    # no pad, concatenate, transpose or slice around it (v3 padded q, k, v and concatenated pieces)
+    q, k, v = (x.swapaxes(1, 2) for x in attention_inputs(1, (1, 2, 37, 45, 40), np.float16)[0])
+    run = jax.jit(lambda q, k, v: jax_attention.attention_flash(q, k, v, 0.1, True, heads_axis=2))
+    names = [eqn.primitive.name for eqn in equations_outside_kernels(jax.make_jaxpr(run)(q, k, v).jaxpr)]
+    assert names.count("pallas_call") == 1
+    assert not {"pad", "concatenate", "transpose", "slice", "dynamic_slice"} & set(names), names
+
+
 def _equations_outside_kernels(jaxpr):
     """(primitive name, output aval) of every equation outside the Pallas kernels (whose tiles may
     be N x M-sized for tiny N, M)."""
