@@ -100,12 +100,12 @@ def _affine(y, weight, bias, shape):
 # ----------------------------------------------------------------------------------- unfused (jnp)
 
 
-def _centred(x):
-    """x - mean(x) over the last axis with the mean as the pair m0 + dm (corrected two-pass):
+def _centred(x, axes=(-1,)):
+    """x - mean(x) over ``axes`` with the mean as the pair m0 + dm (corrected two-pass):
     m0 = mean(x), dm = mean(x - m0), x - mean = (x - m0) - dm; a float32 m0 alone loses up to half
     an ulp of |mean| (3e-4 of the std at mean 1e3, std 0.1), x - m0 is exact near m0."""
-    shifted = x - jnp.mean(x, axis=-1, keepdims=True)
-    return shifted - jnp.mean(shifted, axis=-1, keepdims=True)
+    shifted = x - jnp.mean(x, axis=axes, keepdims=True)
+    return shifted - jnp.mean(shifted, axis=axes, keepdims=True)
 
 
 @functools.partial(jax.jit, static_argnums=(1, 4, 5))
@@ -119,8 +119,13 @@ def group_norm(x, num_groups: int, weight=None, bias=None, eps: float = 1e-5, si
     reductions and elementwise fusions (it fuses what it can; that is the peer the Pallas
     kernel is measured against)."""
     n, c = x.shape[:2]
-    centred = _centred(x.astype(F32).reshape(n, num_groups, -1))
-    var = jnp.mean(jnp.square(centred), axis=-1, keepdims=True)
+    # (N, G, C/G, *spatial), reduced over its last axes, not (N, G, C/G * HW): splitting C is free
+    # in any layout, so XLA may keep the NHWC layout of its fp16 convolutions around GroupNorm
+    # (merging C/G with HW is free only in NCHW: backends/jax/notes/group_norm.md)
+    slabs = x.astype(F32).reshape(n, num_groups, c // num_groups, *x.shape[2:])
+    axes = tuple(range(2, slabs.ndim))
+    centred = _centred(slabs, axes)
+    var = jnp.mean(jnp.square(centred), axis=axes, keepdims=True)
     y = (centred * lax.rsqrt(var + eps)).reshape(x.shape)
     y = _affine(y, weight, bias, (1, c) + (1,) * (x.ndim - 2))
     if silu:
