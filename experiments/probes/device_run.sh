@@ -5,8 +5,8 @@
 # its own time limit, so that one slow step cannot take the others. Commit what comes back under
 # experiments/results/<issue>_<device>_<date>/ with this script's steps.txt (the 2026-12-04 runs
 # used the earlier copy in experiments/results/issue13_h200_2026-12-04/device_run.sh). E.g.
-#   bash experiments/probes/device_run.sh tests_attention:70 flash:150 profile_float16_none+best:120 \
-#        jax_float16_all_default:230 jax_float16_none_notriton:60
+#   bash experiments/probes/device_run.sh tests_attention:150 flash:150 hlo_float16_flash:90 \
+#        profile_float16_none+flash+best:150 jax_float16_all_default:280 diffusers_float16:60
 #
 #   flash             experiments.probes.jax_flash_blocks, fp16, and JAX's Mosaic GPU FlashAttention 3
 #                     as a yardstick; flashstages: fp16 and bf16, Triton pipeline stages 2 and 3
