@@ -67,6 +67,12 @@ def _shape(x):
     return None if x is None else tuple(x.shape)
 
 
+def conv_output_shape(x_shape, w_shape, stride, padding) -> tuple[int, int, int, int]:
+    """(N, O, H', W') of a convolution of x (N, C, H, W) with w (O, C, kh, kw)."""
+    (kh, kw), (sh, sw), (ph, pw) = w_shape[2:], stride, padding
+    return (x_shape[0], w_shape[0], (x_shape[2] + 2 * ph - kh) // sh + 1, (x_shape[3] + 2 * pw - kw) // sw + 1)
+
+
 class ShapeTracer(Backend):
     """A backend that computes output shapes and records every call in ``calls`` (in order).
 
@@ -119,17 +125,13 @@ class ShapeTracer(Backend):
     def _attention(self, q, k, v, scale, method, *, causal):
         return self._record("attention", method, [q, k, v], q.shape[:3] + v.shape[3:], causal=causal)
 
-    def _conv_shape(self, x, w, stride, padding):
-        (kh, kw), (sh, sw), (ph, pw) = w.shape[2:], stride, padding
-        return (x.shape[0], w.shape[0], (x.shape[2] + 2 * ph - kh) // sh + 1, (x.shape[3] + 2 * pw - kw) // sw + 1)
-
     def _conv2d_direct(self, x, w, b, stride, padding):
-        return self._record("conv2d", "direct", [x], self._conv_shape(x, w, stride, padding), [w, b],
+        return self._record("conv2d", "direct", [x], conv_output_shape(x.shape, w.shape, stride, padding), [w, b],
                             stride=stride, padding=padding)
 
     def _conv2d_winograd(self, x, w, b, padding, tile):
-        return self._record("conv2d", f"winograd{tile}", [x], self._conv_shape(x, w, (1, 1), padding), [w, b],
-                            stride=(1, 1), padding=padding)
+        return self._record("conv2d", f"winograd{tile}", [x], conv_output_shape(x.shape, w.shape, (1, 1), padding),
+                            [w, b], stride=(1, 1), padding=padding)
 
     def _linear(self, x, weight, bias):
         return self._record("linear", "", [x], x.shape[:-1] + (weight.shape[0],), [weight, bias])
@@ -245,10 +247,9 @@ def matrix_flops(call: Call) -> int:
     bound by memory). Winograd's fewer multiplications are not counted: this is the network's
     work, the same for every variant, so that time / work compares variants."""
     if call.op == "conv2d":
-        (n, _, h, w), (out_channels, in_channels, kh, kw) = call.inputs[0], call.weights[0]
-        (sh, sw), (ph, pw) = call.kwarg("stride"), call.kwarg("padding")
-        out_h, out_w = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
-        return 2 * n * out_channels * in_channels * kh * kw * out_h * out_w
+        w_shape = call.weights[0]
+        output = conv_output_shape(call.inputs[0], w_shape, call.kwarg("stride"), call.kwarg("padding"))
+        return 2 * math.prod(output) * math.prod(w_shape[1:])  # each output: C kh kw multiply-adds
     if call.op == "linear":
         out_features, in_features = call.weights[0]
         return 2 * math.prod(call.inputs[0][:-1]) * in_features * out_features

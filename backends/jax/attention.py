@@ -412,18 +412,37 @@ def head_dim_pieces(d: int, tensor_cores: bool) -> tuple[int, ...]:
     return tuple(pieces) if sum(pieces) < whole else (whole,)
 
 
-def _load_tile(ref, first_row, num_rows: int | None, num_columns: int):
-    """The (rows, width) tile of a block ref in its storage dtype, 0 where the tile reaches past
-    the array: rows whose index first_row + r is >= ``num_rows`` (None: every row exists) and
-    columns >= ``num_columns``. Masks only what the static sizes say can reach past the end."""
-    rows, width = ref.shape
+def _inside(shape, first_row, num_rows: int | None, num_columns: int):
+    """Where a (rows, width) tile lies inside the array: row index first_row + r < ``num_rows``
+    (None: every row exists) and column < ``num_columns``; None where the static sizes say the
+    whole tile does."""
     mask = None
     if num_rows is not None:
-        mask = first_row + lax.broadcasted_iota(jnp.int32, (rows, width), 0) < num_rows
-    if num_columns < width:
-        columns = lax.broadcasted_iota(jnp.int32, (rows, width), 1) < num_columns
+        mask = first_row + lax.broadcasted_iota(jnp.int32, shape, 0) < num_rows
+    if num_columns < shape[1]:
+        columns = lax.broadcasted_iota(jnp.int32, shape, 1) < num_columns
         mask = columns if mask is None else mask & columns
+    return mask
+
+
+def _load_tile(ref, first_row, num_rows: int | None, num_columns: int):
+    """The tile of a block ref in its storage dtype, 0 where it reaches past the array (``_inside``)."""
+    mask = _inside(ref.shape, first_row, num_rows, num_columns)
     return ref[...] if mask is None else plgpu.load(ref, mask=mask, other=0.0)
+
+
+def _store_tile(ref, value, first_row, num_rows: int | None, num_columns: int):
+    """``value`` into the tile of a block ref, skipping what lies past the array (``_inside``)."""
+    mask = _inside(ref.shape, first_row, num_rows, num_columns)
+    if mask is None:
+        ref[...] = value
+    else:
+        plgpu.store(ref, value, mask=mask)
+
+
+def _column_pieces(widths) -> list[tuple[int, int]]:
+    """(offset, width) of each head-dim piece (``head_dim_pieces``), left to right."""
+    return [(sum(widths[:i]), width) for i, width in enumerate(widths)]
 
 
 def _flash_kernel(q_ref, k_ref, v_ref, o_ref, *, scale: float, num_rows: int, num_keys: int, block_k: int,
@@ -453,13 +472,14 @@ def _flash_kernel(q_ref, k_ref, v_ref, o_ref, *, scale: float, num_rows: int, nu
     ragged_rows = num_rows if num_rows % block_q else None
     ragged_keys = num_keys if num_keys % block_k else None
 
-    def pieces(ref, rows, widths, columns, first, rows_valid):
-        """The head-dim pieces of ``ref``'s ``rows`` (a slice): (offset, width) column slices, each
-        masked; one indexer per load (rows and columns together)."""
-        offsets = [sum(widths[:i]) for i in range(len(widths))]
-        return [_load_tile(ref.at[rows, pl.ds(o, w)], first, rows_valid, columns - o) for o, w in zip(offsets, widths)]
+    d_columns, dv_columns = _column_pieces(d_pieces), _column_pieces(dv_pieces)
 
-    qs = pieces(q_ref, slice(None), d_pieces, head_dim, first_row, ragged_rows)  # kept for the whole loop
+    def pieces(ref, rows, columns, head_columns, first, rows_valid):
+        """The head-dim pieces of ``ref``'s ``rows`` (a slice), each masked; one indexer per load
+        (rows and columns together)."""
+        return [_load_tile(ref.at[rows, pl.ds(o, w)], first, rows_valid, head_columns - o) for o, w in columns]
+
+    qs = pieces(q_ref, slice(None), d_columns, head_dim, first_row, ragged_rows)  # kept for the whole loop
     scale_log2 = scale * LOG2_E
 
     def step(j, carry):
@@ -468,7 +488,7 @@ def _flash_kernel(q_ref, k_ref, v_ref, o_ref, *, scale: float, num_rows: int, nu
         keys = _key_block(j, block_k)
         # T_j = scale log2(e) Q K_j^T: (block_q, block_k), float32 accumulation, -inf for padded keys
         scores = sum(lax.dot_general(q, k, (((1,), (1,)), ((), ())), precision=precision, preferred_element_type=F32)
-                     for q, k in zip(qs, pieces(k_ref, keys, d_pieces, head_dim, start, ragged_keys)))
+                     for q, k in zip(qs, pieces(k_ref, keys, d_columns, head_dim, start, ragged_keys)))
         scores = _mask_keys(scale_log2 * scores, start, num_keys, padded_keys, first_row if causal else None)
         # online softmax: rescale what was accumulated under the old max (with causal masking,
         # m is finite from block 0 on, which holds column 0: a fully masked tile gives
@@ -479,7 +499,7 @@ def _flash_kernel(q_ref, k_ref, v_ref, o_ref, *, scale: float, num_rows: int, nu
         row_sum = row_sum * correction + jnp.sum(p, axis=1)
         if tensor_cores:
             p = p.astype(v_ref.dtype)  # rounded once, not once per piece of V
-        values = pieces(v_ref, keys, dv_pieces, head_dim_v, start, ragged_keys)
+        values = pieces(v_ref, keys, dv_columns, head_dim_v, start, ragged_keys)
         new_accs = [acc * correction[:, None] + _times_v(p, v) for acc, v in zip(accs, values)]
         return tuple(new_accs), new_max, row_sum
 
@@ -493,13 +513,9 @@ def _flash_kernel(q_ref, k_ref, v_ref, o_ref, *, scale: float, num_rows: int, nu
         accs, _, row_sum = lax.fori_loop(0, jnp.minimum(last, num_blocks), step, init)
     else:
         accs, _, row_sum = lax.fori_loop(0, num_blocks, step, init)
-    offset = 0
-    for acc, width in zip(accs, dv_pieces):
-        out = (acc / row_sum[:, None]).astype(o_ref.dtype)
-        rows = first_row + lax.broadcasted_iota(jnp.int32, out.shape, 0) < num_rows
-        columns = lax.broadcasted_iota(jnp.int32, out.shape, 1) < head_dim_v - offset
-        plgpu.store(o_ref.at[:, pl.ds(offset, width)], out, mask=rows & columns)
-        offset += width
+    for acc, (offset, width) in zip(accs, dv_columns):
+        _store_tile(o_ref.at[:, pl.ds(offset, width)], (acc / row_sum[:, None]).astype(o_ref.dtype), first_row,
+                    ragged_rows, head_dim_v - offset)
 
 
 #: ``attention_flash``'s layouts: where the heads are in q, k, v and the output
