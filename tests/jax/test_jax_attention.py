@@ -147,6 +147,27 @@ def test_flash_has_no_copies_around_its_kernel():
     assert not {"pad", "concatenate", "transpose", "slice", "dynamic_slice"} & set(names), names
 
 
+@pytest.mark.parametrize("dtype_name", ["float32", "float16", "bfloat16"])
+def test_kernels_lower_with_the_triton_backend(dtype_name):
+    """Cross-platform lowering for "cuda" runs the Pallas Triton lowering on a machine without a
+    GPU (masked loads and stores, dot operand dtypes, block shapes); it does not compile the PTX.
+    Ragged N = 77 and M = 45, d = 40 in pieces; flash in both layouts and the partial softmax's
+    two kernels."""
+    pytest.importorskip("jax._src.lib.triton")
+    dt = jnp.dtype(dtype_name)
+    q, k = jnp.ones((2, 3, 77, 40), dt), jnp.ones((2, 3, 45, 40), dt)
+    calls = {
+        "flash (B, H, N, d)": (lambda q, k: jax_attention.attention_flash(q, k, k, 0.1, False), 1),
+        "flash (B, N, H, d)": (lambda q, k: jax_attention.attention_flash(q.swapaxes(1, 2), k.swapaxes(1, 2),
+                                                                           k.swapaxes(1, 2), 0.1, False,
+                                                                           heads_axis=2), 1),
+        "partial_softmax": (lambda q, k: jax_attention.attention_partial_softmax(q, k, k, 0.1, False), 2),
+    }
+    for name, (call, kernels) in calls.items():
+        text = jax.jit(call).trace(q, k).lower(lowering_platforms=("cuda",)).as_text()
+        assert text.count("__gpu$xla.gpu.triton") == kernels, name
+
+
 def _equations_outside_kernels(jaxpr):
     """(primitive name, output aval) of every equation outside the Pallas kernels (whose tiles may
     be N x M-sized for tiny N, M)."""
