@@ -226,6 +226,8 @@ def main(argv=None):
     p.add_argument("--xla-option", action="append", default=[], metavar="NAME=VALUE", type=parse_xla_option,
                    help="JAX: an XLA option of the networks' programs (JaxBackend's compiler_options), e.g. "
                         "xla_gpu_enable_triton_gemm=false; repeatable")
+    p.add_argument("--group-norm-form", default=None, choices=["one_launch", "split", "channels_last"],
+                   help="JAX: the form of every fused GroupNorm (JaxBackend's group_norm_form; default: by size)")
     p.add_argument("--json", default=None, help="write the rows as JSON (rewritten after each configuration)")
     p.add_argument("--plot", metavar="PNG", default=None,
                    help="save the ablation as stacked bars per configuration (paper_figures.ablation's figure)")
@@ -233,6 +235,10 @@ def main(argv=None):
     xla_options = dict(args.xla_option)
     if xla_options and args.backend != "jax":
         p.error("--xla-option: only the jax backend compiles through XLA")
+    if args.group_norm_form and args.backend != "jax":
+        p.error("--group-norm-form: only the jax backend has the fused GroupNorm's forms")
+    backend_options = {**({"compiler_options": xla_options} if xla_options else {}),
+                       **({"group_norm_form": args.group_norm_form} if args.group_norm_form else {})}
     print(f"{'tiny' if args.tiny else 'SD 1.4'} components, batch {args.batch}, {args.dtype}, "
           f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
     def write_json(rows):
@@ -241,7 +247,7 @@ def main(argv=None):
 
     rows = measure(args.backend, args.configs, args.tiny, args.iterations, args.batch, storage_dtype(args.dtype),
                    args.device, on_row=write_json if args.json else None,
-                   backend_options={"compiler_options": xla_options} if xla_options else None)
+                   backend_options=backend_options or None)
     if args.plot:
         from paper_figures import ablation
 

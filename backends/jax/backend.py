@@ -10,8 +10,9 @@ Pallas transforms; XLA's direct convolution), ``gemm`` (linear) and ``elementwis
 ``memory_stats`` reads the XLA allocator's counters of the default device (a process-wide peak
 that JAX cannot reset; "unavailable" on the CPU), ``synchronize`` blocks on the array it is given,
 ``compile`` is ``jax.jit`` with the backend's ``compiler_options``. Beyond the interface:
-``interpret``, ``device``, ``compiler_options`` (XLA options of ``compile``'s programs) and
-``group_norm_form`` (one of the fused GroupNorm's two forms by name, for the benchmark).
+``interpret``, ``device``, ``compiler_options`` (XLA options of ``compile``'s programs),
+``group_norm_form`` (one of the fused GroupNorm's forms by name, for the benchmark) and
+``fused_group_norm_form`` (the form the fused switch takes in a network; None: by size).
 
 Precision policy (the same semantics on CPU and GPU; the CPU runs the Pallas kernels in interpret
 mode and has no tensor cores):
@@ -63,12 +64,18 @@ class JaxBackend(Backend):
     array_type = jax.Array
     baselines_are_peers = True  # the unfused variants are plain jnp: XLA's fusion and kernels
 
-    def __init__(self, optimizations=None, interpret: bool | None = None, compiler_options: dict | None = None):
+    def __init__(self, optimizations=None, interpret: bool | None = None, compiler_options: dict | None = None,
+                 group_norm_form: str | None = None):
         """``interpret``: run the Pallas kernels in the Pallas interpreter. None (default): True
         exactly when JAX's default backend is the CPU, where Pallas has no compiler; the choice is
         recorded in ``choices``. ``compiler_options``: XLA options of the programs ``compile``
-        makes (``jax.jit``'s ``compiler_options``, e.g. ``{"xla_gpu_enable_triton_gemm": False}``)."""
+        makes (``jax.jit``'s ``compiler_options``, e.g. ``{"xla_gpu_enable_triton_gemm": False}``).
+        ``group_norm_form``: the form of every fused GroupNorm (one of group_norm.FORMS; None:
+        ``group_norm.fused_form``'s choice by size), to measure the forms in a network."""
         super().__init__(optimizations)
+        if group_norm_form is not None and group_norm_form not in group_norm.FORMS:
+            raise ValueError(f"group_norm_form: expected None or one of {group_norm.FORMS}, got {group_norm_form!r}")
+        self.fused_group_norm_form = group_norm_form
         if compiler_options is not None and not isinstance(compiler_options, dict):
             raise TypeError(f"compiler_options: expected a dict of XLA options, got {type(compiler_options).__name__}")
         self.compiler_options = dict(compiler_options or {})
@@ -187,7 +194,8 @@ class JaxBackend(Backend):
 
     def _group_norm(self, x, num_groups, weight, bias, eps, *, fused, silu):
         if fused:
-            return group_norm.group_norm_fused(x, num_groups, weight, bias, eps, silu, self.interpret)
+            return group_norm.group_norm_fused(x, num_groups, weight, bias, eps, silu, self.interpret,
+                                               form=self.fused_group_norm_form)
         return group_norm.group_norm(x, num_groups, weight, bias, eps, silu)
 
     def group_norm_form(self, x, num_groups, weight=None, bias=None, eps=1e-5, silu=False, form="one_launch"):

@@ -51,6 +51,24 @@ x - mean = (x - x0) - offset keeps the digits that a rounded float32 mean loses 
                  not fit on chip: 3 passes over the activation), with N * G * parts programs.
                  Mathematically the same statistics as one_launch, merged instead of summed.
 
+    channels_last TWO pallas_calls over the grid (N, parts) on x viewed as (N, HW, C), the
+                 layout of the NHWC convolutions XLA runs in 16-bit storage (there the view is
+                 free, while the (N, G, L) view of the other forms makes XLA transpose the
+                 activation before and after the kernel: notes/group_norm.md). A program walks
+                 ``part_rows`` rows in (rows, C) tiles (C padded to a power of two, masked):
+                   group_norm_cl_stats      per column c, the moments of x - x0[g(c)] over the
+                                            part's rows (x0[g] the slab's first element, as
+                                            above), each tile two-pass in registers, merged
+                                            down the rows by Chan's update: (N, parts, C)
+                                            means and M2s;
+                   group_norm_cl_normalize  merges every part's column moments exactly (Chan
+                                            across parts), then the group's columns (equal
+                                            counts HW: offset_g = mean of the column offsets,
+                                            M2_g = sum M2_c + HW sum (o_c - offset_g)^2),
+                                            one group at a time; normalizes its
+                                            rows, applies the affine and SiLU, stores.
+                 x is read twice and y written once, as in "split".
+
 weight/bias are indexed per element by channel = g * C/G + position // HW (a gather from the
 group's C/G values, cached on a GPU). Padded positions (only when L is ragged) are masked out of
 the sums, and cropped from the output.
@@ -65,8 +83,11 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as plgpu
 
-from .pallas_util import cdiv, choose_block, compiler_params, next_power_of_2, pad_last, sigmoid, warps_for_block
+from .pallas_util import (
+    cdiv, choose_block, compiler_params, next_power_of_2, pad_last, round_up, sigmoid, warps_for_block,
+)
 
 __all__ = ["group_norm", "group_norm_fused", "layer_norm"]
 
@@ -74,7 +95,7 @@ F32 = jnp.float32
 #: Largest block (elements of a slab per loop step) of the fused kernels.
 NORM_BLOCK = 4096
 #: The fused kernel's forms (module docstring); ``fused=True`` takes ``fused_form``'s choice.
-FORMS = ("one_launch", "split")
+FORMS = ("one_launch", "split", "channels_last")
 #: ``fused_form``: activations of at most this many elements take "one_launch" (H200 sweep,
 #: backends/jax/notes/group_norm.md: the split's second launch costs more than its programs gain)
 ONE_LAUNCH_MAX_ELEMENTS = 1 << 21
@@ -82,6 +103,10 @@ ONE_LAUNCH_MAX_ELEMENTS = 1 << 21
 TARGET_PROGRAMS = 1024
 #: "split": the shortest part worth its own program
 MIN_PART = 1024
+#: "channels_last": the widest column block, and the fewest rows of a part (its moments, two
+#: floats per column, stay at most a quarter of its fp16 data)
+CL_COLUMNS = 256
+CL_MIN_PART_ROWS = 16
 
 
 def _f32(x):
@@ -404,23 +429,249 @@ def _split(x, num_groups, weight, bias, eps, silu, interpret, max_block, parts):
     return y[:, :, :length].reshape(x.shape)
 
 
+# -------------------------------------------------------- fused, channels last (three Pallas calls)
+
+
+def _cl_geometry(n: int, rows: int, channels: int, parts: int | None, max_block: int) -> tuple[int, int, int, int]:
+    """(column_block, tile_rows, parts, part_rows) of the "channels_last" form. Column blocks:
+    the largest power of two <= CL_COLUMNS dividing C (SD's 320 -> 64, 1280 -> 256), or, where
+    that is below 16, C rounded up to a power of two (<= CL_COLUMNS) with the last block
+    masked. Tiles of tile_rows x column_block <= max_block elements (at least one row). parts:
+    a power of two (None: enough programs N x parts x column blocks for TARGET_PROGRAMS, no part
+    shorter than CL_MIN_PART_ROWS rows or one tile), each ``part_rows`` rows, a multiple of
+    tile_rows."""
+    column_block = min(channels & -channels, CL_COLUMNS)
+    if column_block < 16:
+        column_block = min(next_power_of_2(channels), CL_COLUMNS)
+    tile_rows = min(max(max_block // column_block, 1), next_power_of_2(rows))
+    if parts is None:
+        wanted = next_power_of_2(cdiv(TARGET_PROGRAMS, n * cdiv(channels, column_block)))
+        shortest = max(CL_MIN_PART_ROWS, tile_rows)
+        most = 1 << (max(rows // shortest, 1).bit_length() - 1)
+        parts = max(1, min(wanted, most))
+    return column_block, tile_rows, parts, round_up(cdiv(rows, parts), tile_rows)
+
+
+def _cl_pivots(row0_ref, first_column, width: int, per_group: int, channels: int):
+    """x0 of the group of each of the ``width`` columns from ``first_column`` on, (1, width):
+    the sample's row 0 (``row0_ref``, (1, padded C)) at the group's first column (columns past
+    C take the last group's; their values are masked wherever they are used)."""
+    column = first_column + jnp.arange(width, dtype=jnp.int32)
+    first = jnp.minimum(column // per_group * per_group, channels - 1)
+    return row0_ref[0, first].astype(F32)[None, :]
+
+
+def _cl_tile(x_ref, first_row, tile_rows: int, rows: int, first_column, channels: int):
+    """Rows first_row .. first_row + tile_rows of a column block ``x_ref`` (rows, width) in
+    float32, 0 past the array (ragged last rows, columns past C), and where it lies inside."""
+    shape = (tile_rows, x_ref.shape[1])
+    valid = ((first_row + lax.broadcasted_iota(jnp.int32, shape, 0) < rows)
+             & (first_column + lax.broadcasted_iota(jnp.int32, shape, 1) < channels))
+    tile = plgpu.load(x_ref.at[pl.ds(first_row, tile_rows), :], mask=valid, other=0.0)
+    return tile.astype(F32), valid
+
+
+def _group_norm_cl_stats_kernel(x_ref, row0_ref, offset_ref, m2_ref, *, rows, channels, per_group, part_rows,
+                                tile_rows):
+    """Program (n, p, j): per column of column block j, the mean and M2 of v = x - x0[g(c)] over
+    part p's rows. Each tile's column moments are two-pass in registers, merged into the
+    running (count, mean, M2) by Chan's update (``_group_norm_stats_kernel``'s, per column)."""
+    width = x_ref.shape[1]
+    base, first_column = pl.program_id(1) * part_rows, pl.program_id(2) * width
+    pivots = _cl_pivots(row0_ref, first_column, width, per_group, channels)
+
+    def add_tile(i, moments):
+        count, mean, m2 = moments
+        start = base + i * tile_rows
+        tile, valid = _cl_tile(x_ref, start, tile_rows, rows, first_column, channels)
+        n_b = jnp.clip(rows - start, 0, tile_rows).astype(F32)
+        v = jnp.where(valid, tile - pivots, 0.0)
+        mean_b = jnp.sum(v, axis=0) / jnp.maximum(n_b, 1.0)
+        d = jnp.where(valid, v - mean_b[None, :], 0.0)
+        total = count + n_b
+        delta = mean_b - mean
+        share = n_b / jnp.maximum(total, 1.0)
+        return total, mean + delta * share, m2 + jnp.sum(d * d, axis=0) + delta * delta * count * share
+
+    zeros = jnp.zeros((width,), F32)
+    _, mean, m2 = lax.fori_loop(0, part_rows // tile_rows, add_tile, (F32(0.0), zeros, zeros))
+    column = first_column + jnp.arange(width, dtype=jnp.int32)
+    plgpu.store(offset_ref, mean, mask=column < channels)
+    plgpu.store(m2_ref, m2, mask=column < channels)
+
+
+def _group_norm_cl_merge_kernel(*refs, rows, channels, per_group, groups, part_rows, chunk, eps, has_weight,
+                                has_bias):
+    """Program n: merge the column moments of every part (Chan, the parts' counts n_p), then
+    each group's columns (counts HW each; L = HW C/G):
+
+        o_c = sum_p n_p o_pc / HW,          M2_c = sum_p M2_pc + sum_p n_p (o_pc - o_c)^2,
+        offset_g = mean_{c in g} o_c,       M2_g = sum_{c in g} (M2_c + HW (o_c - offset_g)^2),
+        rstd_g = 1 / sqrt(M2_g / L + eps),
+
+    and write each column's scale = rstd_g weight[c] and shift = bias[c] - offset_g scale, so
+    that y = (x - x0[g]) scale + shift. The parts are read in chunks of ``chunk`` rows, the
+    groups merged one at a time (a (G, C) mask would not fit in registers). refs = offsets
+    (parts, Cp), M2 (parts, Cp), [weight (Cp,)], [bias (Cp,)], scale (Cp,), shift (Cp,)."""
+    offset_ref, m2_ref, scale_ref, shift_ref = refs[0], refs[1], refs[-2], refs[-1]
+    w_ref = refs[2] if has_weight else None
+    b_ref = refs[2 + has_weight] if has_bias else None
+    parts, width = offset_ref.shape
+    column = jnp.arange(width, dtype=jnp.int32)
+    inside = column < channels
+
+    def chunk_of(ref, i):
+        """Rows i * chunk ... of ref, masked past C, and those parts' row counts (chunk, 1)."""
+        first = i * chunk
+        shape = (chunk, width)
+        values = plgpu.load(ref.at[pl.ds(first, chunk), :], mask=lax.broadcasted_iota(jnp.int32, shape, 1) < channels,
+                            other=0.0)
+        starts = (first + lax.broadcasted_iota(jnp.int32, (chunk, 1), 0)) * part_rows
+        return values, jnp.clip(rows - starts, 0, part_rows).astype(F32)
+
+    def add_means(i, total):
+        offsets, counts = chunk_of(offset_ref, i)
+        return total + jnp.sum(counts * offsets, axis=0)
+
+    zeros = jnp.zeros((width,), F32)
+    column_offset = lax.fori_loop(0, parts // chunk, add_means, zeros) / rows
+
+    def add_m2(i, total):
+        offsets, counts = chunk_of(offset_ref, i)
+        m2s, _ = chunk_of(m2_ref, i)
+        spread = offsets - column_offset[None, :]
+        return total + jnp.sum(m2s + counts * spread * spread, axis=0)
+
+    column_m2 = lax.fori_loop(0, parts // chunk, add_m2, zeros)
+
+    def merge_group(g, carry):
+        offset, rstd = carry
+        member = (column // per_group == g) & inside
+        group_offset = jnp.sum(jnp.where(member, column_offset, 0.0)) / per_group
+        spread = column_offset - group_offset
+        group_m2 = jnp.sum(jnp.where(member, column_m2 + rows * spread * spread, 0.0))
+        group_rstd = lax.rsqrt(group_m2 / (rows * per_group) + eps)
+        return jnp.where(member, group_offset, offset), jnp.where(member, group_rstd, rstd)
+
+    offset, scale = lax.fori_loop(0, groups, merge_group, (zeros, zeros))
+    if has_weight:
+        scale = scale * plgpu.load(w_ref, mask=inside, other=0.0).astype(F32)
+    shift = -offset * scale
+    if has_bias:
+        shift = shift + plgpu.load(b_ref, mask=inside, other=0.0).astype(F32)
+    plgpu.store(scale_ref, scale, mask=inside)
+    plgpu.store(shift_ref, shift, mask=inside)
+
+
+def _group_norm_cl_normalize_kernel(x_ref, row0_ref, scale_ref, shift_ref, y_ref, *, rows, channels, per_group,
+                                    part_rows, tile_rows, silu):
+    """Program (n, p, j): y = (x - x0[g(c)]) scale[c] + shift[c] (then SiLU) on part p's rows of
+    column block j."""
+    width = x_ref.shape[1]
+    base, first_column = pl.program_id(1) * part_rows, pl.program_id(2) * width
+    pivots = _cl_pivots(row0_ref, first_column, width, per_group, channels)
+    inside = first_column + jnp.arange(width, dtype=jnp.int32) < channels
+    scale = plgpu.load(scale_ref, mask=inside, other=0.0)[None, :]
+    shift = plgpu.load(shift_ref, mask=inside, other=0.0)[None, :]
+
+    def normalize(i, carry):
+        start = base + i * tile_rows
+        tile, valid = _cl_tile(x_ref, start, tile_rows, rows, first_column, channels)
+        y = (tile - pivots) * scale + shift
+        if silu:
+            y = y * sigmoid(y)
+        plgpu.store(y_ref.at[pl.ds(start, tile_rows), :], y.astype(y_ref.dtype), mask=valid)
+        return carry
+
+    lax.fori_loop(0, part_rows // tile_rows, normalize, 0)
+
+
+def _channels_last(x, num_groups, weight, bias, eps, silu, interpret, max_block, parts):
+    """The "channels_last" form on x viewed as (N, HW, C): ``group_norm_cl_stats`` over the grid
+    (N, parts, column blocks), ``group_norm_cl_merge`` over N, ``group_norm_cl_normalize`` over
+    the stats' grid. Between them only the (N, parts, C) float32 column moments and the (N, C)
+    scales and shifts. ``parts``: None picks by size (``_cl_geometry``); a power of two forces it."""
+    n, c = x.shape[:2]
+    rows = math.prod(x.shape[2:])
+    column_block, tile_rows, parts, part_rows = _cl_geometry(n, rows, c, parts, max_block)
+    per_group, width = c // num_groups, next_power_of_2(c)
+    pixels = jnp.moveaxis(x, 1, -1).reshape(n, rows, c)  # free where x is stored NHWC
+    grid = (n, parts, cdiv(c, column_block))
+    params = compiler_params(warps_for_block(tile_rows * column_block), interpret)
+    statics = dict(rows=rows, channels=c, per_group=per_group)
+
+    # every block masked past HW and C; the sample's row 0 is read again for the pivots
+    columns_spec = pl.BlockSpec((None, parts * part_rows, column_block), lambda i, p, j: (i, 0, j))
+    row0_spec = pl.BlockSpec((None, 1, width), lambda i, p, j: (i, 0, 0))
+    moments = jax.ShapeDtypeStruct((n, parts, c), F32)
+    offsets, m2 = pl.pallas_call(
+        functools.partial(_group_norm_cl_stats_kernel, part_rows=part_rows, tile_rows=tile_rows, **statics),
+        out_shape=(moments, moments),
+        grid=grid,
+        in_specs=[columns_spec, row0_spec],
+        out_specs=(pl.BlockSpec((None, None, column_block), lambda i, p, j: (i, p, j)),) * 2,
+        compiler_params=params,
+        interpret=interpret,
+        name="group_norm_cl_stats",
+    )(pixels, pixels)
+
+    chunk = min(parts, max(NORM_BLOCK // width, 1))
+    sample_moments_spec = pl.BlockSpec((None, parts, width), lambda i: (i, 0, 0))
+    vector_spec = pl.BlockSpec((width,), lambda i: (0,))
+    sample_vector_spec = pl.BlockSpec((None, width), lambda i: (i, 0))
+    operands, in_specs = [offsets, m2], [sample_moments_spec, sample_moments_spec]
+    for vector in (weight, bias):
+        if vector is not None:
+            operands.append(vector)
+            in_specs.append(vector_spec)
+    vectors = jax.ShapeDtypeStruct((n, c), F32)
+    scale, shift = pl.pallas_call(
+        functools.partial(_group_norm_cl_merge_kernel, groups=num_groups, part_rows=part_rows, chunk=chunk, eps=eps,
+                          has_weight=weight is not None, has_bias=bias is not None, **statics),
+        out_shape=(vectors, vectors),
+        grid=(n,),
+        in_specs=in_specs,
+        out_specs=(sample_vector_spec, sample_vector_spec),
+        compiler_params=compiler_params(warps_for_block(chunk * width), interpret),
+        interpret=interpret,
+        name="group_norm_cl_merge",
+    )(*operands)
+
+    column_vector_spec = pl.BlockSpec((None, column_block), lambda i, p, j: (i, j))
+    y = pl.pallas_call(
+        functools.partial(_group_norm_cl_normalize_kernel, part_rows=part_rows, tile_rows=tile_rows, silu=silu,
+                          **statics),
+        out_shape=jax.ShapeDtypeStruct(pixels.shape, x.dtype),
+        grid=grid,
+        in_specs=[columns_spec, row0_spec, column_vector_spec, column_vector_spec],
+        out_specs=columns_spec,
+        compiler_params=params,
+        interpret=interpret,
+        name="group_norm_cl_normalize",
+    )(pixels, pixels, scale, shift)
+    return jnp.moveaxis(y.reshape(n, *x.shape[2:], c), -1, 1)
+
+
 @functools.partial(jax.jit, static_argnums=(1, 4, 5, 6), static_argnames=("form", "parts", "max_block"))
 def group_norm_fused(x, num_groups: int, weight, bias, eps: float, silu: bool, interpret: bool,
                      form: str | None = None, parts: int | None = None, max_block: int = NORM_BLOCK):
     """Fused GroupNorm (+ SiLU) of x (N, C, *spatial) in one of FORMS (None: ``fused_form``'s
     choice for x's size); see the module docstring.
-    weight and bias are (C,) or None; the result has x's shape and dtype. ``parts`` (split only):
-    parts per slab, a power of two (None: ``split_parts``). ``max_block``: the largest block, a
+    weight and bias are (C,) or None; the result has x's shape and dtype. ``parts`` ("split":
+    parts per slab, "channels_last": parts per sample): a power of two (None: by size). ``max_block``: the largest block, a
     power of two (NORM_BLOCK; larger keeps more of a slab in registers, for the probe)."""
     if form is not None and form not in FORMS:
         raise ValueError(f"form: expected None or one of {FORMS}, got {form!r}")
     form = fused_form(x.size) if form is None else form
-    if parts is not None and (form != "split" or parts < 1 or parts & (parts - 1)):
-        raise ValueError(f"parts: expected None, or a power of two with form='split', got {parts!r} (form={form!r})")
+    if parts is not None and (form == "one_launch" or parts < 1 or parts & (parts - 1)):
+        raise ValueError(f"parts: expected None, or a power of two with form 'split' or 'channels_last', got "
+                         f"{parts!r} (form={form!r})")
     if max_block < 1 or max_block & (max_block - 1):
         raise ValueError(f"max_block: expected a power of two, got {max_block!r}")
     if x.size == 0:
         return jnp.zeros_like(x)
     if form == "one_launch":
         return _one_launch(x, num_groups, weight, bias, eps, silu, interpret, max_block)
+    if form == "channels_last":
+        return _channels_last(x, num_groups, weight, bias, eps, silu, interpret, max_block, parts)
     return _split(x, num_groups, weight, bias, eps, silu, interpret, max_block, parts)

@@ -11,10 +11,12 @@
 #   flash             experiments.probes.jax_flash_blocks, fp16, and JAX's Mosaic GPU FlashAttention 3
 #                     as a yardstick; flashstages: fp16 and bf16, Triton pipeline stages 2 and 3
 #   profile_DT_CFGS   experiments.probes.jax_unet_profile: the UNet's kernels by kind (CFGS joined by +);
-#                     profiledecoder_DT_CFGS: the VAE decoder's
+#                     profiledecoder_DT_CFGS: the VAE decoder's; profilecl_* and profiledecodercl_*: with
+#                     every fused GroupNorm in its "channels_last" form
 #   jax_DT_CFGS[_X]   experiments.sd_latency in one process with DT = float16 | bfloat16 | float32
 #                     storage, CFGS = configurations joined by + or "all"; _X = notriton adds
-#                     --xla-option xla_gpu_enable_triton_gemm=false, _X = default passes nothing
+#                     --xla-option xla_gpu_enable_triton_gemm=false, _X = gncl --group-norm-form
+#                     channels_last, _X = default passes nothing
 #   hlo_DT_CFG        XLA's optimized HLO (text) of the networks of configuration CFG: where the
 #                     layout changes (transposes) come from
 #   diffusers_DT      experiments.diffusers_latency (the peer)
@@ -47,10 +49,12 @@ for s in "$@"; do  # NAME:SECONDS
         flash) step flash "$limit" python3 -m experiments.probes.jax_flash_blocks --dtypes float16 --stages 2 --mosaic ;;
         flashstages) step flashstages "$limit" python3 -m experiments.probes.jax_flash_blocks --dtypes float16 bfloat16 \
                          --stages 2 3 ;;
-        profile_*|profiledecoder_*) rest=${name#*_} dtype=${rest%%_*} configs=${rest#*_} component=unet
-                   [ "${name%%_*}" = profiledecoder ] && component=decoder
+        profile_*|profiledecoder_*|profilecl_*|profiledecodercl_*)
+                   rest=${name#*_} dtype=${rest%%_*} configs=${rest#*_} component=unet form=
+                   case ${name%%_*} in profiledecoder*) component=decoder ;; esac
+                   case ${name%%_*} in *cl) form="--group-norm-form channels_last" ;; esac
                    step "$name" "$limit" python3 -m experiments.probes.jax_unet_profile --dtype "$dtype" \
-                       --component $component --configs ${configs//+/ } ;;
+                       --component $component --configs ${configs//+/ } $form ;;
         hlo_*) rest=${name#hlo_} dtype=${rest%%_*} config=${rest#*_}  # the optimized HLO of the UNet and decoder
                XLA_FLAGS="--xla_dump_to=$OUT/$name --xla_dump_hlo_as_text" step "$name" "$limit" \
                    python3 -m experiments.sd_latency --backend jax --dtype "$dtype" --iterations 1 --configs "$config"
@@ -58,6 +62,7 @@ for s in "$@"; do  # NAME:SECONDS
                find "$OUT/$name" -type f -size -200k -delete ;;
         jax_*) rest=${name#jax_} dtype=${rest%%_*} rest=${rest#*_} configs=${rest%%_*} extra=
                [ "$rest" != "$configs" ] && [ "${rest##*_}" = notriton ] && extra="--xla-option xla_gpu_enable_triton_gemm=false"
+               [ "$rest" != "$configs" ] && [ "${rest##*_}" = gncl ] && extra="--group-norm-form channels_last"
                [ "$configs" = all ] && configs=$ALL
                step "sd_latency_${dtype}_$rest" "$limit" python3 -m experiments.sd_latency --backend jax --dtype "$dtype" \
                    --iterations 5 --configs ${configs//+/ } $extra --json "$OUT/sd_latency_${dtype}_$rest.json" ;;

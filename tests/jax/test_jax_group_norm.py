@@ -24,7 +24,7 @@ from ..helpers import assert_one_pallas_call, random_array
 
 pytestmark = pytest.mark.backends("jax")
 
-LAUNCHES = {"one_launch": 1, "split": 2}
+LAUNCHES = {"one_launch": 1, "split": 2, "channels_last": 3}
 
 
 @pytest.mark.parametrize("form", group_norm.FORMS)
@@ -35,9 +35,13 @@ def test_group_norm_forms_count_their_pallas_calls(backend, form, shape, groups,
     x = jnp.ones(shape, jnp.float32)
     w = jnp.ones(shape[1], jnp.float32)
     calls = LAUNCHES[form]
+    # channels_last views x as (N, HW, C): a transpose in the jaxpr, which XLA folds where x is
+    # stored NHWC (in the networks on a GPU), and nothing else
+    allowed = {"transpose"} if form == "channels_last" else set()
     assert_one_pallas_call(lambda x, w: backend.group_norm_form(x, groups, w, w, silu=silu, form=form), x, w,
-                           calls=calls)
-    assert_one_pallas_call(lambda x: backend.group_norm_form(x, groups, silu=silu, form=form), x, calls=calls)
+                           calls=calls, also_allowed=allowed)
+    assert_one_pallas_call(lambda x: backend.group_norm_form(x, groups, silu=silu, form=form), x, calls=calls,
+                           also_allowed=allowed)
 
 
 @pytest.mark.parametrize("size", [group_norm.ONE_LAUNCH_MAX_ELEMENTS, 2 * group_norm.ONE_LAUNCH_MAX_ELEMENTS])
@@ -88,6 +92,52 @@ def test_split_form_merges_blocks_with_different_means(backend, parts):
     assert error < 1e-5, f"parts={parts}: {error:.2e}"
 
 
+@pytest.mark.parametrize("storage", [np.float32, np.float16], ids=["float32", "float16"])
+@pytest.mark.parametrize("shape, groups, parts, max_block", [
+    ((2, 6, 5, 7), 3, None, 4096),    # C = 6: one column block of 8, masked
+    ((1, 320, 4, 4), 32, None, 4096),  # SD's C = 320: five column blocks of 64, groups of 10 straddle them
+    ((2, 96, 5, 5), 3, 2, 64),        # three column blocks of 32, two tiles of 2 rows per part, ragged rows
+    ((1, 40, 6, 6), 4, 8, 64),        # parts of 8 rows, the last ones empty
+    ((1, 4, 64, 64), 2, 16, 64),      # many tiles per part
+])
+def test_channels_last_form_is_exact_at_a_large_mean(backend, storage, shape, groups, parts, max_block):
+    # mean 1e3, std 0.1: per column moments relative to the group's first element, merged
+    # across parts and then across the group's columns (Chan), so the error stays at float32
+    # rounding (fp16: the output's rounding); the affine and SiLU included
+    x = random_array(groups, shape, scale=0.1, offset=1e3).astype(storage)
+    c = shape[1]
+    w = (1 + 0.1 * random_array(1, (c,))).astype(storage)
+    b = (0.1 * random_array(2, (c,))).astype(storage)
+    exact = ops.silu(ops.group_norm(x.astype(np.float64), groups, w.astype(np.float64), b.astype(np.float64)))
+    y = group_norm.group_norm_fused(jnp.asarray(x), groups, jnp.asarray(w), jnp.asarray(b), 1e-5, True,
+                                    backend.interpret, form="channels_last", parts=parts, max_block=max_block)
+    assert y.shape == x.shape and y.dtype == x.dtype
+    error = relative_frobenius_error(np.asarray(y).astype(np.float64), exact)
+    assert error < (1e-5 if storage == np.float32 else 1e-3), f"{error:.2e}"
+
+
+def test_channels_last_form_merges_columns_with_different_means(backend):
+    # each column of a group has its own mean (spread 3, std 0.1 within): the merge's
+    # HW (o_c - offset_g)^2 term carries most of the group's variance
+    shape, groups = (2, 24, 7, 9), 3
+    x = (random_array(3, shape, scale=0.1) + np.linspace(-3.0, 3.0, 24)[None, :, None, None] + 50.0).astype(np.float32)
+    y = group_norm.group_norm_fused(jnp.asarray(x), groups, None, None, 1e-5, False, backend.interpret,
+                                    form="channels_last", parts=2, max_block=64)
+    error = relative_frobenius_error(np.asarray(y), ops.group_norm(x.astype(np.float64), groups))
+    assert error < 1e-5, f"{error:.2e}"
+
+
+@pytest.mark.parametrize("shape, column_block, parts", [((2, 320, 64, 64), 64, 64), ((2, 1280, 16, 16), 256, 16),
+                                                        ((1, 128, 512, 512), 128, 1024), ((1, 6, 5, 7), 8, 1)])
+def test_channels_last_geometry(shape, column_block, parts):
+    # SD's shapes: column blocks that divide C, enough programs, parts of whole tiles
+    n, c, h, w = shape
+    block, tile_rows, got_parts, part_rows = group_norm._cl_geometry(n, h * w, c, None, group_norm.NORM_BLOCK)
+    assert (block, got_parts) == (column_block, parts)
+    assert tile_rows * block <= group_norm.NORM_BLOCK and part_rows % tile_rows == 0
+    assert h * w <= got_parts * part_rows < h * w + got_parts * tile_rows
+
+
 @given(slabs=st.integers(1, 512), length=st.integers(1, 2_000_000))
 def test_split_parts_fill_the_gpu_without_tiny_parts(slabs, length):
     parts = group_norm.split_parts(slabs, length)
@@ -102,6 +152,7 @@ def test_split_parts_fill_the_gpu_without_tiny_parts(slabs, length):
 @pytest.mark.parametrize("kwargs, message", [({"form": "two_launch"}, "form: expected None or one of"),
                                              ({"form": "split", "parts": 3}, "parts: expected None, or a power of two"),
                                              ({"form": "one_launch", "parts": 2}, "parts: expected None"),
+                                             ({"form": "channels_last", "parts": 6}, "parts: expected None"),
                                              ({"max_block": 1000}, "max_block: expected a power of two")])
 def test_group_norm_fused_refuses_bad_form_arguments(backend, kwargs, message):
     x = jnp.ones((1, 4, 8), jnp.float32)
