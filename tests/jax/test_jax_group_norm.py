@@ -167,3 +167,15 @@ def test_choose_block_covers_the_length_with_a_power_of_two(length, max_block):
     assert length <= padded < length + block
     if length % max_block == 0:
         assert (block, padded) == (max_block, length)  # SD's sizes: the largest block, no padding
+
+
+@pytest.mark.parametrize("form", group_norm.FORMS)
+def test_forms_lower_with_the_triton_backend(form):
+    """Cross-platform lowering for "cuda" runs the Pallas Triton lowering on a machine without a
+    GPU (masked loads and stores, gathers, block shapes); it does not compile the PTX. SD's
+    C = 320 in fp16, with weight and bias."""
+    pytest.importorskip("jax._src.lib.triton")
+    x, w = jnp.ones((2, 320, 8, 8), jnp.float16), jnp.ones((320,), jnp.float16)
+    fused = jax.jit(lambda x, w: group_norm.group_norm_fused(x, 32, w, w, 1e-5, True, False, form=form))
+    text = fused.trace(x, w).lower(lowering_platforms=("cuda",)).as_text()
+    assert text.count("__gpu$xla.gpu.triton") == LAUNCHES[form]
