@@ -51,22 +51,23 @@ x - mean = (x - x0) - offset keeps the digits that a rounded float32 mean loses 
                  not fit on chip: 3 passes over the activation), with N * G * parts programs.
                  Mathematically the same statistics as one_launch, merged instead of summed.
 
-    channels_last TWO pallas_calls over the grid (N, parts) on x viewed as (N, HW, C), the
-                 layout of the NHWC convolutions XLA runs in 16-bit storage (there the view is
-                 free, while the (N, G, L) view of the other forms makes XLA transpose the
-                 activation before and after the kernel: notes/group_norm.md). A program walks
-                 ``part_rows`` rows in (rows, C) tiles (C padded to a power of two, masked):
-                   group_norm_cl_stats      per column c, the moments of x - x0[g(c)] over the
-                                            part's rows (x0[g] the slab's first element, as
-                                            above), each tile two-pass in registers, merged
-                                            down the rows by Chan's update: (N, parts, C)
-                                            means and M2s;
-                   group_norm_cl_normalize  merges every part's column moments exactly (Chan
-                                            across parts), then the group's columns (equal
-                                            counts HW: offset_g = mean of the column offsets,
-                                            M2_g = sum M2_c + HW sum (o_c - offset_g)^2),
-                                            one group at a time; normalizes its
-                                            rows, applies the affine and SiLU, stores.
+    channels_last THREE pallas_calls on x viewed as (N, HW, C), the layout of the NHWC
+                 convolutions XLA runs in 16-bit storage (there the view is free, while the
+                 (N, G, L) view of the other forms makes XLA transpose the activation before
+                 and after the kernel: notes/group_norm.md). Programs walk ``part_rows`` rows
+                 of one column block (``_cl_geometry``) in (rows, block) tiles:
+                   group_norm_cl_stats      grid (N, parts, column blocks): per column c, the
+                                            moments of x - x0[g(c)] over the part's rows (x0[g]
+                                            the slab's first element, as above), each tile
+                                            two-pass in registers, merged down the rows by
+                                            Chan's update: (N, parts, C) means and M2s;
+                   group_norm_cl_merge      grid (N, G): the group's column moments merged
+                                            exactly across parts (Chan), then across its
+                                            columns (equal counts HW: offset_g = mean of the
+                                            column offsets, M2_g = sum M2_c + HW sum (o_c -
+                                            offset_g)^2), written as per-column scale and shift;
+                   group_norm_cl_normalize  the stats' grid: y = (x - x0[g]) scale + shift,
+                                            then SiLU, stored.
                  x is read twice and y written once, as in "split".
 
 weight/bias are indexed per element by channel = g * C/G + position // HW (a gather from the
@@ -500,32 +501,33 @@ def _group_norm_cl_stats_kernel(x_ref, row0_ref, offset_ref, m2_ref, *, rows, ch
     plgpu.store(m2_ref, m2, mask=column < channels)
 
 
-def _group_norm_cl_merge_kernel(*refs, rows, channels, per_group, groups, part_rows, chunk, eps, has_weight,
-                                has_bias):
-    """Program n: merge the column moments of every part (Chan, the parts' counts n_p), then
-    each group's columns (counts HW each; L = HW C/G):
+def _group_norm_cl_merge_kernel(*refs, rows, channels, per_group, part_rows, chunk, eps, has_weight, has_bias):
+    """Program (n, g): merge the column moments of group g's columns over every part (Chan,
+    the parts' counts n_p), then the columns (counts HW each; L = HW C/G):
 
         o_c = sum_p n_p o_pc / HW,          M2_c = sum_p M2_pc + sum_p n_p (o_pc - o_c)^2,
         offset_g = mean_{c in g} o_c,       M2_g = sum_{c in g} (M2_c + HW (o_c - offset_g)^2),
         rstd_g = 1 / sqrt(M2_g / L + eps),
 
-    and write each column's scale = rstd_g weight[c] and shift = bias[c] - offset_g scale, so
-    that y = (x - x0[g]) scale + shift. The parts are read in chunks of ``chunk`` rows, the
-    groups merged one at a time (a (G, C) mask would not fit in registers). refs = offsets
-    (parts, Cp), M2 (parts, Cp), [weight (Cp,)], [bias (Cp,)], scale (Cp,), shift (Cp,)."""
+    and write each of its columns' scale = rstd_g weight[c] and shift = bias[c] - offset_g
+    scale, so that y = (x - x0[g]) scale + shift. The group's C/G columns are a window of
+    ``width`` = next_pow2(C/G) columns at g C/G, masked past the group; the parts are read in
+    chunks of ``chunk`` rows. refs = offsets (parts, C), M2 (parts, C), [weight (C,)],
+    [bias (C,)], scale (C,), shift (C,): whole per-sample blocks, each program its window."""
     offset_ref, m2_ref, scale_ref, shift_ref = refs[0], refs[1], refs[-2], refs[-1]
     w_ref = refs[2] if has_weight else None
     b_ref = refs[2 + has_weight] if has_bias else None
-    parts, width = offset_ref.shape
-    column = jnp.arange(width, dtype=jnp.int32)
-    inside = column < channels
+    parts = offset_ref.shape[0]
+    width = next_power_of_2(per_group)
+    first_column = pl.program_id(1) * per_group
+    columns = pl.ds(first_column, width)
+    member = jnp.arange(width, dtype=jnp.int32) < per_group
 
     def chunk_of(ref, i):
-        """Rows i * chunk ... of ref, masked past C, and those parts' row counts (chunk, 1)."""
+        """Parts i * chunk ... of the group's columns, 0 past the group, and their row counts (chunk, 1)."""
         first = i * chunk
-        shape = (chunk, width)
-        values = plgpu.load(ref.at[pl.ds(first, chunk), :], mask=lax.broadcasted_iota(jnp.int32, shape, 1) < channels,
-                            other=0.0)
+        mask = lax.broadcasted_iota(jnp.int32, (chunk, width), 1) < per_group
+        values = plgpu.load(ref.at[pl.ds(first, chunk), columns], mask=mask, other=0.0)
         starts = (first + lax.broadcasted_iota(jnp.int32, (chunk, 1), 0)) * part_rows
         return values, jnp.clip(rows - starts, 0, part_rows).astype(F32)
 
@@ -543,24 +545,17 @@ def _group_norm_cl_merge_kernel(*refs, rows, channels, per_group, groups, part_r
         return total + jnp.sum(m2s + counts * spread * spread, axis=0)
 
     column_m2 = lax.fori_loop(0, parts // chunk, add_m2, zeros)
-
-    def merge_group(g, carry):
-        offset, rstd = carry
-        member = (column // per_group == g) & inside
-        group_offset = jnp.sum(jnp.where(member, column_offset, 0.0)) / per_group
-        spread = column_offset - group_offset
-        group_m2 = jnp.sum(jnp.where(member, column_m2 + rows * spread * spread, 0.0))
-        group_rstd = lax.rsqrt(group_m2 / (rows * per_group) + eps)
-        return jnp.where(member, group_offset, offset), jnp.where(member, group_rstd, rstd)
-
-    offset, scale = lax.fori_loop(0, groups, merge_group, (zeros, zeros))
+    group_offset = jnp.sum(jnp.where(member, column_offset, 0.0)) / per_group
+    spread = column_offset - group_offset
+    group_m2 = jnp.sum(jnp.where(member, column_m2 + rows * spread * spread, 0.0))
+    scale = jnp.broadcast_to(lax.rsqrt(group_m2 / (rows * per_group) + eps), (width,))
     if has_weight:
-        scale = scale * plgpu.load(w_ref, mask=inside, other=0.0).astype(F32)
-    shift = -offset * scale
+        scale = scale * plgpu.load(w_ref.at[columns], mask=member, other=0.0).astype(F32)
+    shift = -group_offset * scale
     if has_bias:
-        shift = shift + plgpu.load(b_ref, mask=inside, other=0.0).astype(F32)
-    plgpu.store(scale_ref, scale, mask=inside)
-    plgpu.store(shift_ref, shift, mask=inside)
+        shift = shift + plgpu.load(b_ref.at[columns], mask=member, other=0.0).astype(F32)
+    plgpu.store(scale_ref.at[columns], scale, mask=member)
+    plgpu.store(shift_ref.at[columns], shift, mask=member)
 
 
 def _group_norm_cl_normalize_kernel(x_ref, row0_ref, scale_ref, shift_ref, y_ref, *, rows, channels, per_group,
@@ -588,7 +583,7 @@ def _group_norm_cl_normalize_kernel(x_ref, row0_ref, scale_ref, shift_ref, y_ref
 
 def _channels_last(x, num_groups, weight, bias, eps, silu, interpret, max_block, parts):
     """The "channels_last" form on x viewed as (N, HW, C): ``group_norm_cl_stats`` over the grid
-    (N, parts, column blocks), ``group_norm_cl_merge`` over N, ``group_norm_cl_normalize`` over
+    (N, parts, column blocks), ``group_norm_cl_merge`` over (N, G), ``group_norm_cl_normalize`` over
     the stats' grid. Between them only the (N, parts, C) float32 column moments and the (N, C)
     scales and shifts. ``parts``: None picks by size (``_cl_geometry``); a power of two forces it."""
     n, c = x.shape[:2]
@@ -615,10 +610,14 @@ def _channels_last(x, num_groups, weight, bias, eps, silu, interpret, max_block,
         name="group_norm_cl_stats",
     )(pixels, pixels)
 
-    chunk = min(parts, max(NORM_BLOCK // width, 1))
-    sample_moments_spec = pl.BlockSpec((None, parts, width), lambda i: (i, 0, 0))
-    vector_spec = pl.BlockSpec((width,), lambda i: (0,))
-    sample_vector_spec = pl.BlockSpec((None, width), lambda i: (i, 0))
+    group_width = next_power_of_2(per_group)
+    chunk = min(parts, max(NORM_BLOCK // group_width, 1))
+    # one program per (sample, group): whole per-sample blocks, wide enough for the last group's
+    # window (C - C/G + next_pow2(C/G) columns), each program reading and writing its group's window
+    covered = next_power_of_2(c - per_group + group_width)
+    sample_moments_spec = pl.BlockSpec((None, parts, covered), lambda i, g: (i, 0, 0))
+    vector_spec = pl.BlockSpec((covered,), lambda i, g: (0,))
+    sample_vector_spec = pl.BlockSpec((None, covered), lambda i, g: (i, 0))
     operands, in_specs = [offsets, m2], [sample_moments_spec, sample_moments_spec]
     for vector in (weight, bias):
         if vector is not None:
@@ -626,13 +625,13 @@ def _channels_last(x, num_groups, weight, bias, eps, silu, interpret, max_block,
             in_specs.append(vector_spec)
     vectors = jax.ShapeDtypeStruct((n, c), F32)
     scale, shift = pl.pallas_call(
-        functools.partial(_group_norm_cl_merge_kernel, groups=num_groups, part_rows=part_rows, chunk=chunk, eps=eps,
+        functools.partial(_group_norm_cl_merge_kernel, part_rows=part_rows, chunk=chunk, eps=eps,
                           has_weight=weight is not None, has_bias=bias is not None, **statics),
         out_shape=(vectors, vectors),
-        grid=(n,),
+        grid=(n, num_groups),
         in_specs=in_specs,
         out_specs=(sample_vector_spec, sample_vector_spec),
-        compiler_params=compiler_params(warps_for_block(chunk * width), interpret),
+        compiler_params=compiler_params(warps_for_block(chunk * group_width), interpret),
         interpret=interpret,
         name="group_norm_cl_merge",
     )(*operands)

@@ -60,9 +60,10 @@ for s in "$@"; do  # NAME:SECONDS
                    python3 -m experiments.sd_latency --backend jax --dtype "$dtype" --iterations 1 --configs "$config"
                find "$OUT/$name" -type f ! -name '*after_optimizations.txt' -delete
                find "$OUT/$name" -type f -size -200k -delete ;;
-        jax_*) rest=${name#jax_} dtype=${rest%%_*} rest=${rest#*_} configs=${rest%%_*} extra=
-               [ "$rest" != "$configs" ] && [ "${rest##*_}" = notriton ] && extra="--xla-option xla_gpu_enable_triton_gemm=false"
-               [ "$rest" != "$configs" ] && [ "${rest##*_}" = gncl ] && extra="--group-norm-form channels_last"
+        jax_*) rest=${name#jax_} dtype=${rest%%_*} rest=${rest#*_} extra= suffix=${rest##*_} configs=$rest
+               case $suffix in default|notriton|gncl) configs=${rest%_*} ;; esac  # configs may hold "_"
+               [ "$suffix" = notriton ] && extra="--xla-option xla_gpu_enable_triton_gemm=false"
+               [ "$suffix" = gncl ] && extra="--group-norm-form channels_last"
                [ "$configs" = all ] && configs=$ALL
                step "sd_latency_${dtype}_$rest" "$limit" python3 -m experiments.sd_latency --backend jax --dtype "$dtype" \
                    --iterations 5 --configs ${configs//+/ } $extra --json "$OUT/sd_latency_${dtype}_$rest.json" ;;

@@ -98,6 +98,7 @@ def test_split_form_merges_blocks_with_different_means(backend, parts):
     ((1, 320, 4, 4), 32, None, 4096),  # SD's C = 320: five column blocks of 64, groups of 10 straddle them
     ((2, 96, 5, 5), 3, 2, 64),        # three column blocks of 32, two tiles of 2 rows per part, ragged rows
     ((1, 40, 6, 6), 4, 8, 64),        # parts of 8 rows, the last ones empty
+    ((1, 60, 3, 5), 3, None, 4096),    # groups of 20 columns in windows of 32 (the last one masked past C)
     ((1, 4, 64, 64), 2, 16, 64),      # many tiles per part
 ])
 def test_channels_last_form_is_exact_at_a_large_mean(backend, storage, shape, groups, parts, max_block):
