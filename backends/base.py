@@ -319,6 +319,13 @@ class Backend(ABC):
         times: ``jax.jit`` on JAX, ``fn`` itself where ops run one by one."""
         return fn
 
+    def compile_network(self, fn):
+        """``fn(params, *inputs)`` prepared to run many times with the same ``params`` (a dict of
+        this backend's arrays, a network's weights): ``compile(fn)`` by default. A backend may
+        place ``params`` once in the layouts its compiled program reads best, replacing the
+        dict's arrays in place (JAX with ``parameter_layouts="auto"``)."""
+        return self.compile(fn)
+
     def clear_caches(self) -> None:
         """Forget what the backend derived from arrays it has seen (e.g. OpenCL's transformed
         Winograd weights), so their device memory can go; needed after changing weights in

@@ -11,8 +11,9 @@ Pallas transforms; XLA's direct convolution), ``gemm`` (linear) and ``elementwis
 that JAX cannot reset; "unavailable" on the CPU), ``synchronize`` blocks on the array it is given,
 ``compile`` is ``jax.jit`` with the backend's ``compiler_options``. Beyond the interface:
 ``interpret``, ``device``, ``compiler_options`` (XLA options of ``compile``'s programs),
-``group_norm_form`` (one of the fused GroupNorm's forms by name, for the benchmark) and
-``fused_group_norm_form`` (the form the fused switch takes in a network; None: by size).
+``group_norm_form`` (one of the fused GroupNorm's forms by name, for the benchmark),
+``fused_group_norm_form`` (the form the fused switch takes in a network; None: by size) and
+``parameter_layouts`` (the weights' layouts in ``compile_network``'s programs).
 
 Precision policy (the same semantics on CPU and GPU; the CPU runs the Pallas kernels in interpret
 mode and has no tensor cores):
@@ -47,7 +48,7 @@ import numpy as np
 from reference import _checks as checks
 
 from ..base import Backend, Timing
-from . import attention, elementwise, gelu, gemm, group_norm, winograd
+from . import attention, elementwise, gelu, gemm, group_norm, layouts, winograd
 
 #: Storage dtypes of this backend (float64 would need jax_enable_x64; the reference covers it).
 STORAGE_DTYPES = (np.dtype(np.float32), np.dtype(np.float16), np.dtype(jnp.bfloat16))
@@ -65,17 +66,24 @@ class JaxBackend(Backend):
     baselines_are_peers = True  # the unfused variants are plain jnp: XLA's fusion and kernels
 
     def __init__(self, optimizations=None, interpret: bool | None = None, compiler_options: dict | None = None,
-                 group_norm_form: str | None = None):
+                 group_norm_form: str | None = None, parameter_layouts: str = "default"):
         """``interpret``: run the Pallas kernels in the Pallas interpreter. None (default): True
         exactly when JAX's default backend is the CPU, where Pallas has no compiler; the choice is
         recorded in ``choices``. ``compiler_options``: XLA options of the programs ``compile``
         makes (``jax.jit``'s ``compiler_options``, e.g. ``{"xla_gpu_enable_triton_gemm": False}``).
         ``group_norm_form``: the form of every fused GroupNorm (one of group_norm.FORMS; None:
-        ``group_norm.fused_form``'s choice by size), to measure the forms in a network."""
+        ``group_norm.fused_form``'s choice by size), to measure the forms in a network.
+        ``parameter_layouts``: "default" (row-major weights, which XLA relayouts inside every
+        call where a kernel reads another layout, e.g. cuDNN's NHWC convolutions their OIHW
+        filters) or "auto" (``compile_network`` lets XLA choose the weights' layouts and places
+        them once: ``layouts.NetworkProgram``)."""
         super().__init__(optimizations)
         if group_norm_form is not None and group_norm_form not in group_norm.FORMS:
             raise ValueError(f"group_norm_form: expected None or one of {group_norm.FORMS}, got {group_norm_form!r}")
         self.fused_group_norm_form = group_norm_form
+        if parameter_layouts not in layouts.PARAMETER_LAYOUTS:
+            raise ValueError(f"parameter_layouts: expected one of {layouts.PARAMETER_LAYOUTS}, got {parameter_layouts!r}")
+        self.parameter_layouts = parameter_layouts
         if compiler_options is not None and not isinstance(compiler_options, dict):
             raise TypeError(f"compiler_options: expected a dict of XLA options, got {type(compiler_options).__name__}")
         self.compiler_options = dict(compiler_options or {})
@@ -146,6 +154,13 @@ class JaxBackend(Backend):
         """``jax.jit(fn)``: one XLA program per input shapes, its arguments traced (not constants),
         compiled with the backend's ``compiler_options``."""
         return jax.jit(fn, compiler_options=self.compiler_options or None)
+
+    def compile_network(self, fn):
+        """``compile(fn)``, or with ``parameter_layouts="auto"`` a ``layouts.NetworkProgram``:
+        the weights (``fn``'s first argument) in the layouts XLA chooses, placed once."""
+        if self.parameter_layouts == "default":
+            return self.compile(fn)
+        return layouts.NetworkProgram(fn, self.compiler_options)
 
     def time(self, fn, repeats: int = 10, warmup: int = 2, args=None) -> Timing:
         """Wall time: one call until its result is ready. Device time, with ``args`` (the arrays

@@ -326,12 +326,13 @@ class Model(ABC):
         return {name: params[name] for name in shapes}
 
     def _compile(self):
-        """The forward pass as a function of (params, *inputs), prepared by ``backend.compile``:
-        one ``jax.jit`` on JAX (parameters are an argument, not constants), op by op elsewhere."""
+        """The forward pass as a function of (params, *inputs), prepared by
+        ``backend.compile_network``: one ``jax.jit`` on JAX (parameters are an argument, not
+        constants), op by op elsewhere."""
         def forward(params, *inputs):
             return self.forward(Run(self.backend, params), *inputs)
 
-        return self.backend.compile(forward)
+        return self.backend.compile_network(forward)
 
     # -- constructors --------------------------------------------------------------------------
 
