@@ -230,6 +230,8 @@ def main(argv=None):
                    help="JAX: the form of every fused GroupNorm (JaxBackend's group_norm_form; default: by size)")
     p.add_argument("--parameter-layouts", default=None, choices=["default", "auto"],
                    help="JAX: the weights' layouts (JaxBackend's parameter_layouts; auto: XLA's choice, placed once)")
+    p.add_argument("--group-norm-view", default=None, choices=["grouped", "slab"],
+                   help="JAX: the unfused GroupNorm's view of x (JaxBackend's group_norm_view; default grouped)")
     p.add_argument("--json", default=None, help="write the rows as JSON (rewritten after each configuration)")
     p.add_argument("--plot", metavar="PNG", default=None,
                    help="save the ablation as stacked bars per configuration (paper_figures.ablation's figure)")
@@ -239,11 +241,14 @@ def main(argv=None):
         p.error("--xla-option: only the jax backend compiles through XLA")
     if args.group_norm_form and args.backend != "jax":
         p.error("--group-norm-form: only the jax backend has the fused GroupNorm's forms")
+    if args.group_norm_view and args.backend != "jax":
+        p.error("--group-norm-view: only the jax backend has the jnp GroupNorm's views")
     if args.parameter_layouts and args.backend != "jax":
         p.error("--parameter-layouts: only the jax backend chooses the weights' layouts")
     backend_options = {**({"compiler_options": xla_options} if xla_options else {}),
                        **({"group_norm_form": args.group_norm_form} if args.group_norm_form else {}),
-                       **({"parameter_layouts": args.parameter_layouts} if args.parameter_layouts else {})}
+                       **({"parameter_layouts": args.parameter_layouts} if args.parameter_layouts else {}),
+                       **({"group_norm_view": args.group_norm_view} if args.group_norm_view else {})}
     print(f"{'tiny' if args.tiny else 'SD 1.4'} components, batch {args.batch}, {args.dtype}, "
           f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
     def write_json(rows):

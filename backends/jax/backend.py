@@ -12,8 +12,9 @@ that JAX cannot reset; "unavailable" on the CPU), ``synchronize`` blocks on the 
 ``compile`` is ``jax.jit`` with the backend's ``compiler_options``. Beyond the interface:
 ``interpret``, ``device``, ``compiler_options`` (XLA options of ``compile``'s programs),
 ``group_norm_form`` (one of the fused GroupNorm's forms by name, for the benchmark),
-``fused_group_norm_form`` (the form the fused switch takes in a network; None: by size) and
-``parameter_layouts`` (the weights' layouts in ``compile_network``'s programs).
+``fused_group_norm_form`` (the form the fused switch takes in a network; None: by size),
+``parameter_layouts`` (the weights' layouts in ``compile_network``'s programs) and
+``group_norm_view`` (the unfused GroupNorm's view of x).
 
 Precision policy (the same semantics on CPU and GPU; the CPU runs the Pallas kernels in interpret
 mode and has no tensor cores):
@@ -66,7 +67,8 @@ class JaxBackend(Backend):
     baselines_are_peers = True  # the unfused variants are plain jnp: XLA's fusion and kernels
 
     def __init__(self, optimizations=None, interpret: bool | None = None, compiler_options: dict | None = None,
-                 group_norm_form: str | None = None, parameter_layouts: str = "default"):
+                 group_norm_form: str | None = None, parameter_layouts: str = "default",
+                 group_norm_view: str = "grouped"):
         """``interpret``: run the Pallas kernels in the Pallas interpreter. None (default): True
         exactly when JAX's default backend is the CPU, where Pallas has no compiler; the choice is
         recorded in ``choices``. ``compiler_options``: XLA options of the programs ``compile``
@@ -76,7 +78,8 @@ class JaxBackend(Backend):
         ``parameter_layouts``: "default" (row-major weights, which XLA relayouts inside every
         call where a kernel reads another layout, e.g. cuDNN's NHWC convolutions their OIHW
         filters) or "auto" (``compile_network`` lets XLA choose the weights' layouts and places
-        them once: ``layouts.NetworkProgram``)."""
+        them once: ``layouts.NetworkProgram``). ``group_norm_view``: how the unfused (jnp)
+        GroupNorm views x (group_norm.VIEWS), to measure the two in a network."""
         super().__init__(optimizations)
         if group_norm_form is not None and group_norm_form not in group_norm.FORMS:
             raise ValueError(f"group_norm_form: expected None or one of {group_norm.FORMS}, got {group_norm_form!r}")
@@ -84,6 +87,9 @@ class JaxBackend(Backend):
         if parameter_layouts not in layouts.PARAMETER_LAYOUTS:
             raise ValueError(f"parameter_layouts: expected one of {layouts.PARAMETER_LAYOUTS}, got {parameter_layouts!r}")
         self.parameter_layouts = parameter_layouts
+        if group_norm_view not in group_norm.VIEWS:
+            raise ValueError(f"group_norm_view: expected one of {group_norm.VIEWS}, got {group_norm_view!r}")
+        self.group_norm_view = group_norm_view
         if compiler_options is not None and not isinstance(compiler_options, dict):
             raise TypeError(f"compiler_options: expected a dict of XLA options, got {type(compiler_options).__name__}")
         self.compiler_options = dict(compiler_options or {})
@@ -211,7 +217,7 @@ class JaxBackend(Backend):
         if fused:
             return group_norm.group_norm_fused(x, num_groups, weight, bias, eps, silu, self.interpret,
                                                form=self.fused_group_norm_form)
-        return group_norm.group_norm(x, num_groups, weight, bias, eps, silu)
+        return group_norm.group_norm(x, num_groups, weight, bias, eps, silu, view=self.group_norm_view)
 
     def group_norm_form(self, x, num_groups, weight=None, bias=None, eps=1e-5, silu=False, form="one_launch"):
         """The fused GroupNorm(+SiLU) in one named form ("one_launch" or "split", group_norm.py),

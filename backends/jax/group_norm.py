@@ -134,8 +134,14 @@ def _centred(x, axes=(-1,)):
     return shifted - jnp.mean(shifted, axis=axes, keepdims=True)
 
 
-@functools.partial(jax.jit, static_argnums=(1, 4, 5))
-def group_norm(x, num_groups: int, weight=None, bias=None, eps: float = 1e-5, silu: bool = False):
+#: ``group_norm``'s views of x: (N, G, C/G, *spatial) reduced over its last axes, or the slab
+#: (N, G, C/G * HW) reduced over its last axis (notes/group_norm.md: which one XLA lays out better)
+VIEWS = ("grouped", "slab")
+
+
+@functools.partial(jax.jit, static_argnums=(1, 4, 5), static_argnames=("view",))
+def group_norm(x, num_groups: int, weight=None, bias=None, eps: float = 1e-5, silu: bool = False,
+               view: str = "grouped"):
     """GroupNorm of x (N, C, *spatial) over G groups of C/G consecutive channels (torch.nn.GroupNorm):
 
         mu = mean(X_g),   var = mean((X_g - mu)^2)          (two-pass: centred, biased)
@@ -143,12 +149,18 @@ def group_norm(x, num_groups: int, weight=None, bias=None, eps: float = 1e-5, si
 
     The unfused baseline: XLA computes the statistics and the normalization as separate
     reductions and elementwise fusions (it fuses what it can; that is the peer the Pallas
-    kernel is measured against)."""
+    kernel is measured against).
+
+    ``view`` (VIEWS): "grouped" reshapes x to (N, G, C/G, *spatial) and reduces over its last
+    axes: splitting C is free in any layout, so XLA may keep the NHWC layout of its fp16
+    convolutions around GroupNorm (the H100 decoder's transposes went with it); "slab" to
+    (N, G, C/G * HW), free only in NCHW (the form before 2026-12-07, kept for the A/B the UNet
+    still needs: backends/jax/notes/group_norm.md)."""
+    if view not in VIEWS:
+        raise ValueError(f"view: expected one of {VIEWS}, got {view!r}")
     n, c = x.shape[:2]
-    # (N, G, C/G, *spatial), reduced over its last axes, not (N, G, C/G * HW): splitting C is free
-    # in any layout, so XLA may keep the NHWC layout of its fp16 convolutions around GroupNorm
-    # (merging C/G with HW is free only in NCHW: backends/jax/notes/group_norm.md)
-    slabs = x.astype(F32).reshape(n, num_groups, c // num_groups, *x.shape[2:])
+    kept = x.shape[2:] if view == "grouped" else (math.prod(x.shape[2:]),)
+    slabs = x.astype(F32).reshape(n, num_groups, c // num_groups, *kept)
     axes = tuple(range(2, slabs.ndim))
     centred = _centred(slabs, axes)
     var = jnp.mean(jnp.square(centred), axis=axes, keepdims=True)

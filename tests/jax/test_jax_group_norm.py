@@ -180,3 +180,18 @@ def test_forms_lower_with_the_triton_backend(form):
     fused = jax.jit(lambda x, w: group_norm.group_norm_fused(x, 32, w, w, 1e-5, True, False, form=form))
     text = fused.trace(x, w).lower(lowering_platforms=("cuda",)).as_text()
     assert text.count("__gpu$xla.gpu.triton") == LAUNCHES[form]
+
+
+@pytest.mark.parametrize("view", group_norm.VIEWS)
+def test_unfused_views_match_the_reference(view):
+    # the jnp baseline in both views of x (group_norm.VIEWS), at a large mean, a ragged spatial
+    # shape and with the affine and SiLU: the same float64 reference
+    shape, groups = (2, 6, 5, 7), 3
+    x = random_array(7, shape, scale=0.1, offset=1e3).astype(np.float32)
+    w = (1 + 0.1 * random_array(8, (6,))).astype(np.float32)
+    b = (0.1 * random_array(9, (6,))).astype(np.float32)
+    exact = ops.silu(ops.group_norm(x.astype(np.float64), groups, w.astype(np.float64), b.astype(np.float64)))
+    y = group_norm.group_norm(jnp.asarray(x), groups, jnp.asarray(w), jnp.asarray(b), 1e-5, True, view=view)
+    assert relative_frobenius_error(np.asarray(y), exact) < 1e-5
+    with pytest.raises(ValueError, match="view: expected one of"):
+        group_norm.group_norm(jnp.asarray(x), groups, view="nhwc")
