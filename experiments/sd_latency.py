@@ -204,11 +204,17 @@ HEADER = ("| configuration | text encoder ms | UNet ms / iteration | decoder ms 
           "|---|---|---|---|---|---|---|---|---|")
 
 
-def parse_xla_option(text: str) -> tuple[str, object]:
-    """"NAME=VALUE" -> (NAME, VALUE as a bool, an int or the string); argparse's ``type``."""
+def parse_backend_option(text: str) -> tuple[str, str]:
+    """"NAME=VALUE" -> (NAME, VALUE); argparse's ``type``."""
     name, sep, value = text.partition("=")
     if not sep or not name:
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
+def parse_xla_option(text: str) -> tuple[str, object]:
+    """"NAME=VALUE" -> (NAME, VALUE as a bool, an int or the string); argparse's ``type``."""
+    name, value = parse_backend_option(text)
     if value.lower() in ("true", "false"):
         return name, value.lower() == "true"
     return name, int(value) if value.lstrip("-").isdigit() else value
@@ -226,12 +232,9 @@ def main(argv=None):
     p.add_argument("--xla-option", action="append", default=[], metavar="NAME=VALUE", type=parse_xla_option,
                    help="JAX: an XLA option of the networks' programs (JaxBackend's compiler_options), e.g. "
                         "xla_gpu_enable_triton_gemm=false; repeatable")
-    p.add_argument("--group-norm-form", default=None, choices=["one_launch", "split", "channels_last"],
-                   help="JAX: the form of every fused GroupNorm (JaxBackend's group_norm_form; default: by size)")
-    p.add_argument("--parameter-layouts", default=None, choices=["default", "auto"],
-                   help="JAX: the weights' layouts (JaxBackend's parameter_layouts; auto: XLA's choice, placed once)")
-    p.add_argument("--group-norm-view", default=None, choices=["grouped", "slab"],
-                   help="JAX: the unfused GroupNorm's view of x (JaxBackend's group_norm_view; default grouped)")
+    p.add_argument("--backend-option", action="append", default=[], metavar="NAME=VALUE", type=parse_backend_option,
+                   help="a keyword argument of the backend, as a string, e.g. (JAX) fused_group_norm_form=channels_last, "
+                        "parameter_layouts=auto, group_norm_view=slab; repeatable (the backend checks the value)")
     p.add_argument("--json", default=None, help="write the rows as JSON (rewritten after each configuration)")
     p.add_argument("--plot", metavar="PNG", default=None,
                    help="save the ablation as stacked bars per configuration (paper_figures.ablation's figure)")
@@ -239,16 +242,7 @@ def main(argv=None):
     xla_options = dict(args.xla_option)
     if xla_options and args.backend != "jax":
         p.error("--xla-option: only the jax backend compiles through XLA")
-    if args.group_norm_form and args.backend != "jax":
-        p.error("--group-norm-form: only the jax backend has the fused GroupNorm's forms")
-    if args.group_norm_view and args.backend != "jax":
-        p.error("--group-norm-view: only the jax backend has the jnp GroupNorm's views")
-    if args.parameter_layouts and args.backend != "jax":
-        p.error("--parameter-layouts: only the jax backend chooses the weights' layouts")
-    backend_options = {**({"compiler_options": xla_options} if xla_options else {}),
-                       **({"group_norm_form": args.group_norm_form} if args.group_norm_form else {}),
-                       **({"parameter_layouts": args.parameter_layouts} if args.parameter_layouts else {}),
-                       **({"group_norm_view": args.group_norm_view} if args.group_norm_view else {})}
+    backend_options = {**({"compiler_options": xla_options} if xla_options else {}), **dict(args.backend_option)}
     print(f"{'tiny' if args.tiny else 'SD 1.4'} components, batch {args.batch}, {args.dtype}, "
           f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
     def write_json(rows):

@@ -295,6 +295,17 @@ def assert_one_pallas_call(fn, *args, calls: int = 1, also_allowed: frozenset = 
     assert not math_outside, f"math outside the kernel: {math_outside}"
 
 
+def triton_kernels_lowered_for_cuda(fn, *args) -> int:
+    """How many Pallas Triton kernels ``jax.jit(fn)(*args)`` has once lowered for "cuda". The
+    cross-platform lowering runs the Pallas Triton lowering on a machine without a GPU (power-of-two
+    tensors, masked loads and stores, supported primitives) but does not compile the PTX; callers
+    skip without the Triton backend (``pytest.importorskip("jax._src.lib.triton")``)."""
+    import jax
+
+    text = jax.jit(fn).trace(*args).lower(lowering_platforms=("cuda",)).as_text()
+    return text.count("__gpu$xla.gpu.triton")
+
+
 @st.composite
 def shape_and_new_shape(draw):
     """A shape, and another with the same element count: its sizes reordered, some merged."""

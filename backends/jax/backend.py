@@ -67,13 +67,13 @@ class JaxBackend(Backend):
     baselines_are_peers = True  # the unfused variants are plain jnp: XLA's fusion and kernels
 
     def __init__(self, optimizations=None, interpret: bool | None = None, compiler_options: dict | None = None,
-                 group_norm_form: str | None = None, parameter_layouts: str = "default",
+                 fused_group_norm_form: str | None = None, parameter_layouts: str = "default",
                  group_norm_view: str = "grouped"):
         """``interpret``: run the Pallas kernels in the Pallas interpreter. None (default): True
         exactly when JAX's default backend is the CPU, where Pallas has no compiler; the choice is
         recorded in ``choices``. ``compiler_options``: XLA options of the programs ``compile``
         makes (``jax.jit``'s ``compiler_options``, e.g. ``{"xla_gpu_enable_triton_gemm": False}``).
-        ``group_norm_form``: the form of every fused GroupNorm (one of group_norm.FORMS; None:
+        ``fused_group_norm_form``: the form of every fused GroupNorm (one of group_norm.FORMS; None:
         ``group_norm.fused_form``'s choice by size), to measure the forms in a network.
         ``parameter_layouts``: "default" (row-major weights, which XLA relayouts inside every
         call where a kernel reads another layout, e.g. cuDNN's NHWC convolutions their OIHW
@@ -81,9 +81,10 @@ class JaxBackend(Backend):
         them once: ``layouts.NetworkProgram``). ``group_norm_view``: how the unfused (jnp)
         GroupNorm views x (group_norm.VIEWS), to measure the two in a network."""
         super().__init__(optimizations)
-        if group_norm_form is not None and group_norm_form not in group_norm.FORMS:
-            raise ValueError(f"group_norm_form: expected None or one of {group_norm.FORMS}, got {group_norm_form!r}")
-        self.fused_group_norm_form = group_norm_form
+        if fused_group_norm_form is not None and fused_group_norm_form not in group_norm.FORMS:
+            raise ValueError(f"fused_group_norm_form: expected None or one of {group_norm.FORMS}, "
+                             f"got {fused_group_norm_form!r}")
+        self.fused_group_norm_form = fused_group_norm_form
         if parameter_layouts not in layouts.PARAMETER_LAYOUTS:
             raise ValueError(f"parameter_layouts: expected one of {layouts.PARAMETER_LAYOUTS}, got {parameter_layouts!r}")
         self.parameter_layouts = parameter_layouts

@@ -305,15 +305,27 @@ def _part_geometry(length: int, parts: int, max_block: int = NORM_BLOCK) -> tupl
     return choose_block(cdiv(length, parts), max_block)
 
 
-def _group_norm_stats_kernel(x_ref, offset_ref, m2_ref, *, length, part_length, block):
-    """Part p of slab (n, g): the moments of v = x - x0 (x0 the slab's first element) over the
-    part's valid positions. Each block's moments are two-pass in registers (its mean, then its
-    centred sum of squares), merged into the running (count, mean, M2) by Chan's update:
+def _chan_update(moments, n_b, mean_b, m2_b):
+    """Running (count, mean, M2) merged with a block's (n_b, mean_b, M2_b) (Chan et al.; scalars
+    or per-column vectors):
 
         delta = mean_b - mean,  count' = count + n_b,
         mean' = mean + delta * n_b / count',  M2' = M2 + M2_b + delta^2 * count * n_b / count'
 
-    so x is read once. Outputs: the part's mean of v and its M2 (one float32 each)."""
+    An empty block (n_b = 0) leaves the moments as they are."""
+    count, mean, m2 = moments
+    total = count + n_b
+    delta = mean_b - mean
+    share = n_b / jnp.maximum(total, 1.0)
+    return total, mean + delta * share, m2 + m2_b + delta * delta * count * share
+
+
+def _group_norm_stats_kernel(x_ref, offset_ref, m2_ref, *, length, part_length, block):
+    """Part p of slab (n, g): the moments of v = x - x0 (x0 the slab's first element) over the
+    part's valid positions. Each block's moments are two-pass in registers (its mean, then its
+    centred sum of squares), merged into the running (count, mean, M2) by Chan's update
+    (``_chan_update``), so x is read once. Outputs: the part's mean of v and its M2 (one
+    float32 each)."""
     part = pl.program_id(2)
     base = part * part_length
     lanes = jnp.arange(block, dtype=jnp.int32)
@@ -321,7 +333,6 @@ def _group_norm_stats_kernel(x_ref, offset_ref, m2_ref, *, length, part_length, 
     ragged = x_ref.shape[-1] != length  # padded slab: mask positions >= length
 
     def add_block(i, moments):
-        count, mean, m2 = moments
         start = base + pl.multiple_of(i * block, block)
         v = x_ref[0, 0, pl.ds(start, block)].astype(F32) - pivot
         if ragged:
@@ -333,11 +344,7 @@ def _group_norm_stats_kernel(x_ref, offset_ref, m2_ref, *, length, part_length, 
             n_b = F32(block)
             mean_b = jnp.sum(v) / block
             d = v - mean_b
-        m2_b = jnp.sum(d * d)
-        total = count + n_b
-        delta = mean_b - mean
-        share = n_b / jnp.maximum(total, 1.0)
-        return total, mean + delta * share, m2 + m2_b + delta * delta * count * share
+        return _chan_update(moments, n_b, mean_b, jnp.sum(d * d))
 
     zero = F32(0.0)
     _, mean, m2 = lax.fori_loop(0, part_length // block, add_block, (zero, zero, zero))
@@ -488,23 +495,19 @@ def _group_norm_cl_stats_kernel(x_ref, row0_ref, offset_ref, m2_ref, *, rows, ch
                                 tile_rows):
     """Program (n, p, j): per column of column block j, the mean and M2 of v = x - x0[g(c)] over
     part p's rows. Each tile's column moments are two-pass in registers, merged into the
-    running (count, mean, M2) by Chan's update (``_group_norm_stats_kernel``'s, per column)."""
+    running (count, mean, M2) by Chan's update (``_chan_update``, per column)."""
     width = x_ref.shape[1]
     base, first_column = pl.program_id(1) * part_rows, pl.program_id(2) * width
     pivots = _cl_pivots(row0_ref, first_column, width, per_group, channels)
 
     def add_tile(i, moments):
-        count, mean, m2 = moments
         start = base + i * tile_rows
         tile, valid = _cl_tile(x_ref, start, tile_rows, rows, first_column, channels)
         n_b = jnp.clip(rows - start, 0, tile_rows).astype(F32)
         v = jnp.where(valid, tile - pivots, 0.0)
         mean_b = jnp.sum(v, axis=0) / jnp.maximum(n_b, 1.0)
         d = jnp.where(valid, v - mean_b[None, :], 0.0)
-        total = count + n_b
-        delta = mean_b - mean
-        share = n_b / jnp.maximum(total, 1.0)
-        return total, mean + delta * share, m2 + jnp.sum(d * d, axis=0) + delta * delta * count * share
+        return _chan_update(moments, n_b, mean_b, jnp.sum(d * d, axis=0))
 
     zeros = jnp.zeros((width,), F32)
     _, mean, m2 = lax.fori_loop(0, part_rows // tile_rows, add_tile, (F32(0.0), zeros, zeros))

@@ -26,41 +26,43 @@ PARAMETER_LAYOUTS = ("default", "auto")
 
 
 class NetworkProgram:
-    """fn(params, *inputs) compiled once per input signature with the params' layouts chosen by
-    XLA; ``params`` (a dict of arrays) is placed in those layouts on the first call with it and
-    then passed as it is. Replacing a weight in the dict afterwards needs a new NetworkProgram
-    (the program would get the new array in the default layout, which JAX refuses)."""
+    """fn(params, *inputs) compiled once per signature (the weights' and the inputs' shapes and
+    dtypes) with the params' layouts chosen by XLA; ``params`` (a dict of arrays) is placed in
+    those layouts on the first call with it and then passed as it is: a later call costs one
+    lookup by the dict's identity and the inputs' signature, not a walk over the weights.
+    Replacing a weight in the dict afterwards needs a new NetworkProgram (the program would get
+    the new array in the default layout, which JAX refuses)."""
 
     def __init__(self, fn, compiler_options: dict | None = None):
         self._fn = fn
         self._compiler_options = compiler_options or None
-        self._programs: dict = {}
-        self._placed: set = set()  # (id of a params dict, signature) already in the program's layouts
+        self._programs: dict = {}  # (weights' signature, inputs' signature) -> compiled program
+        self._ready: dict = {}     # (id of a params dict placed for it, inputs' signature) -> program
 
     @staticmethod
-    def signature(params: dict, inputs) -> tuple:
-        """What a compiled program is specialized on: the weights' names, shapes and dtypes and
-        each input's type, shape and dtype."""
-        weights = tuple((name, tuple(p.shape), str(p.dtype)) for name, p in params.items())
-        return weights, tuple((type(x).__name__, np.shape(x), str(getattr(x, "dtype", ""))) for x in inputs)
+    def inputs_signature(inputs) -> tuple:
+        return tuple((type(x).__name__, np.shape(x), str(getattr(x, "dtype", ""))) for x in inputs)
 
     def program(self, params: dict, *inputs):
         """The compiled program of this signature (lowered and compiled on first use)."""
-        key = self.signature(params, inputs)
+        weights = tuple((name, tuple(p.shape), str(p.dtype)) for name, p in params.items())
+        key = weights, self.inputs_signature(inputs)
         if key not in self._programs:
             jitted = jax.jit(self._fn, in_shardings=(Format(Layout.AUTO),) + (None,) * len(inputs),
                              compiler_options=self._compiler_options)
             # the weights as shapes only: an array would pin its current layout
             shapes = {name: jax.ShapeDtypeStruct(p.shape, p.dtype, sharding=p.sharding) for name, p in params.items()}
             self._programs[key] = jitted.lower(shapes, *inputs).compile()
-        return key, self._programs[key]
+        return self._programs[key]
 
     def __call__(self, params: dict, *inputs):
-        key, program = self.program(params, *inputs)
-        if (id(params), key) not in self._placed:
+        ready = (id(params), self.inputs_signature(inputs))
+        program = self._ready.get(ready)
+        if program is None:
+            program = self.program(params, *inputs)
             formats = program.input_formats[0][0]
             for name, array in params.items():
                 if array.format != formats[name]:
                     params[name] = jax.device_put(array, formats[name])
-            self._placed.add((id(params), key))
+            self._ready[ready] = program
         return program(params, *inputs)

@@ -13,13 +13,13 @@
 #   profile_DT_CFGS   experiments.probes.jax_unet_profile: the UNet's kernels by kind (CFGS joined by +);
 #                     profiledecoder_DT_CFGS: the VAE decoder's; profilecl_* and profiledecodercl_*: with
 #                     every fused GroupNorm in its "channels_last" form; profileauto_* and
-#                     profiledecoderauto_*: with the weights in XLA's layouts (--parameter-layouts auto);
+#                     profiledecoderauto_*: with the weights in XLA's layouts (parameter_layouts=auto);
 #                     profileslab_* and profiledecoderslab_*: the jnp GroupNorm's slab view
 #   jax_DT_CFGS[_X]   experiments.sd_latency in one process with DT = float16 | bfloat16 | float32
 #                     storage, CFGS = configurations joined by + or "all"; _X = notriton adds
-#                     --xla-option xla_gpu_enable_triton_gemm=false, _X = gncl --group-norm-form
-#                     channels_last, _X = autolayout --parameter-layouts auto, _X = slabview
-#                     --group-norm-view slab, _X = default passes nothing
+#                     --xla-option xla_gpu_enable_triton_gemm=false; _X = gncl, autolayout, slabview
+#                     --backend-option fused_group_norm_form=channels_last, parameter_layouts=auto,
+#                     group_norm_view=slab; _X = default passes nothing
 #   hlo_DT_CFG        XLA's optimized HLO (text) of the networks of configuration CFG: where the
 #                     layout changes (transposes) come from
 #   diffusers_DT      experiments.diffusers_latency (the peer)
@@ -55,9 +55,9 @@ for s in "$@"; do  # NAME:SECONDS
         profile_*|profiledecoder_*|profilecl_*|profiledecodercl_*|profileauto_*|profiledecoderauto_*|profileslab_*|profiledecoderslab_*)
                    rest=${name#*_} dtype=${rest%%_*} configs=${rest#*_} component=unet form=
                    case ${name%%_*} in profiledecoder*) component=decoder ;; esac
-                   case ${name%%_*} in *cl) form="--group-norm-form channels_last" ;; esac
-                   case ${name%%_*} in *auto) form="--parameter-layouts auto" ;; esac
-                   case ${name%%_*} in *slab) form="--group-norm-view slab" ;; esac
+                   case ${name%%_*} in *cl) form="--backend-option fused_group_norm_form=channels_last" ;; esac
+                   case ${name%%_*} in *auto) form="--backend-option parameter_layouts=auto" ;; esac
+                   case ${name%%_*} in *slab) form="--backend-option group_norm_view=slab" ;; esac
                    step "$name" "$limit" python3 -m experiments.probes.jax_unet_profile --dtype "$dtype" \
                        --component $component --configs ${configs//+/ } $form ;;
         hlo_*) rest=${name#hlo_} dtype=${rest%%_*} config=${rest#*_}  # the optimized HLO of the UNet and decoder
@@ -67,10 +67,10 @@ for s in "$@"; do  # NAME:SECONDS
                find "$OUT/$name" -type f -size -200k -delete ;;
         jax_*) rest=${name#jax_} dtype=${rest%%_*} rest=${rest#*_} extra= suffix=${rest##*_} configs=$rest
                case $suffix in default|notriton|gncl|autolayout|slabview) configs=${rest%_*} ;; esac  # configs may hold "_"
-               [ "$suffix" = slabview ] && extra="--group-norm-view slab"
-               [ "$suffix" = autolayout ] && extra="--parameter-layouts auto"
+               [ "$suffix" = slabview ] && extra="--backend-option group_norm_view=slab"
+               [ "$suffix" = autolayout ] && extra="--backend-option parameter_layouts=auto"
                [ "$suffix" = notriton ] && extra="--xla-option xla_gpu_enable_triton_gemm=false"
-               [ "$suffix" = gncl ] && extra="--group-norm-form channels_last"
+               [ "$suffix" = gncl ] && extra="--backend-option fused_group_norm_form=channels_last"
                [ "$configs" = all ] && configs=$ALL
                step "sd_latency_${dtype}_$rest" "$limit" python3 -m experiments.sd_latency --backend jax --dtype "$dtype" \
                    --iterations 5 --configs ${configs//+/ } $extra --json "$OUT/sd_latency_${dtype}_$rest.json" ;;

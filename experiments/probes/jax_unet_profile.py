@@ -73,15 +73,14 @@ def gpu_kernels(trace_dir: Path) -> list[tuple[str, float]]:
 
 
 def profile(component: str, config: str, dtype, iterations: int, top: int, tiny: bool = False,
-            group_norm_form: str | None = None, parameter_layouts: str = "default",
-            group_norm_view: str = "grouped") -> None:
+            backend_options: dict | None = None) -> None:
     configs = sd_latency.component_configs(tiny)
     cls = dict(sd_latency.COMPONENTS)[component]
     index = [name for name, _ in sd_latency.COMPONENTS].index(component)
     params = random_parameters(cls.build({**cls.DEFAULTS, **configs[component]}).parameter_shapes(), seed=index)
     data = sd_latency.inputs(configs, 2, dtype)[component]
-    backend = get_backend("jax", optimizations=sd_latency.CONFIGS[config], group_norm_form=group_norm_form,
-                          parameter_layouts=parameter_layouts, group_norm_view=group_norm_view)
+    backend_options = backend_options or {}
+    backend = get_backend("jax", optimizations=sd_latency.CONFIGS[config], **backend_options)
     model = cls(configs[component], params, backend=backend, dtype=dtype, source="random parameters")
     start = time.perf_counter()
     sd_latency.timed_call(backend, model, data)
@@ -97,9 +96,7 @@ def profile(component: str, config: str, dtype, iterations: int, top: int, tiny:
     if not kernels:
         print(f"\n## {component}, {config}: wall {wall:.2f} ms per call; the trace has no GPU kernels (no GPU?)")
         return
-    form = ("" if group_norm_form is None else f" (fused GroupNorm: {group_norm_form})") + (
-        "" if parameter_layouts == "default" else f" (weights' layouts: {parameter_layouts})") + (
-        "" if group_norm_view == "grouped" else f" (jnp GroupNorm view: {group_norm_view})")
+    form = "".join(f" ({name}={value})" for name, value in backend_options.items())
     print(f"\n## {component}, {config}{form}, {np.dtype(dtype).name}: wall {wall:.2f} ms per call (median of {iterations}), "
           f"kernels {total:.2f} ms ({len(kernels) // iterations} launches per call), first call {first:.1f} s")
     if not tiny:  # SD 1.4's shapes: the products' useful work (sd_shapes.network_flops) per second
@@ -129,17 +126,14 @@ def main(argv=None) -> None:
     parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--tiny", action="store_true", help="tiny SD-shaped networks (a smoke test on a CPU)")
-    parser.add_argument("--group-norm-form", default=None, choices=["one_launch", "split", "channels_last"],
-                        help="the form of every fused GroupNorm (default: by size)")
-    parser.add_argument("--parameter-layouts", default="default", choices=["default", "auto"],
-                        help="the weights' layouts (auto: XLA's choice, placed once)")
-    parser.add_argument("--group-norm-view", default="grouped", choices=["grouped", "slab"],
-                        help="the unfused (jnp) GroupNorm's view of x")
+    parser.add_argument("--backend-option", action="append", default=[], metavar="NAME=VALUE",
+                        type=sd_latency.parse_backend_option,
+                        help="a keyword argument of JaxBackend, e.g. fused_group_norm_form=channels_last; repeatable")
     args = parser.parse_args(argv)
     print(f"{jax.devices()[0].device_kind}, jax {jax.__version__}")
     for config in args.configs:
         profile(args.component, config, storage_dtype(args.dtype), args.iterations, args.top, args.tiny,
-                args.group_norm_form, args.parameter_layouts, args.group_norm_view)
+                dict(args.backend_option))
 
 
 if __name__ == "__main__":

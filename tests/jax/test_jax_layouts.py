@@ -46,7 +46,7 @@ def test_network_program_matches_jit_and_places_the_weights_once(monkeypatch):
     real_put = jax.device_put
     monkeypatch.setattr(jax, "device_put", lambda a, f: placed.append(a) or real_put(a, f))
     np.testing.assert_array_equal(np.asarray(program(params, x, 0.5)), np.asarray(expected))
-    _, compiled = program.program(params, x, 0.5)
+    compiled = program.program(params, x, 0.5)
     formats = compiled.input_formats[0][0]
     assert all(params[name].format == formats[name] for name in params)
     assert params["conv.weight"].format != start
