@@ -101,10 +101,18 @@ _H200_16BIT = MeasuredRule(
         "result, before they took gemm.product_options), cuDNN's direct convolution on the tensor cores "
         "beating the transforms' extra passes, and in bf16 F(4, 3) raises the UNet's error against "
         "diffusers from 8.6e-3 to 5.4e-2 (decoder 2.1e-2 to 1.5e-1; the tiny golden test on the CPU)")
+_H100_FLOAT16 = MeasuredRule(
+    fused_group_norm=True, fused_gelu=False, attention=((160, "flash"), (1 << 30, "naive")), winograd_tile=None,
+    why="H100 80GB HBM3, 2026-12-07 (experiments/results/issue13_h100_2026-12-07, call 10: the fp16 ablation "
+        "in one process): the UNet iteration with each switch alone against none's 17.5 ms: fused_group_norm "
+        "17.1, fused_gelu 18.1, partial_softmax 18.5, flash 13.5, winograd4 43.3 ms; so flash (d <= 160; the "
+        "decoder's d = 512 naive as on the H200) and the fused GroupNorm on, GEGLU, the partial softmax and "
+        "Winograd off. PROVISIONAL until call 11 measures best itself")
 #: ``Optimizations.best()``'s rules: (backend name, device as the backend's ``vendor`` names it,
 #: storage dtype) -> the measured choice. Only what was measured is here.
 MEASURED: dict[tuple[str, str, str], MeasuredRule] = {
     ("jax", "NVIDIA H200", "float16"): _H200_16BIT,
+    ("jax", "NVIDIA H100 80GB HBM3", "float16"): _H100_FLOAT16,
     ("jax", "NVIDIA H200", "bfloat16"): _H200_16BIT,
     ("jax", "NVIDIA H200", "float32"): MeasuredRule(
         fused_group_norm=True, fused_gelu=False, attention=((1 << 30, "naive"),), winograd_tile=4,

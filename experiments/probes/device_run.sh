@@ -19,7 +19,7 @@
 #                     storage, CFGS = configurations joined by + or "all"; _X = notriton adds
 #                     --xla-option xla_gpu_enable_triton_gemm=false; _X = gncl, autolayout, slabview
 #                     --backend-option fused_group_norm_form=channels_last, parameter_layouts=auto,
-#                     group_norm_view=slab; _X = default passes nothing
+#                     group_norm_view=slab; _X = default passes nothing; several X joined by "," combine
 #   hlo_DT_CFG        XLA's optimized HLO (text) of the networks of configuration CFG: where the
 #                     layout changes (transposes) come from
 #   diffusers_DT      experiments.diffusers_latency (the peer)
@@ -66,11 +66,19 @@ for s in "$@"; do  # NAME:SECONDS
                find "$OUT/$name" -type f ! -name '*after_optimizations.txt' -delete
                find "$OUT/$name" -type f -size -200k -delete ;;
         jax_*) rest=${name#jax_} dtype=${rest%%_*} rest=${rest#*_} extra= suffix=${rest##*_} configs=$rest
-               case $suffix in default|notriton|gncl|autolayout|slabview) configs=${rest%_*} ;; esac  # configs may hold "_"
-               [ "$suffix" = slabview ] && extra="--backend-option group_norm_view=slab"
-               [ "$suffix" = autolayout ] && extra="--backend-option parameter_layouts=auto"
-               [ "$suffix" = notriton ] && extra="--xla-option xla_gpu_enable_triton_gemm=false"
-               [ "$suffix" = gncl ] && extra="--backend-option fused_group_norm_form=channels_last"
+               known=1
+               for x in ${suffix//,/ }; do
+                   case $x in default|notriton|gncl|autolayout|slabview) ;; *) known=0 ;; esac
+               done
+               [ $known = 1 ] && configs=${rest%_*}  # configs may hold "_"
+               for x in ${suffix//,/ }; do
+                   case $x in
+                       slabview) extra="$extra --backend-option group_norm_view=slab" ;;
+                       autolayout) extra="$extra --backend-option parameter_layouts=auto" ;;
+                       notriton) extra="$extra --xla-option xla_gpu_enable_triton_gemm=false" ;;
+                       gncl) extra="$extra --backend-option fused_group_norm_form=channels_last" ;;
+                   esac
+               done
                [ "$configs" = all ] && configs=$ALL
                step "sd_latency_${dtype}_$rest" "$limit" python3 -m experiments.sd_latency --backend jax --dtype "$dtype" \
                    --iterations 5 --configs ${configs//+/ } $extra --json "$OUT/sd_latency_${dtype}_$rest.json" ;;
