@@ -113,6 +113,11 @@ _H100_FLOAT16 = MeasuredRule(
 MEASURED: dict[tuple[str, str, str], MeasuredRule] = {
     ("jax", "NVIDIA H200", "float16"): _H200_16BIT,
     ("jax", "NVIDIA H100 80GB HBM3", "float16"): _H100_FLOAT16,
+    ("jax", "NVIDIA H100 80GB HBM3", "bfloat16"): MeasuredRule(
+        fused_group_norm=True, fused_gelu=False, attention=((160, "flash"), (1 << 30, "naive")), winograd_tile=None,
+        why="H100 80GB HBM3, 2026-12-07 (experiments/results/issue13_h100_2026-12-07, calls 11 and 12): the bf16 "
+            "UNet iteration with each switch alone against none's 18.0 ms: fused_group_norm 17.6, fused_gelu 18.6, "
+            "partial_softmax 17.9, flash 13.6, winograd4 41.8 ms; so the fp16 rule. PROVISIONAL until call 13"),
     ("jax", "NVIDIA H200", "bfloat16"): _H200_16BIT,
     ("jax", "NVIDIA H200", "float32"): MeasuredRule(
         fused_group_norm=True, fused_gelu=False, attention=((1 << 30, "naive"),), winograd_tile=4,
