@@ -103,11 +103,14 @@ _H200_16BIT = MeasuredRule(
         "diffusers from 8.6e-3 to 5.4e-2 (decoder 2.1e-2 to 1.5e-1; the tiny golden test on the CPU)")
 _H100_FLOAT16 = MeasuredRule(
     fused_group_norm=True, fused_gelu=False, attention=((160, "flash"), (1 << 30, "naive")), winograd_tile=None,
-    why="H100 80GB HBM3, 2026-12-07 (experiments/results/issue13_h100_2026-12-07, call 10: the fp16 ablation "
-        "in one process): the UNet iteration with each switch alone against none's 17.5 ms: fused_group_norm "
-        "17.1, fused_gelu 18.1, partial_softmax 18.5, flash 13.5, winograd4 43.3 ms; so flash (d <= 160; the "
-        "decoder's d = 512 naive as on the H200) and the fused GroupNorm on, GEGLU, the partial softmax and "
-        "Winograd off. PROVISIONAL until call 11 measures best itself")
+    why="H100 80GB HBM3, 2026-12-07 (experiments/results/issue13_h100_2026-12-07): in call 10's fp16 "
+        "ablation (one process, row-major weights, the GroupNorm forms by size) the UNet iteration with each "
+        "switch alone against none's 17.5 ms: fused_group_norm 17.1, fused_gelu 18.1, partial_softmax 18.5, "
+        "flash 13.5, winograd4 43.3 ms; so flash (d <= 160; the decoder's d = 512 naive, as on the H200) and "
+        "the fused GroupNorm on, GEGLU, the partial softmax and Winograd off. With the weights in XLA's "
+        "layouts and the network GroupNorm form (calls 11 and 13, today's defaults) fused_group_norm is 15.8 "
+        "against 17.5 ms (decoder 8.0 against 8.9) and best 10.5 against none's 18.0 ms (0.58x; decoder 8.0 "
+        "against 8.9)")
 #: ``Optimizations.best()``'s rules: (backend name, device as the backend's ``vendor`` names it,
 #: storage dtype) -> the measured choice. Only what was measured is here.
 MEASURED: dict[tuple[str, str, str], MeasuredRule] = {
@@ -115,9 +118,19 @@ MEASURED: dict[tuple[str, str, str], MeasuredRule] = {
     ("jax", "NVIDIA H100 80GB HBM3", "float16"): _H100_FLOAT16,
     ("jax", "NVIDIA H100 80GB HBM3", "bfloat16"): MeasuredRule(
         fused_group_norm=True, fused_gelu=False, attention=((160, "flash"), (1 << 30, "naive")), winograd_tile=None,
-        why="H100 80GB HBM3, 2026-12-07 (experiments/results/issue13_h100_2026-12-07, calls 11 and 12): the bf16 "
-            "UNet iteration with each switch alone against none's 18.0 ms: fused_group_norm 17.6, fused_gelu 18.6, "
-            "partial_softmax 17.9, flash 13.6, winograd4 41.8 ms; so the fp16 rule. PROVISIONAL until call 13"),
+        why="H100 80GB HBM3, 2026-12-07 (experiments/results/issue13_h100_2026-12-07, calls 11-13): the bf16 "
+            "UNet iteration with each switch alone against none's 18.0 ms (call 11, one process): "
+            "fused_group_norm 17.6, fused_gelu 18.6, partial_softmax 17.9, flash 13.6 ms; winograd4 41.8 ms "
+            "(call 12); so the fp16 rule. best (call 13, today's defaults): 11.7 against none's 18.3 ms "
+            "(0.64x), decoder 7.9 against 8.8 ms"),
+    ("jax", "NVIDIA H100 80GB HBM3", "float32"): MeasuredRule(
+        fused_group_norm=True, fused_gelu=False, attention=((1 << 30, "naive"),), winograd_tile=4,
+        why="H100 80GB HBM3, 2026-12-07 (experiments/results/issue13_h100_2026-12-07, call 12, one process, "
+            "weights in XLA's layouts): fp32 against none's UNet 78.1 ms and decoder 94.0 ms: fused_group_norm "
+            "76.3 and 94.6 ms, winograd4 76.6 and 36.7 ms (Winograd F(4, 3) cuts the decoder 2.6x where the "
+            "convolutions run at HIGHEST without tensor cores, as on the H200 at op level), paper 76.9 and "
+            "36.3 ms. Attention naive and GEGLU unfused from the H200's fp32 op measurements (kernels run 3 of "
+            "issue13_h200_2026-12-04): not measured in fp32 on the H100, nor best itself end to end"),
     ("jax", "NVIDIA H200", "bfloat16"): _H200_16BIT,
     ("jax", "NVIDIA H200", "float32"): MeasuredRule(
         fused_group_norm=True, fused_gelu=False, attention=((1 << 30, "naive"),), winograd_tile=4,

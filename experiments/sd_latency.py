@@ -233,8 +233,8 @@ def main(argv=None):
                    help="JAX: an XLA option of the networks' programs (JaxBackend's compiler_options), e.g. "
                         "xla_gpu_enable_triton_gemm=false; repeatable")
     p.add_argument("--backend-option", action="append", default=[], metavar="NAME=VALUE", type=parse_backend_option,
-                   help="a keyword argument of the backend, as a string, e.g. (JAX) fused_group_norm_form=channels_last, "
-                        "parameter_layouts=auto, group_norm_view=slab; repeatable (the backend checks the value)")
+                   help="a keyword argument of the backend, as a string, e.g. (JAX) fused_group_norm_form=split, "
+                        "parameter_layouts=default, group_norm_view=slab; repeatable (the backend checks the value)")
     p.add_argument("--json", default=None, help="write the rows as JSON (rewritten after each configuration)")
     p.add_argument("--plot", metavar="PNG", default=None,
                    help="save the ablation as stacked bars per configuration (paper_figures.ablation's figure)")

@@ -12,9 +12,17 @@ that JAX cannot reset; "unavailable" on the CPU), ``synchronize`` blocks on the 
 ``compile`` is ``jax.jit`` with the backend's ``compiler_options``. Beyond the interface:
 ``interpret``, ``device``, ``compiler_options`` (XLA options of ``compile``'s programs),
 ``group_norm_form`` (one of the fused GroupNorm's forms by name, for the benchmark),
-``fused_group_norm_form`` (the form the fused switch takes in a network; None: by size),
-``parameter_layouts`` (the weights' layouts in ``compile_network``'s programs) and
-``group_norm_view`` (the unfused GroupNorm's view of x).
+``fused_group_norm_form`` (the form the fused switch takes; None: NETWORK_GROUP_NORM_FORM inside
+a network program on a GPU, by size elsewhere), ``parameter_layouts`` (the weights' layouts in
+``compile_network``'s programs; default "auto": XLA's, placed once) and ``group_norm_view`` (the
+unfused GroupNorm's view of x).
+
+The two network defaults are measurements (H100 80GB HBM3, fp16, SD 1.4 at batch 2;
+experiments/results/issue13_h100_2026-12-07, calls 9 and 11): with the weights in XLA's layouts the
+UNet's 53 filter transposes (1.26 ms of kernels per call) fall to 0.04 ms and its ``flash``
+iteration from 12.9 to 12.1 ms (``none`` 17.9 -> 17.5); the fused GroupNorm in its "channels_last"
+form reads the NHWC activations of cuDNN's convolutions in place, where the NCHW forms made XLA
+transpose around every kernel: the decoder's kernels 7.18 -> 6.51 ms, the UNet's 13.52 -> 13.39.
 
 Precision policy (the same semantics on CPU and GPU; the CPU runs the Pallas kernels in interpret
 mode and has no tensor cores):
@@ -51,6 +59,8 @@ from reference import _checks as checks
 from ..base import Backend, Timing
 from . import attention, elementwise, gelu, gemm, group_norm, layouts, winograd
 
+#: the fused GroupNorm's form inside ``compile_network``'s programs on a GPU (module docstring)
+NETWORK_GROUP_NORM_FORM = "channels_last"
 #: Storage dtypes of this backend (float64 would need jax_enable_x64; the reference covers it).
 STORAGE_DTYPES = (np.dtype(np.float32), np.dtype(np.float16), np.dtype(jnp.bfloat16))
 #: ``time``: back-to-back calls per device sample, enough for about this many seconds.
@@ -67,24 +77,27 @@ class JaxBackend(Backend):
     baselines_are_peers = True  # the unfused variants are plain jnp: XLA's fusion and kernels
 
     def __init__(self, optimizations=None, interpret: bool | None = None, compiler_options: dict | None = None,
-                 fused_group_norm_form: str | None = None, parameter_layouts: str = "default",
+                 fused_group_norm_form: str | None = None, parameter_layouts: str = "auto",
                  group_norm_view: str = "grouped"):
         """``interpret``: run the Pallas kernels in the Pallas interpreter. None (default): True
         exactly when JAX's default backend is the CPU, where Pallas has no compiler; the choice is
         recorded in ``choices``. ``compiler_options``: XLA options of the programs ``compile``
         makes (``jax.jit``'s ``compiler_options``, e.g. ``{"xla_gpu_enable_triton_gemm": False}``).
-        ``fused_group_norm_form``: the form of every fused GroupNorm (one of group_norm.FORMS; None:
-        ``group_norm.fused_form``'s choice by size), to measure the forms in a network.
-        ``parameter_layouts``: "default" (row-major weights, which XLA relayouts inside every
-        call where a kernel reads another layout, e.g. cuDNN's NHWC convolutions their OIHW
-        filters) or "auto" (``compile_network`` lets XLA choose the weights' layouts and places
-        them once: ``layouts.NetworkProgram``). ``group_norm_view``: how the unfused (jnp)
+        ``fused_group_norm_form``: the form of every fused GroupNorm (one of group_norm.FORMS).
+        None (default): NETWORK_GROUP_NORM_FORM inside ``compile_network``'s programs on a GPU,
+        where the activations are NHWC; elsewhere (an op on x stored NCHW, or the interpreter)
+        ``group_norm.fused_form``'s choice by size. ``parameter_layouts``: "auto" (default:
+        ``compile_network`` lets XLA choose the weights' layouts and places them once,
+        ``layouts.NetworkProgram``) or "default" (row-major weights, which XLA relayouts inside
+        every call where a kernel reads another layout, e.g. cuDNN's NHWC convolutions their
+        OIHW filters). ``group_norm_view``: how the unfused (jnp)
         GroupNorm views x (group_norm.VIEWS), to measure the two in a network."""
         super().__init__(optimizations)
         if fused_group_norm_form is not None and fused_group_norm_form not in group_norm.FORMS:
             raise ValueError(f"fused_group_norm_form: expected None or one of {group_norm.FORMS}, "
                              f"got {fused_group_norm_form!r}")
         self.fused_group_norm_form = fused_group_norm_form
+        self._network_traces = 0  # > 0 while compile_network's fn is being traced
         if parameter_layouts not in layouts.PARAMETER_LAYOUTS:
             raise ValueError(f"parameter_layouts: expected one of {layouts.PARAMETER_LAYOUTS}, got {parameter_layouts!r}")
         self.parameter_layouts = parameter_layouts
@@ -163,11 +176,30 @@ class JaxBackend(Backend):
         return jax.jit(fn, compiler_options=self.compiler_options or None)
 
     def compile_network(self, fn):
-        """``compile(fn)``, or with ``parameter_layouts="auto"`` a ``layouts.NetworkProgram``:
-        the weights (``fn``'s first argument) in the layouts XLA chooses, placed once."""
+        """``compile(fn)``, or with ``parameter_layouts="auto"`` (the default) a
+        ``layouts.NetworkProgram``: the weights (``fn``'s first argument) in the layouts XLA
+        chooses, placed once. While fn is traced, a fused GroupNorm takes its network form
+        (``fused_group_norm_form``)."""
+
+        def network(*args):
+            self._network_traces += 1
+            try:
+                return fn(*args)
+            finally:
+                self._network_traces -= 1
+
         if self.parameter_layouts == "default":
-            return self.compile(fn)
-        return layouts.NetworkProgram(fn, self.compiler_options)
+            return self.compile(network)
+        return layouts.NetworkProgram(network, self.compiler_options)
+
+    def _traced_group_norm_form(self) -> str | None:
+        """The form a fused GroupNorm traced now takes (``fused_group_norm_form``; None:
+        ``group_norm.fused_form``'s choice by size)."""
+        if self.fused_group_norm_form is not None:
+            return self.fused_group_norm_form
+        if self._network_traces and not self.interpret:
+            return NETWORK_GROUP_NORM_FORM
+        return None
 
     def time(self, fn, repeats: int = 10, warmup: int = 2, args=None) -> Timing:
         """Wall time: one call until its result is ready. Device time, with ``args`` (the arrays
@@ -217,7 +249,7 @@ class JaxBackend(Backend):
     def _group_norm(self, x, num_groups, weight, bias, eps, *, fused, silu):
         if fused:
             return group_norm.group_norm_fused(x, num_groups, weight, bias, eps, silu, self.interpret,
-                                               form=self.fused_group_norm_form)
+                                               form=self._traced_group_norm_form())
         return group_norm.group_norm(x, num_groups, weight, bias, eps, silu, view=self.group_norm_view)
 
     def group_norm_form(self, x, num_groups, weight=None, bias=None, eps=1e-5, silu=False, form="one_launch"):

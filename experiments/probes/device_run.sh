@@ -19,7 +19,10 @@
 #                     storage, CFGS = configurations joined by + or "all"; _X = notriton adds
 #                     --xla-option xla_gpu_enable_triton_gemm=false; _X = gncl, autolayout, slabview
 #                     --backend-option fused_group_norm_form=channels_last, parameter_layouts=auto,
-#                     group_norm_view=slab; _X = default passes nothing; several X joined by "," combine
+#                     group_norm_view=slab (on a GPU gncl and autolayout are JaxBackend's defaults since 2026-12-07);
+#                     _X = rowmajor: parameter_layouts=default (the earlier default, for A/B); _X = gnsplit:
+#                     fused_group_norm_form=split (an NCHW form in the networks); _X = default passes nothing;
+#                     several X joined by "," combine
 #   hlo_DT_CFG        XLA's optimized HLO (text) of the networks of configuration CFG: where the
 #                     layout changes (transposes) come from
 #   diffusers_DT      experiments.diffusers_latency (the peer)
@@ -68,7 +71,7 @@ for s in "$@"; do  # NAME:SECONDS
         jax_*) rest=${name#jax_} dtype=${rest%%_*} rest=${rest#*_} extra= suffix=${rest##*_} configs=$rest
                known=1
                for x in ${suffix//,/ }; do
-                   case $x in default|notriton|gncl|autolayout|slabview) ;; *) known=0 ;; esac
+                   case $x in default|notriton|gncl|autolayout|slabview|rowmajor|gnsplit) ;; *) known=0 ;; esac
                done
                [ $known = 1 ] && configs=${rest%_*}  # configs may hold "_"
                for x in ${suffix//,/ }; do
@@ -77,6 +80,8 @@ for s in "$@"; do  # NAME:SECONDS
                        autolayout) extra="$extra --backend-option parameter_layouts=auto" ;;
                        notriton) extra="$extra --xla-option xla_gpu_enable_triton_gemm=false" ;;
                        gncl) extra="$extra --backend-option fused_group_norm_form=channels_last" ;;
+                       rowmajor) extra="$extra --backend-option parameter_layouts=default" ;;
+                       gnsplit) extra="$extra --backend-option fused_group_norm_form=split" ;;
                    esac
                done
                [ "$configs" = all ] && configs=$ALL

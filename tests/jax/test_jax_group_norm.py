@@ -16,11 +16,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from backends import Optimizations, get_backend
 from backends.jax import group_norm, pallas_util
+from backends.jax.backend import NETWORK_GROUP_NORM_FORM
 from reference import ops
 from reference.numerics import relative_frobenius_error
 
-from ..helpers import assert_one_pallas_call, random_array, triton_kernels_lowered_for_cuda
+from ..helpers import assert_one_pallas_call, primitives_outside_kernels, random_array, triton_kernels_lowered_for_cuda
 
 pytestmark = pytest.mark.backends("jax")
 
@@ -58,6 +60,30 @@ def test_group_norm_jits_through_the_backend(backend):
     eager = backend.to_numpy(backend.group_norm(x, 3, w, w, fused=True, silu=True))
     jitted = jax.jit(lambda x, w: backend.group_norm(x, 3, w, w, fused=True, silu=True))
     np.testing.assert_array_equal(backend.to_numpy(jitted(x, w)), eager)
+
+
+@pytest.mark.parametrize("interpret, in_network, form, calls", [
+    (False, True, None, LAUNCHES[NETWORK_GROUP_NORM_FORM]),  # a network program on a GPU: NHWC activations
+    (False, False, None, None),                              # an op on x stored NCHW: by size
+    (True, True, None, None),                                # the interpreter: by size
+    (False, True, "split", LAUNCHES["split"])])              # a form named at construction wins
+def test_network_programs_on_a_gpu_take_the_network_form(interpret, in_network, form, calls):
+    # fused_group_norm_form=None: compile_network's programs trace the fused GroupNorm in
+    # NETWORK_GROUP_NORM_FORM where the kernels compile; the trace only (the CPU cannot compile them)
+    x = jnp.asarray(random_array(5, (2, 8, 6, 6)).astype(np.float32))
+    calls = LAUNCHES[group_norm.fused_form(x.size)] if calls is None else calls
+    assert LAUNCHES[group_norm.fused_form(x.size)] != LAUNCHES[NETWORK_GROUP_NORM_FORM]  # the cases differ
+    backend = get_backend("jax", optimizations=Optimizations.none().with_(fused_group_norm=True),
+                          parameter_layouts="default", fused_group_norm_form=form)
+    backend.interpret = interpret
+
+    def network(params, x):
+        return backend.group_norm(x, 4, params["weight"], params["bias"], silu=True)
+
+    program = backend.compile_network(network) if in_network else jax.jit(network)
+    params = {"weight": x[0, :, 0, 0], "bias": x[1, :, 0, 0]}
+    names = primitives_outside_kernels(jax.make_jaxpr(program)(params, x).jaxpr)
+    assert names.count("pallas_call") == calls, names
 
 
 @pytest.mark.parametrize("parts", [1, 2, 8, 16])
