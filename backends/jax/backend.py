@@ -14,8 +14,8 @@ that JAX cannot reset; "unavailable" on the CPU), ``synchronize`` blocks on the 
 ``group_norm_form`` (one of the fused GroupNorm's forms by name, for the benchmark),
 ``fused_group_norm_form`` (the form the fused switch takes; None: NETWORK_GROUP_NORM_FORM inside
 a network program on a GPU, by size elsewhere), ``parameter_layouts`` (the weights' layouts in
-``compile_network``'s programs; default "auto": XLA's, placed once) and ``group_norm_view`` (the
-unfused GroupNorm's view of x).
+``compile_network``'s programs; default "auto": XLA's, placed once), ``group_norm_view`` (the
+unfused GroupNorm's view of x) and ``conv_bias`` (where the direct convolution adds its bias).
 
 The two network defaults are measurements (H100 80GB HBM3, fp16, SD 1.4 at batch 2;
 experiments/results/issue13_h100_2026-12-07, calls 9 and 11): with the weights in XLA's layouts the
@@ -32,7 +32,8 @@ mode and has no tensor cores):
 * float16 / bfloat16 storage: weights and activations are stored in the 16-bit dtype.
   - Convolutions (cuDNN), linear layers (cuBLASLt) and Winograd's GEMMs take 16-bit operands and
     return the storage dtype, accumulated in float32 on the tensor cores (``gemm.product_options``;
-    why not a float32 result: gemm.py). The bias is added in float32.
+    why not a float32 result: gemm.py). The bias is added in float32; with ``conv_bias="epilogue"``
+    the direct convolution keeps its float32 result until then (one rounding).
   - Attention: Q K^T on the tensor cores with float32 accumulation; the scores, the softmax and
     its statistics in float32; P rounded to the storage dtype for P V (tensor cores, float32
     accumulation), as FlashAttention 2 and SDPA do (attention.py).
@@ -78,7 +79,7 @@ class JaxBackend(Backend):
 
     def __init__(self, optimizations=None, interpret: bool | None = None, compiler_options: dict | None = None,
                  fused_group_norm_form: str | None = None, parameter_layouts: str = "auto",
-                 group_norm_view: str = "grouped"):
+                 group_norm_view: str = "grouped", conv_bias: str = "separate"):
         """``interpret``: run the Pallas kernels in the Pallas interpreter. None (default): True
         exactly when JAX's default backend is the CPU, where Pallas has no compiler; the choice is
         recorded in ``choices``. ``compiler_options``: XLA options of the programs ``compile``
@@ -91,7 +92,10 @@ class JaxBackend(Backend):
         ``layouts.NetworkProgram``) or "default" (row-major weights, which XLA relayouts inside
         every call where a kernel reads another layout, e.g. cuDNN's NHWC convolutions their
         OIHW filters). ``group_norm_view``: how the unfused (jnp)
-        GroupNorm views x (group_norm.VIEWS), to measure the two in a network."""
+        GroupNorm views x (group_norm.VIEWS), to measure the two in a network. ``conv_bias``:
+        where the direct convolution adds its bias (winograd.CONV_BIAS: "separate", after the
+        product's rounding to 16 bits, or "epilogue", to its float32 result before the one
+        rounding, which XLA can fold into cuDNN's call for float16; ``winograd.conv2d_direct``)."""
         super().__init__(optimizations)
         if fused_group_norm_form is not None and fused_group_norm_form not in group_norm.FORMS:
             raise ValueError(f"fused_group_norm_form: expected None or one of {group_norm.FORMS}, "
@@ -104,6 +108,9 @@ class JaxBackend(Backend):
         if group_norm_view not in group_norm.VIEWS:
             raise ValueError(f"group_norm_view: expected one of {group_norm.VIEWS}, got {group_norm_view!r}")
         self.group_norm_view = group_norm_view
+        if conv_bias not in winograd.CONV_BIAS:
+            raise ValueError(f"conv_bias: expected one of {winograd.CONV_BIAS}, got {conv_bias!r}")
+        self.conv_bias = conv_bias
         if compiler_options is not None and not isinstance(compiler_options, dict):
             raise TypeError(f"compiler_options: expected a dict of XLA options, got {type(compiler_options).__name__}")
         self.compiler_options = dict(compiler_options or {})
@@ -269,7 +276,7 @@ class JaxBackend(Backend):
         return attention.attention(q, k, v, scale, method, self.interpret, causal)
 
     def _conv2d_direct(self, x, w, b, stride, padding):
-        return winograd.conv2d_direct(x, w, b, stride, padding)
+        return winograd.conv2d_direct(x, w, b, stride, padding, bias=self.conv_bias)
 
     def _conv2d_winograd(self, x, w, b, padding, tile):
         return winograd.conv2d_winograd(x, w, b, padding, tile, self.interpret)

@@ -84,12 +84,15 @@ from reference.winograd import winograd_matrices
 from .gemm import product_options
 from .pallas_util import compiler_params, next_power_of_2
 
-__all__ = ["conv2d_direct", "TRANSFORMS", "matrices", "filter_transform", "input_transform", "output_transform",
+__all__ = ["conv2d_direct", "CONV_BIAS", "TRANSFORMS", "matrices", "filter_transform", "input_transform", "output_transform",
            "conv2d_winograd", "tile_block"]
 
 F32 = jnp.float32
 HIGHEST = lax.Precision.HIGHEST
 TRANSFORMS = ("pallas", "jnp")
+#: where ``conv2d_direct`` adds the bias (JaxBackend's ``conv_bias``): after the product's rounding
+#: to the storage dtype, or to its float32 result before the one rounding ("epilogue")
+CONV_BIAS = ("separate", "epilogue")
 #: Tiles per program (the lanes of a kernel): a power of two in [MIN_TILE_BLOCK, MAX_TILE_BLOCK].
 MIN_TILE_BLOCK, MAX_TILE_BLOCK = 16, 64
 NUM_WARPS = 4
@@ -150,8 +153,8 @@ def _padded_left(matrix: np.ndarray, rows: int, cols: int) -> np.ndarray:
 # ----------------------------------------------------------------------------------- direct convolution
 
 
-@functools.partial(jax.jit, static_argnums=(3, 4))
-def conv2d_direct(x, w, b=None, stride=(1, 1), padding=(0, 0)):
+@functools.partial(jax.jit, static_argnums=(3, 4), static_argnames=("bias",))
+def conv2d_direct(x, w, b=None, stride=(1, 1), padding=(0, 0), bias: str = "separate"):
     """2-D cross-correlation (torch.nn.functional.conv2d, groups 1, dilation 1), NCHW / OIHW:
 
         y[n, o, i, j] = b[o] + sum_{c,u,v} w[o, c, u, v] * xp[n, c, i*sh + u, j*sw + v]
@@ -159,11 +162,21 @@ def conv2d_direct(x, w, b=None, stride=(1, 1), padding=(0, 0)):
     with xp the input zero-padded by (ph, pw) on each side: XLA's convolution (cuDNN on an NVIDIA
     GPU), the baseline the Winograd path is measured against. Precision as the linear layers'
     (``gemm.product_options``: float32 HIGHEST; 16-bit storage accumulated in float32 by cuDNN,
-    its result in the storage dtype); the bias is added in float32."""
+    its result in the storage dtype); the bias is added in float32. ``bias`` (one of CONV_BIAS),
+    for 16-bit storage: "separate" rounds the product to the storage dtype and adds the bias in a
+    second pass; "epilogue" asks for the product's float32 result and rounds once, after the bias:
+    y = round(sum + b). That is the form XLA's cuDNN rewriter can fold into one cuDNN call for
+    float16 (convolution + bias: FuseBiasOrSideInput, then FuseConvertToF16, which needs every
+    operand to convert losslessly to float16); bfloat16 has no such rewrite, and its float32
+    result makes XLA run a float32 convolution (gemm.py). float32 storage: the two are the same."""
+    if bias not in CONV_BIAS:
+        raise ValueError(f"bias: expected one of {CONV_BIAS}, got {bias!r}")
+    options = product_options(x.dtype)
+    if bias == "epilogue" and b is not None:
+        options = dict(options, preferred_element_type=F32)
     (ph, pw) = padding
     y = lax.conv_general_dilated(x, w, window_strides=tuple(stride), padding=((ph, ph), (pw, pw)),
-                                 dimension_numbers=("NCHW", "OIHW", "NCHW"),
-                                 **product_options(x.dtype)).astype(F32)
+                                 dimension_numbers=("NCHW", "OIHW", "NCHW"), **options).astype(F32)
     if b is not None:
         y = y + b.astype(F32)[None, :, None, None]
     return y.astype(x.dtype)

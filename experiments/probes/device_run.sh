@@ -8,20 +8,24 @@
 #   bash experiments/probes/device_run.sh tests_attention:150 flash:150 hlo_float16_flash:90 \
 #        profile_float16_none+flash+best:150 jax_float16_all_default:280 diffusers_float16:60
 #
+#   probe_conv        experiments.probes.jax_conv_dtypes: 16-bit convolutions and products by output dtype, and
+#                     the convolution's bias in both forms (does XLA fold it into cuDNN's call?)
 #   flash             experiments.probes.jax_flash_blocks, fp16, and JAX's Mosaic GPU FlashAttention 3
 #                     as a yardstick; flashstages: fp16 and bf16, Triton pipeline stages 2 and 3
 #   profile_DT_CFGS   experiments.probes.jax_unet_profile: the UNet's kernels by kind (CFGS joined by +);
 #                     profiledecoder_DT_CFGS: the VAE decoder's; profilecl_* and profiledecodercl_*: with
 #                     every fused GroupNorm in its "channels_last" form; profileauto_* and
 #                     profiledecoderauto_*: with the weights in XLA's layouts (parameter_layouts=auto);
-#                     profileslab_* and profiledecoderslab_*: the jnp GroupNorm's slab view
+#                     profileslab_* and profiledecoderslab_*: the jnp GroupNorm's slab view; profileepi_* and
+#                     profiledecoderepi_*: the convolutions' bias before their one rounding (conv_bias=epilogue)
 #   jax_DT_CFGS[_X]   experiments.sd_latency in one process with DT = float16 | bfloat16 | float32
 #                     storage, CFGS = configurations joined by + or "all"; _X = notriton adds
 #                     --xla-option xla_gpu_enable_triton_gemm=false; _X = gncl, autolayout, slabview
 #                     --backend-option fused_group_norm_form=channels_last, parameter_layouts=auto,
 #                     group_norm_view=slab (on a GPU gncl and autolayout are JaxBackend's defaults since 2026-12-07);
 #                     _X = rowmajor: parameter_layouts=default (the earlier default, for A/B); _X = gnsplit:
-#                     fused_group_norm_form=split (an NCHW form in the networks); _X = default passes nothing;
+#                     fused_group_norm_form=split (an NCHW form in the networks); _X = convepilogue:
+#                     conv_bias=epilogue (the bias before the convolution's one rounding); _X = default passes nothing;
 #                     several X joined by "," combine
 #   hlo_DT_CFG        XLA's optimized HLO (text) of the networks of configuration CFG: where the
 #                     layout changes (transposes) come from
@@ -53,14 +57,16 @@ for s in "$@"; do  # NAME:SECONDS
     name=${s%%:*} limit=${s#*:}
     case $name in
         flash) step flash "$limit" python3 -m experiments.probes.jax_flash_blocks --dtypes float16 --stages 2 --mosaic ;;
+        probe_conv) step probe_conv "$limit" python3 -m experiments.probes.jax_conv_dtypes ;;
         flashstages) step flashstages "$limit" python3 -m experiments.probes.jax_flash_blocks --dtypes float16 bfloat16 \
                          --stages 2 3 ;;
-        profile_*|profiledecoder_*|profilecl_*|profiledecodercl_*|profileauto_*|profiledecoderauto_*|profileslab_*|profiledecoderslab_*)
+        profile_*|profiledecoder_*|profilecl_*|profiledecodercl_*|profileauto_*|profiledecoderauto_*|profileslab_*|profiledecoderslab_*|profileepi_*|profiledecoderepi_*)
                    rest=${name#*_} dtype=${rest%%_*} configs=${rest#*_} component=unet form=
                    case ${name%%_*} in profiledecoder*) component=decoder ;; esac
                    case ${name%%_*} in *cl) form="--backend-option fused_group_norm_form=channels_last" ;; esac
                    case ${name%%_*} in *auto) form="--backend-option parameter_layouts=auto" ;; esac
                    case ${name%%_*} in *slab) form="--backend-option group_norm_view=slab" ;; esac
+                   case ${name%%_*} in *epi) form="--backend-option conv_bias=epilogue" ;; esac
                    step "$name" "$limit" python3 -m experiments.probes.jax_unet_profile --dtype "$dtype" \
                        --component $component --configs ${configs//+/ } $form ;;
         hlo_*) rest=${name#hlo_} dtype=${rest%%_*} config=${rest#*_}  # the optimized HLO of the UNet and decoder
@@ -71,7 +77,7 @@ for s in "$@"; do  # NAME:SECONDS
         jax_*) rest=${name#jax_} dtype=${rest%%_*} rest=${rest#*_} extra= suffix=${rest##*_} configs=$rest
                known=1
                for x in ${suffix//,/ }; do
-                   case $x in default|notriton|gncl|autolayout|slabview|rowmajor|gnsplit) ;; *) known=0 ;; esac
+                   case $x in default|notriton|gncl|autolayout|slabview|rowmajor|gnsplit|convepilogue) ;; *) known=0 ;; esac
                done
                [ $known = 1 ] && configs=${rest%_*}  # configs may hold "_"
                for x in ${suffix//,/ }; do
@@ -82,6 +88,7 @@ for s in "$@"; do  # NAME:SECONDS
                        gncl) extra="$extra --backend-option fused_group_norm_form=channels_last" ;;
                        rowmajor) extra="$extra --backend-option parameter_layouts=default" ;;
                        gnsplit) extra="$extra --backend-option fused_group_norm_form=split" ;;
+                       convepilogue) extra="$extra --backend-option conv_bias=epilogue" ;;
                    esac
                done
                [ "$configs" = all ] && configs=$ALL

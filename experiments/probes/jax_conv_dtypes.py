@@ -11,6 +11,10 @@ the peer. Each row: the relative Frobenius error against the float32 HIGHEST pro
 inputs (float32's own error, about 1e-7, is far below 16-bit rounding), the device
 time (``JaxBackend.time`` with ``args``), and the optimized HLO's library calls with the element
 types they read and write (an ``f32`` where the storage is 16-bit means an upcast copy).
+
+The convolutions also run with a bias in both of ``conv2d_direct``'s forms (``bias=`` separate or
+epilogue, winograd.CONV_BIAS): does XLA fold the bias into cuDNN's call (a
+``__cudnn$convBiasActivationForward``), and what does that save against the separate pass?
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from backends.jax import winograd
 from backends.jax.backend import JaxBackend
 from experiments.peers import TorchCUDA
 from reference.sd.checkpoint import storage_dtype
@@ -56,6 +61,12 @@ def conv(form):
         y = lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NCHW", "OIHW", "NCHW"),
                                      precision=precision, preferred_element_type=out)
         return y.astype(x.dtype)
+    return fn
+
+
+def conv_with_bias(form):
+    def fn(x, w, b):
+        return winograd.conv2d_direct(x, w, b, (1, 1), (1, 1), bias=form)
     return fn
 
 
@@ -105,6 +116,21 @@ def main(argv=None):
             error = relative_error(torch_peer.to_numpy(torch_fn(tx, tw, **kwargs)), exact)
             ms = torch_peer.time(lambda: torch_fn(tx, tw, **kwargs), repeats=20).device_median * 1e3
             print(f"{label} | torch | {error:.2e} | {ms:.4f} | cuDNN / cuBLAS |", flush=True)
+            if op != "conv3x3":
+                continue
+            b = rng.standard_normal(w_shape[0]).astype(dtype)
+            bs = jnp.asarray(b)
+            exact_b = exact + np.asarray(b, np.float64)[None, :, None, None]
+            for form in winograd.CONV_BIAS:
+                fn = jax.jit(conv_with_bias(form))
+                error = relative_error(fn(xs, ws, bs), exact_b)
+                ms = backend.time(fn, repeats=10, args=(xs, ws, bs)).device_median * 1e3
+                print(f"{label} | + bias, {form} | {error:.2e} | {ms:.4f} | "
+                      f"{library_calls(conv_with_bias(form), xs, ws, bs)} |", flush=True)
+            tb = torch_peer.asarray(b)
+            error = relative_error(torch_peer.to_numpy(torch_fn(tx, tw, tb, padding=1)), exact_b)
+            ms = torch_peer.time(lambda: torch_fn(tx, tw, tb, padding=1), repeats=20).device_median * 1e3
+            print(f"{label} | + bias, torch | {error:.2e} | {ms:.4f} | cuDNN / cuBLAS |", flush=True)
 
 
 if __name__ == "__main__":
