@@ -25,7 +25,9 @@
 #                     group_norm_view=slab (on a GPU gncl and autolayout are JaxBackend's defaults since 2026-12-07);
 #                     _X = rowmajor: parameter_layouts=default (the earlier default, for A/B); _X = gnsplit:
 #                     fused_group_norm_form=split (an NCHW form in the networks); _X = convepilogue:
-#                     conv_bias=epilogue (the bias before the convolution's one rounding); _X = default passes nothing;
+#                     conv_bias=epilogue (the bias before the convolution's one rounding); _X = nographs, graphs1:
+#                     XLA_FLAGS --xla_gpu_enable_command_buffer= (no CUDA graphs), --xla_gpu_graph_min_graph_size=1
+#                     (graphs of any length; XLA's default is 5); _X = default passes nothing;
 #                     several X joined by "," combine
 #   hlo_DT_CFG        XLA's optimized HLO (text) of the networks of configuration CFG: where the
 #                     layout changes (transposes) come from
@@ -74,10 +76,12 @@ for s in "$@"; do  # NAME:SECONDS
                    python3 -m experiments.sd_latency --backend jax --dtype "$dtype" --iterations 1 --configs "$config"
                find "$OUT/$name" -type f ! -name '*after_optimizations.txt' -delete
                find "$OUT/$name" -type f -size -200k -delete ;;
-        jax_*) rest=${name#jax_} dtype=${rest%%_*} rest=${rest#*_} extra= suffix=${rest##*_} configs=$rest
+        jax_*) rest=${name#jax_} dtype=${rest%%_*} rest=${rest#*_} extra= flags= suffix=${rest##*_} configs=$rest
                known=1
                for x in ${suffix//,/ }; do
-                   case $x in default|notriton|gncl|autolayout|slabview|rowmajor|gnsplit|convepilogue) ;; *) known=0 ;; esac
+                   case $x in default|notriton|gncl|autolayout|slabview|rowmajor|gnsplit|convepilogue|nographs|graphs1) ;;
+                       *) known=0 ;;
+                   esac
                done
                [ $known = 1 ] && configs=${rest%_*}  # configs may hold "_"
                for x in ${suffix//,/ }; do
@@ -89,10 +93,12 @@ for s in "$@"; do  # NAME:SECONDS
                        rowmajor) extra="$extra --backend-option parameter_layouts=default" ;;
                        gnsplit) extra="$extra --backend-option fused_group_norm_form=split" ;;
                        convepilogue) extra="$extra --backend-option conv_bias=epilogue" ;;
+                       nographs) flags="$flags --xla_gpu_enable_command_buffer=" ;;
+                       graphs1) flags="$flags --xla_gpu_graph_min_graph_size=1" ;;
                    esac
                done
                [ "$configs" = all ] && configs=$ALL
-               step "sd_latency_${dtype}_$rest" "$limit" python3 -m experiments.sd_latency --backend jax --dtype "$dtype" \
+               XLA_FLAGS="$flags" step "sd_latency_${dtype}_$rest" "$limit" python3 -m experiments.sd_latency --backend jax --dtype "$dtype" \
                    --iterations 5 --configs ${configs//+/ } $extra --json "$OUT/sd_latency_${dtype}_$rest.json" ;;
         diffusers_*) dtype=${name#diffusers_}
                      step "diffusers_latency_$dtype" "$limit" python3 -m experiments.diffusers_latency --dtype "$dtype" \
