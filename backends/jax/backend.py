@@ -276,7 +276,7 @@ class JaxBackend(Backend):
         return attention.attention(q, k, v, scale, method, self.interpret, causal)
 
     def _conv2d_direct(self, x, w, b, stride, padding):
-        return winograd.conv2d_direct(x, w, b, stride, padding, bias=self.conv_bias)
+        return winograd.conv2d_direct(x, w, b, stride, padding, bias_form=self.conv_bias)
 
     def _conv2d_winograd(self, x, w, b, padding, tile):
         return winograd.conv2d_winograd(x, w, b, padding, tile, self.interpret)

@@ -153,8 +153,8 @@ def _padded_left(matrix: np.ndarray, rows: int, cols: int) -> np.ndarray:
 # ----------------------------------------------------------------------------------- direct convolution
 
 
-@functools.partial(jax.jit, static_argnums=(3, 4), static_argnames=("bias",))
-def conv2d_direct(x, w, b=None, stride=(1, 1), padding=(0, 0), bias: str = "separate"):
+@functools.partial(jax.jit, static_argnums=(3, 4), static_argnames=("bias_form",))
+def conv2d_direct(x, w, b=None, stride=(1, 1), padding=(0, 0), bias_form: str = "separate"):
     """2-D cross-correlation (torch.nn.functional.conv2d, groups 1, dilation 1), NCHW / OIHW:
 
         y[n, o, i, j] = b[o] + sum_{c,u,v} w[o, c, u, v] * xp[n, c, i*sh + u, j*sw + v]
@@ -162,17 +162,17 @@ def conv2d_direct(x, w, b=None, stride=(1, 1), padding=(0, 0), bias: str = "sepa
     with xp the input zero-padded by (ph, pw) on each side: XLA's convolution (cuDNN on an NVIDIA
     GPU), the baseline the Winograd path is measured against. Precision as the linear layers'
     (``gemm.product_options``: float32 HIGHEST; 16-bit storage accumulated in float32 by cuDNN,
-    its result in the storage dtype); the bias is added in float32. ``bias`` (one of CONV_BIAS),
+    its result in the storage dtype); the bias is added in float32. ``bias_form`` (one of CONV_BIAS),
     for 16-bit storage: "separate" rounds the product to the storage dtype and adds the bias in a
     second pass; "epilogue" asks for the product's float32 result and rounds once, after the bias:
     y = round(sum + b). That is the form XLA's cuDNN rewriter can fold into one cuDNN call for
     float16 (convolution + bias: FuseBiasOrSideInput, then FuseConvertToF16, which needs every
     operand to convert losslessly to float16); bfloat16 has no such rewrite, and its float32
     result makes XLA run a float32 convolution (gemm.py). float32 storage: the two are the same."""
-    if bias not in CONV_BIAS:
-        raise ValueError(f"bias: expected one of {CONV_BIAS}, got {bias!r}")
+    if bias_form not in CONV_BIAS:
+        raise ValueError(f"bias_form: expected one of {CONV_BIAS}, got {bias_form!r}")
     options = product_options(x.dtype)
-    if bias == "epilogue" and b is not None:
+    if bias_form == "epilogue" and b is not None:
         options = dict(options, preferred_element_type=F32)
     (ph, pw) = padding
     y = lax.conv_general_dilated(x, w, window_strides=tuple(stride), padding=((ph, ph), (pw, pw)),

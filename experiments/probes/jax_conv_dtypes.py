@@ -12,7 +12,7 @@ inputs (float32's own error, about 1e-7, is far below 16-bit rounding), the devi
 time (``JaxBackend.time`` with ``args``), and the optimized HLO's library calls with the element
 types they read and write (an ``f32`` where the storage is 16-bit means an upcast copy).
 
-The convolutions also run with a bias in both of ``conv2d_direct``'s forms (``bias=`` separate or
+The convolutions also run with a bias in both of ``conv2d_direct``'s forms (``bias_form=`` separate or
 epilogue, winograd.CONV_BIAS): does XLA fold the bias into cuDNN's call (a
 ``__cudnn$convBiasActivationForward``), and what does that save against the separate pass?
 """
@@ -66,7 +66,7 @@ def conv(form):
 
 def conv_with_bias(form):
     def fn(x, w, b):
-        return winograd.conv2d_direct(x, w, b, (1, 1), (1, 1), bias=form)
+        return winograd.conv2d_direct(x, w, b, (1, 1), (1, 1), bias_form=form)
     return fn
 
 

@@ -195,7 +195,7 @@ def test_kernels_lower_with_the_triton_backend(dtype_name):
 @pytest.mark.parametrize("storage", [np.float16, jnp.bfloat16])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_conv_bias_epilogue_rounds_once(storage, seed):
-    # bias="epilogue": round(sum + b) from the product's float32 result, so the storage value
+    # bias_form="epilogue": round(sum + b) from the product's float32 result, so the storage value
     # nearest the float64 result up to float32's error (a near-tie may go the other way, rarely);
     # "separate" rounds the sum, then sum + b (float16 on the CPU: ~30% of the values differ from
     # the nearest; XLA's CPU keeps the bfloat16 product in float32, so there the two agree)
@@ -206,7 +206,7 @@ def test_conv_bias_epilogue_rounds_once(storage, seed):
     exact = ops.conv2d(*(a.astype(np.float64) for a in (x, w, b)), padding=(1, 1))
     nearest = exact.astype(storage)
     epilogue, separate = (np.asarray(jw.conv2d_direct(jnp.asarray(x), jnp.asarray(w), jnp.asarray(b), (1, 1), (1, 1),
-                                                      bias=form)) for form in ("epilogue", "separate"))
+                                                      bias_form=form)) for form in ("epilogue", "separate"))
     assert (epilogue != nearest).mean() < 0.01
     # within one unit in the last place (the nearest is within half of one)
     info = jnp.finfo(storage)
@@ -221,14 +221,14 @@ def test_conv_bias_forms_agree_in_float32_and_the_backend_takes_its_form():
 
     x, w, b = (jnp.asarray(random_array(i, shape).astype(np.float32)) for i, shape in
                enumerate([(1, 3, 6, 5), (4, 3, 3, 3), (4,)]))
-    forms = [np.asarray(jw.conv2d_direct(x, w, b, (1, 1), (1, 1), bias=form)) for form in jw.CONV_BIAS]
+    forms = [np.asarray(jw.conv2d_direct(x, w, b, (1, 1), (1, 1), bias_form=form)) for form in jw.CONV_BIAS]
     np.testing.assert_array_equal(forms[0], forms[1])
     x16, w16, b16 = (a.astype(jnp.float16) for a in (x, w, b))
     for form in jw.CONV_BIAS:
         backend = get_backend("jax", conv_bias=form)
         np.testing.assert_array_equal(np.asarray(backend.conv2d(x16, w16, b16, padding=1, method="direct")),
-                                      np.asarray(jw.conv2d_direct(x16, w16, b16, (1, 1), (1, 1), bias=form)))
+                                      np.asarray(jw.conv2d_direct(x16, w16, b16, (1, 1), (1, 1), bias_form=form)))
     with pytest.raises(ValueError, match="conv_bias: expected one of"):
         get_backend("jax", conv_bias="fused")
-    with pytest.raises(ValueError, match="bias: expected one of"):
-        jw.conv2d_direct(x, w, b, (1, 1), (1, 1), bias="fused")
+    with pytest.raises(ValueError, match="bias_form: expected one of"):
+        jw.conv2d_direct(x, w, b, (1, 1), (1, 1), bias_form="fused")
