@@ -87,8 +87,16 @@ class MeasuredRule:
         return self.attention[-1][1]
 
 
+#: The switches of the 16-bit rules on both GPUs measured (each rule's ``why`` says why): flash up
+#: to the UNet's head dims (d <= 160), naive for the decoder's d = 512; the fused GroupNorm; neither
+#: the Pallas GEGLU nor Winograd (the tensor cores make the multiplications cheap)
+_16BIT_SWITCHES = dict(fused_group_norm=True, fused_gelu=False, attention=((160, "flash"), (1 << 30, "naive")),
+                       winograd_tile=None)
+#: ... and of the float32 rules: naive attention, the fused GroupNorm, Winograd F(4, 3)
+_FLOAT32_SWITCHES = dict(fused_group_norm=True, fused_gelu=False, attention=((1 << 30, "naive"),), winograd_tile=4)
+
 _H200_16BIT = MeasuredRule(
-    fused_group_norm=True, fused_gelu=False, attention=((160, "flash"), (1 << 30, "naive")), winograd_tile=None,
+    **_16BIT_SWITCHES,
     why="H200, 2026-12-04 (experiments/results/issue13_h200_2026-12-04: kernels run 3, SD runs 1, 4 and 5): "
         "the fused GroupNorm+SiLU 1.4-1.9x XLA's unfused graph on all six SD shapes in fp16 and bf16; the "
         "Pallas GEGLU 0.87-0.98x XLA on the UNet's three large shapes, so off; flash on the tensor cores "
@@ -101,30 +109,29 @@ _H200_16BIT = MeasuredRule(
         "result, before they took gemm.product_options), cuDNN's direct convolution on the tensor cores "
         "beating the transforms' extra passes, and in bf16 F(4, 3) raises the UNet's error against "
         "diffusers from 8.6e-3 to 5.4e-2 (decoder 2.1e-2 to 1.5e-1; the tiny golden test on the CPU)")
-_H100_FLOAT16 = MeasuredRule(
-    fused_group_norm=True, fused_gelu=False, attention=((160, "flash"), (1 << 30, "naive")), winograd_tile=None,
-    why="H100 80GB HBM3, 2026-12-07 (experiments/results/issue13_h100_2026-12-07): in call 10's fp16 "
-        "ablation (one process, row-major weights, the GroupNorm forms by size) the UNet iteration with each "
-        "switch alone against none's 17.5 ms: fused_group_norm 17.1, fused_gelu 18.1, partial_softmax 18.5, "
-        "flash 13.5, winograd4 43.3 ms; so flash (d <= 160; the decoder's d = 512 naive, as on the H200) and "
-        "the fused GroupNorm on, GEGLU, the partial softmax and Winograd off. With the weights in XLA's "
-        "layouts and the network GroupNorm form (calls 11 and 13, today's defaults) fused_group_norm is 15.8 "
-        "against 17.5 ms (decoder 8.0 against 8.9) and best 10.5 against none's 18.0 ms (0.58x; decoder 8.0 "
-        "against 8.9)")
 #: ``Optimizations.best()``'s rules: (backend name, device as the backend's ``vendor`` names it,
 #: storage dtype) -> the measured choice. Only what was measured is here.
 MEASURED: dict[tuple[str, str, str], MeasuredRule] = {
     ("jax", "NVIDIA H200", "float16"): _H200_16BIT,
-    ("jax", "NVIDIA H100 80GB HBM3", "float16"): _H100_FLOAT16,
+    ("jax", "NVIDIA H100 80GB HBM3", "float16"): MeasuredRule(
+        **_16BIT_SWITCHES,
+        why="H100 80GB HBM3, 2026-12-07 (experiments/results/issue13_h100_2026-12-07): in call 10's fp16 "
+            "ablation (one process, row-major weights, the GroupNorm forms by size) the UNet iteration with each "
+            "switch alone against none's 17.5 ms: fused_group_norm 17.1, fused_gelu 18.1, partial_softmax 18.5, "
+            "flash 13.5, winograd4 43.3 ms; so flash (d <= 160; the decoder's d = 512 naive, as on the H200) and "
+            "the fused GroupNorm on, GEGLU, the partial softmax and Winograd off. With the weights in XLA's "
+            "layouts and the network GroupNorm form (calls 11 and 13, today's defaults) fused_group_norm is 15.8 "
+            "against 17.5 ms (decoder 8.0 against 8.9) and best 10.5 against none's 18.0 ms (0.58x; decoder 8.0 "
+            "against 8.9)"),
     ("jax", "NVIDIA H100 80GB HBM3", "bfloat16"): MeasuredRule(
-        fused_group_norm=True, fused_gelu=False, attention=((160, "flash"), (1 << 30, "naive")), winograd_tile=None,
+        **_16BIT_SWITCHES,
         why="H100 80GB HBM3, 2026-12-07 (experiments/results/issue13_h100_2026-12-07, calls 11-13): the bf16 "
             "UNet iteration with each switch alone against none's 18.0 ms (call 11, one process): "
             "fused_group_norm 17.6, fused_gelu 18.6, partial_softmax 17.9, flash 13.6 ms; winograd4 41.8 ms "
             "(call 12); so the fp16 rule. best (call 13, today's defaults): 11.7 against none's 18.3 ms "
             "(0.64x), decoder 7.9 against 8.8 ms"),
     ("jax", "NVIDIA H100 80GB HBM3", "float32"): MeasuredRule(
-        fused_group_norm=True, fused_gelu=False, attention=((1 << 30, "naive"),), winograd_tile=4,
+        **_FLOAT32_SWITCHES,
         why="H100 80GB HBM3, 2026-12-07 (experiments/results/issue13_h100_2026-12-07, call 12, one process, "
             "weights in XLA's layouts): fp32 against none's UNet 78.1 ms and decoder 94.0 ms: fused_group_norm "
             "76.3 and 94.6 ms, winograd4 76.6 and 36.7 ms (Winograd F(4, 3) cuts the decoder 2.6x where the "
@@ -133,7 +140,7 @@ MEASURED: dict[tuple[str, str, str], MeasuredRule] = {
             "issue13_h200_2026-12-04): not measured in fp32 on the H100, nor best itself end to end"),
     ("jax", "NVIDIA H200", "bfloat16"): _H200_16BIT,
     ("jax", "NVIDIA H200", "float32"): MeasuredRule(
-        fused_group_norm=True, fused_gelu=False, attention=((1 << 30, "naive"),), winograd_tile=4,
+        **_FLOAT32_SWITCHES,
         why="H200, 2026-12-04 (experiments/results/issue13_h200_2026-12-04, kernels run 3): the fused "
             "GroupNorm+SiLU 1.5-2.1x XLA on five SD shapes and 1.04x on (2, 1280, 16, 16); the Pallas GEGLU "
             "0.93-1.03x XLA, so off; attention in fp32 (HIGHEST, no tensor cores): naive (XLA) 0.82-0.95x "

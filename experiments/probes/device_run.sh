@@ -12,23 +12,23 @@
 #                     the convolution's bias in both forms (does XLA fold it into cuDNN's call?)
 #   flash             experiments.probes.jax_flash_blocks, fp16, and JAX's Mosaic GPU FlashAttention 3
 #                     as a yardstick; flashstages: fp16 and bf16, Triton pipeline stages 2 and 3
-#   profile_DT_CFGS   experiments.probes.jax_unet_profile: the UNet's kernels by kind (CFGS joined by +);
-#                     profiledecoder_DT_CFGS: the VAE decoder's; profilecl_* and profiledecodercl_*: with
-#                     every fused GroupNorm in its "channels_last" form; profileauto_* and
-#                     profiledecoderauto_*: with the weights in XLA's layouts (parameter_layouts=auto);
-#                     profileslab_* and profiledecoderslab_*: the jnp GroupNorm's slab view; profileepi_* and
-#                     profiledecoderepi_*: the convolutions' bias before their one rounding (conv_bias=epilogue)
+#   profile_DT_CFGS[_X]  experiments.probes.jax_unet_profile: the UNet's kernels by kind (CFGS joined by
+#                     +); profiledecoder_DT_CFGS[_X]: the VAE decoder's. _X as for jax_ below (the runs of
+#                     2026-12-07 before commit 8cdc9ef named profilecl_, profileauto_, profileslab_ and
+#                     profileepi_ what are now the _gncl, _autolayout, _slabview and _convepilogue suffixes)
 #   jax_DT_CFGS[_X]   experiments.sd_latency in one process with DT = float16 | bfloat16 | float32
-#                     storage, CFGS = configurations joined by + or "all"; _X = notriton adds
-#                     --xla-option xla_gpu_enable_triton_gemm=false; _X = gncl, autolayout, slabview
-#                     --backend-option fused_group_norm_form=channels_last, parameter_layouts=auto,
-#                     group_norm_view=slab (on a GPU gncl and autolayout are JaxBackend's defaults since 2026-12-07);
-#                     _X = rowmajor: parameter_layouts=default (the earlier default, for A/B); _X = gnsplit:
-#                     fused_group_norm_form=split (an NCHW form in the networks); _X = convepilogue:
-#                     conv_bias=epilogue (the bias before the convolution's one rounding); _X = nographs, graphs1:
-#                     XLA_FLAGS --xla_gpu_enable_command_buffer= (no CUDA graphs), --xla_gpu_graph_min_graph_size=1
-#                     (graphs of any length; XLA's default is 5); _X = default passes nothing;
-#                     several X joined by "," combine
+#                     storage, CFGS = configurations joined by + or "all". _X, several joined by ",":
+#                     default      nothing
+#                     notriton     --xla-option xla_gpu_enable_triton_gemm=false
+#                     gncl         --backend-option fused_group_norm_form=channels_last
+#                     autolayout   --backend-option parameter_layouts=auto (gncl and autolayout: JaxBackend's
+#                                  network defaults on a GPU since 2026-12-07)
+#                     rowmajor     --backend-option parameter_layouts=default (the earlier default, for A/B)
+#                     gnsplit      --backend-option fused_group_norm_form=split (an NCHW form in the networks)
+#                     slabview     --backend-option group_norm_view=slab
+#                     convepilogue --backend-option conv_bias=epilogue (the bias before the convolution's one rounding)
+#                     nographs     XLA_FLAGS=--xla_gpu_enable_command_buffer= (no CUDA graphs)
+#                     graphs1      XLA_FLAGS=--xla_gpu_graph_min_graph_size=1 (graphs of any length; XLA's default: 5)
 #   hlo_DT_CFG        XLA's optimized HLO (text) of the networks of configuration CFG: where the
 #                     layout changes (transposes) come from
 #   diffusers_DT      experiments.diffusers_latency (the peer)
@@ -55,6 +55,30 @@ step() {  # name, seconds, command...
 }
 
 ALL="none+fused_group_norm+fused_gelu+partial_softmax+flash+winograd4+paper+best"
+options() {  # CFGS[_X[,X...]] -> configs, extra (arguments of sd_latency and the profile), flags (XLA_FLAGS)
+    local rest=$1 suffix=${1##*_} x
+    extra= flags= configs=$rest
+    for x in ${suffix//,/ }; do
+        case $x in default|notriton|gncl|autolayout|rowmajor|gnsplit|slabview|convepilogue|nographs|graphs1) ;;
+            *) return ;;  # no _X: CFGS may hold "_"
+        esac
+    done
+    configs=${rest%_*}
+    for x in ${suffix//,/ }; do
+        case $x in
+            notriton) extra="$extra --xla-option xla_gpu_enable_triton_gemm=false" ;;
+            gncl) extra="$extra --backend-option fused_group_norm_form=channels_last" ;;
+            autolayout) extra="$extra --backend-option parameter_layouts=auto" ;;
+            rowmajor) extra="$extra --backend-option parameter_layouts=default" ;;
+            gnsplit) extra="$extra --backend-option fused_group_norm_form=split" ;;
+            slabview) extra="$extra --backend-option group_norm_view=slab" ;;
+            convepilogue) extra="$extra --backend-option conv_bias=epilogue" ;;
+            nographs) flags="$flags --xla_gpu_enable_command_buffer=" ;;
+            graphs1) flags="$flags --xla_gpu_graph_min_graph_size=1" ;;
+        esac
+    done
+}
+
 for s in "$@"; do  # NAME:SECONDS
     name=${s%%:*} limit=${s#*:}
     case $name in
@@ -62,44 +86,24 @@ for s in "$@"; do  # NAME:SECONDS
         probe_conv) step probe_conv "$limit" python3 -m experiments.probes.jax_conv_dtypes ;;
         flashstages) step flashstages "$limit" python3 -m experiments.probes.jax_flash_blocks --dtypes float16 bfloat16 \
                          --stages 2 3 ;;
-        profile_*|profiledecoder_*|profilecl_*|profiledecodercl_*|profileauto_*|profiledecoderauto_*|profileslab_*|profiledecoderslab_*|profileepi_*|profiledecoderepi_*)
-                   rest=${name#*_} dtype=${rest%%_*} configs=${rest#*_} component=unet form=
-                   case ${name%%_*} in profiledecoder*) component=decoder ;; esac
-                   case ${name%%_*} in *cl) form="--backend-option fused_group_norm_form=channels_last" ;; esac
-                   case ${name%%_*} in *auto) form="--backend-option parameter_layouts=auto" ;; esac
-                   case ${name%%_*} in *slab) form="--backend-option group_norm_view=slab" ;; esac
-                   case ${name%%_*} in *epi) form="--backend-option conv_bias=epilogue" ;; esac
-                   step "$name" "$limit" python3 -m experiments.probes.jax_unet_profile --dtype "$dtype" \
-                       --component $component --configs ${configs//+/ } $form ;;
+        profile_*|profiledecoder_*)
+                   rest=${name#*_} component=unet
+                   dtype=${rest%%_*}
+                   options "${rest#*_}"
+                   [ "${name%%_*}" = profiledecoder ] && component=decoder
+                   XLA_FLAGS="$flags" step "$name" "$limit" python3 -m experiments.probes.jax_unet_profile \
+                       --dtype "$dtype" --component $component --configs ${configs//+/ } $extra ;;
         hlo_*) rest=${name#hlo_} dtype=${rest%%_*} config=${rest#*_}  # the optimized HLO of the UNet and decoder
                XLA_FLAGS="--xla_dump_to=$OUT/$name --xla_dump_hlo_as_text" step "$name" "$limit" \
                    python3 -m experiments.sd_latency --backend jax --dtype "$dtype" --iterations 1 --configs "$config"
                find "$OUT/$name" -type f ! -name '*after_optimizations.txt' -delete
                find "$OUT/$name" -type f -size -200k -delete ;;
-        jax_*) rest=${name#jax_} dtype=${rest%%_*} rest=${rest#*_} extra= flags= suffix=${rest##*_} configs=$rest
-               known=1
-               for x in ${suffix//,/ }; do
-                   case $x in default|notriton|gncl|autolayout|slabview|rowmajor|gnsplit|convepilogue|nographs|graphs1) ;;
-                       *) known=0 ;;
-                   esac
-               done
-               [ $known = 1 ] && configs=${rest%_*}  # configs may hold "_"
-               for x in ${suffix//,/ }; do
-                   case $x in
-                       slabview) extra="$extra --backend-option group_norm_view=slab" ;;
-                       autolayout) extra="$extra --backend-option parameter_layouts=auto" ;;
-                       notriton) extra="$extra --xla-option xla_gpu_enable_triton_gemm=false" ;;
-                       gncl) extra="$extra --backend-option fused_group_norm_form=channels_last" ;;
-                       rowmajor) extra="$extra --backend-option parameter_layouts=default" ;;
-                       gnsplit) extra="$extra --backend-option fused_group_norm_form=split" ;;
-                       convepilogue) extra="$extra --backend-option conv_bias=epilogue" ;;
-                       nographs) flags="$flags --xla_gpu_enable_command_buffer=" ;;
-                       graphs1) flags="$flags --xla_gpu_graph_min_graph_size=1" ;;
-                   esac
-               done
+        jax_*) rest=${name#jax_}
+               dtype=${rest%%_*} rest=${rest#*_}
+               options "$rest"
                [ "$configs" = all ] && configs=$ALL
-               XLA_FLAGS="$flags" step "sd_latency_${dtype}_$rest" "$limit" python3 -m experiments.sd_latency --backend jax --dtype "$dtype" \
-                   --iterations 5 --configs ${configs//+/ } $extra --json "$OUT/sd_latency_${dtype}_$rest.json" ;;
+               XLA_FLAGS="$flags" step "sd_latency_${dtype}_$rest" "$limit" python3 -m experiments.sd_latency --backend jax \
+                   --dtype "$dtype" --iterations 5 --configs ${configs//+/ } $extra --json "$OUT/sd_latency_${dtype}_$rest.json" ;;
         diffusers_*) dtype=${name#diffusers_}
                      step "diffusers_latency_$dtype" "$limit" python3 -m experiments.diffusers_latency --dtype "$dtype" \
                          --json "$OUT/diffusers_latency_$dtype.json" ;;

@@ -128,12 +128,18 @@ def main(argv=None) -> None:
     parser.add_argument("--tiny", action="store_true", help="tiny SD-shaped networks (a smoke test on a CPU)")
     parser.add_argument("--backend-option", action="append", default=[], metavar="NAME=VALUE",
                         type=sd_latency.parse_backend_option,
-                        help="a keyword argument of JaxBackend, e.g. fused_group_norm_form=channels_last; repeatable")
+                        help="a keyword argument of JaxBackend, e.g. fused_group_norm_form=split; repeatable")
+    parser.add_argument("--xla-option", action="append", default=[], metavar="NAME=VALUE",
+                        type=sd_latency.parse_xla_option,
+                        help="an XLA option of the networks' programs (JaxBackend's compiler_options); repeatable")
     args = parser.parse_args(argv)
+    backend_options = dict(args.backend_option)
+    if args.xla_option:
+        backend_options["compiler_options"] = dict(args.xla_option)
     print(f"{jax.devices()[0].device_kind}, jax {jax.__version__}")
     for config in args.configs:
         profile(args.component, config, storage_dtype(args.dtype), args.iterations, args.top, args.tiny,
-                dict(args.backend_option))
+                backend_options)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from hypothesis import strategies as st
 
+from backends import get_backend
 from backends.jax import winograd as jw
 from reference import ops
 from reference import winograd as wg
@@ -217,8 +218,6 @@ def test_conv_bias_epilogue_rounds_once(storage, seed):
 
 
 def test_conv_bias_forms_agree_in_float32_and_the_backend_takes_its_form():
-    from backends import get_backend
-
     x, w, b = (jnp.asarray(random_array(i, shape).astype(np.float32)) for i, shape in
                enumerate([(1, 3, 6, 5), (4, 3, 3, 3), (4,)]))
     forms = [np.asarray(jw.conv2d_direct(x, w, b, (1, 1), (1, 1), bias_form=form)) for form in jw.CONV_BIAS]
