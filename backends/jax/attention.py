@@ -105,9 +105,10 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
+from . import attention_hopper
 from .pallas_util import cdiv, compiler_params, exp2, pad_to, round_up
 
-__all__ = ["METHODS", "softmax", "attention", "attention_naive", "attention_partial_softmax", "attention_flash",
+__all__ = ["METHODS", "FLASH_LOWERINGS", "softmax", "attention", "flash_kernel_for", "attention_naive", "attention_partial_softmax", "attention_flash",
            "softmax_stats", "block_sizes", "flash_blocks", "padded_dim"]
 
 METHODS = ("naive", "partial_softmax", "flash")
@@ -136,20 +137,51 @@ def softmax(x, axis: int = -1):
     return (e / jnp.sum(e, axis=axis, keepdims=True)).astype(x.dtype)
 
 
-@functools.partial(jax.jit, static_argnames=("scale", "method", "interpret", "causal"))
-def attention(q, k, v, scale: float, method: str, interpret: bool, causal: bool = False):
+@functools.partial(jax.jit, static_argnames=("scale", "method", "interpret", "causal", "flash_lowering"))
+def attention(q, k, v, scale: float, method: str, interpret: bool, causal: bool = False,
+              flash_lowering: str = "triton"):
     """O = softmax(scale q k^T) v by ``method`` ("naive" | "partial_softmax" | "flash"), of q's
-    dtype; with ``causal`` query i attends to keys j <= i only."""
+    dtype; with ``causal`` query i attends to keys j <= i only. ``flash_lowering``: which flash
+    kernel (FLASH_LOWERINGS, ``flash_kernel_for``)."""
     if method == "naive":
         return attention_naive(q, k, v, scale, causal)
     if method == "partial_softmax":
         return attention_partial_softmax(q, k, v, scale, interpret, causal)
     if method == "flash":
-        # the kernel reads the heads where the projections put them, (B, N, H, d): inside a
+        # the kernels read the heads where the projections put them, (B, N, H, d): inside a
         # jitted network these swaps cancel the model's head transposes (XLA folds the pair)
         heads_last = [x.swapaxes(1, 2) for x in (q, k, v)]
-        return attention_flash(*heads_last, scale, interpret, causal=causal, heads_axis=2).swapaxes(1, 2)
+        if flash_kernel_for(q, k, v, causal, flash_lowering, interpret) == "mosaic":
+            out = attention_hopper.attention_flash_hopper(*heads_last, scale, heads_axis=2)
+        else:
+            out = attention_flash(*heads_last, scale, interpret, causal=causal, heads_axis=2)
+        return out.swapaxes(1, 2)
     raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
+
+
+#: the flash switch's kernels: "triton" (``attention_flash``, every shape and dtype, CPU and GPU),
+#: "mosaic" (attention_hopper.py: Hopper GPUs, 16-bit storage, the shapes it accepts) and "auto"
+#: (the Mosaic GPU kernel where it runs these operands, the Triton kernel elsewhere)
+FLASH_LOWERINGS = ("triton", "mosaic", "auto")
+
+
+def flash_kernel_for(q, k, v, causal: bool, lowering: str, interpret: bool) -> str:
+    """"triton" or "mosaic": the kernel that ``lowering`` (FLASH_LOWERINGS) gives q, k, v in
+    (B, H, N, d). "mosaic" raises ValueError where the Hopper kernel cannot run them (in the
+    interpreter, off a Hopper GPU, or ``attention_hopper.why_not``'s reason) instead of falling
+    back; "auto" takes it exactly where it can."""
+    if lowering not in FLASH_LOWERINGS:
+        raise ValueError(f"flash_lowering: expected one of {FLASH_LOWERINGS}, got {lowering!r}")
+    if lowering == "triton":
+        return "triton"
+    reason = ("the interpreter runs no Mosaic GPU kernel" if interpret else
+              None if attention_hopper.on_hopper() else "it runs on a Hopper GPU (compute capability 9.x) only")
+    reason = reason or attention_hopper.why_not(q.shape, k.shape, v.shape, q.dtype, causal, heads_axis=1)
+    if reason is None:
+        return "mosaic"
+    if lowering == "mosaic":
+        raise ValueError(f"flash_lowering='mosaic': {reason}")
+    return "triton"
 
 
 # -- sizes and padding ----------------------------------------------------------------------------

@@ -79,7 +79,7 @@ class JaxBackend(Backend):
 
     def __init__(self, optimizations=None, interpret: bool | None = None, compiler_options: dict | None = None,
                  fused_group_norm_form: str | None = None, parameter_layouts: str = "auto",
-                 group_norm_view: str = "grouped", conv_bias: str = "separate"):
+                 group_norm_view: str = "grouped", conv_bias: str = "separate", flash_lowering: str = "triton"):
         """``interpret``: run the Pallas kernels in the Pallas interpreter. None (default): True
         exactly when JAX's default backend is the CPU, where Pallas has no compiler; the choice is
         recorded in ``choices``. ``compiler_options``: XLA options of the programs ``compile``
@@ -95,7 +95,11 @@ class JaxBackend(Backend):
         GroupNorm views x (group_norm.VIEWS), to measure the two in a network. ``conv_bias``:
         where the direct convolution adds its bias (winograd.CONV_BIAS: "separate", after the
         product's rounding to 16 bits, or "epilogue", to its float32 result before the one
-        rounding, which XLA can fold into cuDNN's call for float16; ``winograd.conv2d_direct``)."""
+        rounding, which XLA can fold into cuDNN's call for float16; ``winograd.conv2d_direct``).
+        ``flash_lowering``: the flash switch's kernel (attention.FLASH_LOWERINGS: "triton", the
+        Pallas Triton kernel everywhere; "mosaic", the Mosaic GPU kernel for Hopper of
+        attention_hopper.py, an error where it cannot run; "auto", that kernel where it can run
+        the operands); each flash call's kernel is counted in ``choices``."""
         super().__init__(optimizations)
         if fused_group_norm_form is not None and fused_group_norm_form not in group_norm.FORMS:
             raise ValueError(f"fused_group_norm_form: expected None or one of {group_norm.FORMS}, "
@@ -111,6 +115,9 @@ class JaxBackend(Backend):
         if conv_bias not in winograd.CONV_BIAS:
             raise ValueError(f"conv_bias: expected one of {winograd.CONV_BIAS}, got {conv_bias!r}")
         self.conv_bias = conv_bias
+        if flash_lowering not in attention.FLASH_LOWERINGS:
+            raise ValueError(f"flash_lowering: expected one of {attention.FLASH_LOWERINGS}, got {flash_lowering!r}")
+        self.flash_lowering = flash_lowering
         if compiler_options is not None and not isinstance(compiler_options, dict):
             raise TypeError(f"compiler_options: expected a dict of XLA options, got {type(compiler_options).__name__}")
         self.compiler_options = dict(compiler_options or {})
@@ -273,7 +280,11 @@ class JaxBackend(Backend):
         return gelu.geglu_fused(x, approximate, self.interpret) if fused else gelu.geglu(x, approximate)
 
     def _attention(self, q, k, v, scale, method, *, causal):
-        return attention.attention(q, k, v, scale, method, self.interpret, causal)
+        lowering = "triton"
+        if method == "flash":  # resolved here, where it can be counted, and passed on
+            lowering = attention.flash_kernel_for(q, k, v, causal, self.flash_lowering, self.interpret)
+            self.choices[("attention", "flash kernel", lowering)] += 1
+        return attention.attention(q, k, v, scale, method, self.interpret, causal, lowering)
 
     def _conv2d_direct(self, x, w, b, stride, padding):
         return winograd.conv2d_direct(x, w, b, stride, padding, bias_form=self.conv_bias)

@@ -10,6 +10,9 @@
 #
 #   probe_conv        experiments.probes.jax_conv_dtypes: 16-bit convolutions and products by output dtype, and
 #                     the convolution's bias in both forms (does XLA fold it into cuDNN's call?)
+#   flashhopper       experiments.probes.jax_flash_blocks, fp16 and bf16: our Mosaic GPU kernel's candidates
+#                     (attention_hopper.py), the Triton kernel's default and JAX's FA3, against SDPA
+#   tests_hopper      tests/jax/test_jax_attention_hopper.py (the Mosaic GPU kernel's values)
 #   flash             experiments.probes.jax_flash_blocks, fp16, and JAX's Mosaic GPU FlashAttention 3
 #                     as a yardstick; flashstages: fp16 and bf16, Triton pipeline stages 2 and 3
 #   profile_DT_CFGS[_X]  experiments.probes.jax_unet_profile: the UNet's kernels by kind (CFGS joined by
@@ -27,6 +30,8 @@
 #                     gnsplit      --backend-option fused_group_norm_form=split (an NCHW form in the networks)
 #                     slabview     --backend-option group_norm_view=slab
 #                     convepilogue --backend-option conv_bias=epilogue (the bias before the convolution's one rounding)
+#                     mosaic       --backend-option flash_lowering=auto (the Hopper kernel where it accepts the shape)
+#                     triton       --backend-option flash_lowering=triton (the Triton flash kernel everywhere)
 #                     nographs     XLA_FLAGS=--xla_gpu_enable_command_buffer= (no CUDA graphs)
 #                     graphs1      XLA_FLAGS=--xla_gpu_graph_min_graph_size=1 (graphs of any length; XLA's default: 5)
 #   hlo_DT_CFG        XLA's optimized HLO (text) of the networks of configuration CFG: where the
@@ -59,7 +64,7 @@ options() {  # CFGS[_X[,X...]] -> configs, extra (arguments of sd_latency and th
     local rest=$1 suffix=${1##*_} x
     extra= flags= configs=$rest
     for x in ${suffix//,/ }; do
-        case $x in default|notriton|gncl|autolayout|rowmajor|gnsplit|slabview|convepilogue|nographs|graphs1) ;;
+        case $x in default|notriton|gncl|autolayout|rowmajor|gnsplit|slabview|convepilogue|nographs|graphs1|mosaic|triton) ;;
             *) return ;;  # no _X: CFGS may hold "_"
         esac
     done
@@ -73,6 +78,8 @@ options() {  # CFGS[_X[,X...]] -> configs, extra (arguments of sd_latency and th
             gnsplit) extra="$extra --backend-option fused_group_norm_form=split" ;;
             slabview) extra="$extra --backend-option group_norm_view=slab" ;;
             convepilogue) extra="$extra --backend-option conv_bias=epilogue" ;;
+            mosaic) extra="$extra --backend-option flash_lowering=auto" ;;
+            triton) extra="$extra --backend-option flash_lowering=triton" ;;
             nographs) flags="$flags --xla_gpu_enable_command_buffer=" ;;
             graphs1) flags="$flags --xla_gpu_graph_min_graph_size=1" ;;
         esac
@@ -84,6 +91,8 @@ for s in "$@"; do  # NAME:SECONDS
     case $name in
         flash) step flash "$limit" python3 -m experiments.probes.jax_flash_blocks --dtypes float16 --stages 2 --mosaic ;;
         probe_conv) step probe_conv "$limit" python3 -m experiments.probes.jax_conv_dtypes ;;
+        flashhopper) step flashhopper "$limit" python3 -m experiments.probes.jax_flash_blocks --dtypes float16 bfloat16 \
+                         --hopper --hopper-stages 2 3 --triton default --layouts 2 --mosaic ;;
         flashstages) step flashstages "$limit" python3 -m experiments.probes.jax_flash_blocks --dtypes float16 bfloat16 \
                          --stages 2 3 ;;
         profile_*|profiledecoder_*)
@@ -110,6 +119,7 @@ for s in "$@"; do  # NAME:SECONDS
         bench_*) ops=${name#bench_}
                  step "$name" "$limit" python3 -m experiments.kernels --backends jax --ops ${ops//+/ } \
                      --dtypes float16 bfloat16 float32 --full --out "$OUT" ;;
+        tests_hopper) step tests_hopper "$limit" python3 -m pytest -q -p no:cacheprovider tests/jax/test_jax_attention_hopper.py ;;
         tests_attention) step tests_attention "$limit" python3 -m pytest -q -p no:cacheprovider \
                              tests/jax/test_jax_attention.py tests/test_attention.py -k jax ;;
         tests_jax) step tests_jax "$limit" python3 -m pytest -q -p no:cacheprovider tests/jax tests/test_attention.py \

@@ -16,6 +16,12 @@ layout the backend hands it inside the network, marked ``(B,N,H,d)``).
 Hopper: warp-specialized, TMA copies, wgmma) on the shapes it accepts (head dim padded to a
 multiple of 64, N a multiple of 2 block_q, M of block_kv), q pre-scaled and in its (B, N, H, d)
 layout outside the timed call. It is a reference point for the lowering, not one of our kernels.
+
+``--hopper``: our Mosaic GPU kernel (backends/jax/attention_hopper.py) on the shapes it accepts,
+in (B, N, H, d) as the network hands it over, for (block_q, block_k) in HOPPER_BLOCKS, head dims
+padded to a multiple of 64 or of 16 (``head_dim_multiple``: 40 -> 64 or 48) and ``--hopper-stages``
+K/V slots; its default blocks are marked ``default``. ``--triton default`` times only the Triton
+kernel's default blocks (in both layouts), ``--triton none`` skips it.
 """
 
 import argparse
@@ -28,6 +34,7 @@ import numpy as np
 
 from backends import get_backend
 from backends.jax import attention as jax_attention
+from backends.jax import attention_hopper
 from experiments.peers import TorchCUDA
 from reference import attention as ref_attention
 
@@ -70,6 +77,36 @@ def mosaic_rows(backend, shape, q, k, v, expected, sdpa_ms, dtype_name):
         print(f"{label} {relative_error(out, expected):.2e} | {ms:.4f} | {flops / ms * 1e-9:.0f} | {ratio} |", flush=True)
 
 
+#: (block_q, block_k) candidates of our Mosaic GPU kernel, and its head-dim paddings
+HOPPER_BLOCKS = ((64, 64), (64, 128), (128, 64), (128, 128))
+HOPPER_MULTIPLES = (64, 16)
+
+
+def hopper_rows(backend, shape, heads_last, expected, sdpa_ms, dtype_name, stages_list):
+    """Our Mosaic GPU kernel (attention_hopper.py) on one shape: one row per candidate it accepts."""
+    b, h, n, m, d = shape
+    flops = 4 * b * h * n * m * d
+    q, k, v = heads_last
+    for (block_q, block_k), multiple, stages in itertools.product(HOPPER_BLOCKS, HOPPER_MULTIPLES, stages_list):
+        if attention_hopper.why_not(q.shape, k.shape, v.shape, q.dtype, False, 2, block_q, block_k, stages, multiple):
+            continue
+        d_pad = attention_hopper.padded_head_dim(d, multiple)
+        default = (attention_hopper.default_blocks(n, d_pad, stages) == (block_q, block_k)
+                   and (multiple, stages) == (attention_hopper.HEAD_DIM_MULTIPLE, attention_hopper.STAGES))
+        label = (f"| {shape} | {dtype_name} | hopper {block_q}{' default' if default else ''} | {block_k} | "
+                 f"3 WG, d_pad {d_pad} | {stages} |")
+        fn = jax.jit(lambda q, k, v, bq=block_q, bk=block_k, mu=multiple, st=stages:
+                     attention_hopper.attention_flash_hopper(q, k, v, d ** -0.5, 2, bq, bk, st, mu))
+        try:
+            out = np.asarray(fn(q, k, v).swapaxes(1, 2)[:1, :2], dtype=np.float64)
+        except Exception as exc:  # a candidate the lowering refuses
+            print(f"{label} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]} | | | |", flush=True)
+            continue
+        ms = backend.time(fn, repeats=10, args=(q, k, v)).device_median * 1e3
+        ratio = f"{sdpa_ms / ms:.2f}x" if sdpa_ms else ""
+        print(f"{label} {relative_error(out, expected):.2e} | {ms:.4f} | {flops / ms * 1e-9:.0f} | {ratio} |", flush=True)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dtypes", nargs="+", default=["float16", "bfloat16"])
@@ -77,6 +114,10 @@ def main(argv=None) -> None:
     parser.add_argument("--mosaic", action="store_true", help="also JAX's Mosaic GPU FlashAttention 3")
     parser.add_argument("--layouts", nargs="+", type=int, default=[1, 2], choices=[1, 2],
                         help="flash's heads_axis: 1 reads (B, H, N, d), 2 reads (B, N, H, d) in place")
+    parser.add_argument("--hopper", action="store_true", help="also our Mosaic GPU kernel (attention_hopper.py)")
+    parser.add_argument("--hopper-stages", nargs="+", type=int, default=[2], help="its K/V slots to try")
+    parser.add_argument("--triton", choices=["sweep", "default", "none"], default="sweep",
+                        help="the Triton kernel: every candidate, its default blocks only, or none")
     args = parser.parse_args(argv)
     backend = get_backend("jax")
     torch_peer, why = TorchCUDA.start()
@@ -101,7 +142,11 @@ def main(argv=None) -> None:
         jq, jk, jv = (jnp.asarray(x) for x in (q, k, v))
         default = jax_attention.flash_blocks(n, m, jax_attention.padded_dim(d), tensor_cores=True)
         heads_last = [x.swapaxes(1, 2) for x in (jq, jk, jv)]  # (B, N, H, d), as the network hands them over
-        for (block_q, block_k), warps, stages, heads_axis in itertools.product(BLOCKS, WARPS, args.stages, args.layouts):
+        candidates = itertools.product(BLOCKS, WARPS, args.stages, args.layouts)
+        if args.triton != "sweep":
+            candidates = [((bq, bk), w, jax_attention.FLASH_STAGES, a) for a in args.layouts
+                          for bq, bk, w in [default]] if args.triton == "default" else []
+        for (block_q, block_k), warps, stages, heads_axis in candidates:
             fn = jax.jit(lambda q, k, v, bq=block_q, bk=block_k, w=warps, s=stages, a=heads_axis:
                          jax_attention.attention_flash(q, k, v, d ** -0.5, False, block_q=bq, block_k=bk, num_warps=w,
                                                        num_stages=s, heads_axis=a))
@@ -120,6 +165,8 @@ def main(argv=None) -> None:
             ratio = f"{sdpa_ms / ms:.2f}x" if sdpa_ms else ""
             print(f"{label} {block_q}{mark} | {block_k} | {warps} | {stages} | {relative_error(out, expected):.2e} | "
                   f"{ms:.4f} | {flops / ms * 1e-9:.0f} | {ratio} |", flush=True)
+        if args.hopper:
+            hopper_rows(backend, (b, h, n, m, d), heads_last, expected, sdpa_ms, dtype_name, args.hopper_stages)
         if args.mosaic:
             mosaic_rows(backend, (b, h, n, m, d), q, k, v, expected, sdpa_ms, dtype_name)
 

@@ -1,0 +1,129 @@
+"""The Mosaic GPU FlashAttention for Hopper (backends/jax/attention_hopper.py) and how the flash
+switch chooses between it and the Triton kernel (``flash_lowering``).
+
+Its values are checked on a Hopper GPU only (against the float64 reference, in both layouts, with
+padded and unpadded head dims, several key blocks and both 16-bit dtypes): no other machine runs a
+Mosaic GPU kernel, and JAX's GPU interpreter has no rule for its transposed wgmma operand. On every
+machine: what it accepts and why not, and that the choice of kernel is explicit (``"mosaic"``
+raises where it cannot run; ``"auto"`` takes it exactly where it can) and counted.
+"""
+
+import re
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from backends.jax import attention as jax_attention
+from backends.jax import attention_hopper
+from backends.jax.backend import JaxBackend
+from reference import attention as att
+
+from ..helpers import assert_matches, attention_inputs, attention_tolerance
+
+pytestmark = pytest.mark.backends("jax")
+
+hopper_only = pytest.mark.skipif(not attention_hopper.on_hopper(), reason="the Mosaic GPU kernel runs on Hopper GPUs only")
+
+
+# -- what it accepts (every machine) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case, reason", [
+    (dict(dtype=jnp.float32), "dtype"),
+    (dict(causal=True), "causal"),
+    (dict(dv=64), "head dims"),
+    (dict(n=200), "N: expected a multiple of 2 \\* block_q = 128"),
+    (dict(m=77), "M: expected a multiple of block_k = 128"),
+    (dict(d=512), "head dim: expected at most 256"),
+    (dict(block_q=96), "blocks"),
+    (dict(d=192, block_k=128), "shared memory"),
+    (dict(heads_axis=3), "heads_axis"),
+])
+def test_what_the_kernel_refuses_and_why(case, reason):
+    c = dict(n=4096, m=4096, d=40, dv=None, dtype=jnp.float16, causal=False, heads_axis=2, block_q=None, block_k=None)
+    c.update(case)
+    sd = (2, 4096, 8, 40)  # SD's long self-attention: accepted
+    assert attention_hopper.accepts(sd, sd, sd, jnp.float16, False, 2)
+    q, k, v = (2, c["n"], 8, c["d"]), (2, c["m"], 8, c["d"]), (2, c["m"], 8, c["dv"] or c["d"])
+    why = attention_hopper.why_not(q, k, v, c["dtype"], c["causal"], c["heads_axis"], c["block_q"], c["block_k"])
+    assert why is not None and re.search(reason, why), why
+    x = jnp.zeros((1, 128, 1, 64), jnp.float16)
+    with pytest.raises(ValueError, match="attention_flash_hopper: M"):
+        attention_hopper.attention_flash_hopper(x, x[:, :77], x[:, :77], 0.125)
+
+
+def test_default_blocks_fit_shared_memory_and_pad_head_dims():
+    assert attention_hopper.padded_head_dim(40) == 64 and attention_hopper.padded_head_dim(40, 16) == 48
+    assert attention_hopper.default_blocks(4096, 64) == (128, 128)
+    assert attention_hopper.default_blocks(1024, 128) == (64, 128)
+    assert attention_hopper.default_blocks(256, 192) == (64, 64)  # 64 x 128 would need 240 KiB
+    for d_pad in (64, 128, 192, 256):
+        block_q, block_k = attention_hopper.default_blocks(4096, d_pad)
+        assert attention_hopper.smem_bytes(block_q, block_k, attention_hopper.STAGES, d_pad) <= attention_hopper.SMEM_LIMIT
+    with pytest.raises(ValueError, match="head_dim_multiple"):
+        attention_hopper.padded_head_dim(40, 8)
+
+
+# -- the choice of kernel (every machine) ------------------------------------------------------------
+
+
+def test_the_flash_kernel_is_chosen_explicitly():
+    q = jnp.zeros((2, 8, 256, 64), jnp.float16)  # (B, H, N, d): a shape the Hopper kernel accepts
+    assert jax_attention.flash_kernel_for(q, q, q, False, "triton", interpret=False) == "triton"
+    # in the interpreter, "auto" is the Triton kernel and "mosaic" an error, not a silent fallback
+    assert jax_attention.flash_kernel_for(q, q, q, False, "auto", interpret=True) == "triton"
+    with pytest.raises(ValueError, match="flash_lowering='mosaic': the interpreter"):
+        jax_attention.flash_kernel_for(q, q, q, False, "mosaic", interpret=True)
+    with pytest.raises(ValueError, match="flash_lowering: expected one of"):
+        jax_attention.flash_kernel_for(q, q, q, False, "cuda", interpret=False)
+    cross = q[:, :, :77]  # 77 keys: the Triton kernel's
+    expected = "mosaic" if attention_hopper.on_hopper() else "triton"
+    assert jax_attention.flash_kernel_for(q, q, q, False, "auto", interpret=False) == expected
+    assert jax_attention.flash_kernel_for(q, cross, cross, False, "auto", interpret=False) == "triton"
+    with pytest.raises(ValueError, match="flash_lowering='mosaic'"):
+        jax_attention.flash_kernel_for(q, cross, cross, False, "mosaic", interpret=False)
+
+
+def test_the_backend_counts_each_flash_kernel():
+    with pytest.raises(ValueError, match="flash_lowering: expected one of"):
+        JaxBackend(flash_lowering="cuda")
+    backend = JaxBackend(flash_lowering="auto")
+    (q, k, v), (q64, k64, v64) = attention_inputs(3, (1, 2, 20, 24, 40), np.float16)
+    out = backend.attention(*(backend.asarray(x) for x in (q, k, v)), method="flash")
+    assert_matches(np.asarray(out), att.attention(q64, k64, v64), np.float16, rel_tol=attention_tolerance(q64, k64, np.float16))
+    assert backend.choices[("attention", "flash kernel", "triton")] == 1  # N = 20: not the Hopper kernel's
+
+
+# -- its values (Hopper GPUs) ---------------------------------------------------------------------------
+
+
+@hopper_only
+@pytest.mark.parametrize("dtype", [np.float16, jnp.bfloat16], ids=["float16", "bfloat16"])
+@pytest.mark.parametrize("shape, blocks", [
+    ((2, 3, 256, 512, 40), dict()),  # d = 40 padded to 64; 4 key blocks through a ring of 2
+    ((1, 2, 256, 384, 40), dict(head_dim_multiple=16, block_q=64, block_k=64)),  # d = 48, 32-byte swizzle
+    ((1, 2, 128, 256, 80), dict(head_dim_multiple=16)),  # d = 80, unpadded
+    ((1, 2, 256, 256, 160), dict()),  # d = 160 padded to 192, 64 keys per block
+    ((1, 2, 128, 640, 64), dict(stages=3, block_k=64)),  # 10 key blocks through a ring of 3
+])
+def test_hopper_kernel_matches_the_float64_reference(dtype, shape, blocks):
+    b, h, n, m, d = shape
+    (q, k, v), (q64, k64, v64) = attention_inputs(11, shape, dtype, scale=4.0)
+    expected = att.attention(q64, k64, v64, scale=d**-0.5)
+    tol = attention_tolerance(q64, k64, dtype)
+    for heads_axis, arrange in ((2, lambda x: x.swapaxes(1, 2)), (1, lambda x: x)):
+        out = attention_hopper.attention_flash_hopper(*(jnp.asarray(arrange(x)) for x in (q, k, v)), d**-0.5,
+                                                      heads_axis=heads_axis, **blocks)
+        assert out.shape == arrange(q).shape and out.dtype == np.dtype(dtype)
+        assert_matches(arrange(np.asarray(out)), expected, np.dtype(dtype), rel_tol=tol, name=f"heads_axis={heads_axis}")
+
+
+@hopper_only
+def test_the_backend_runs_the_hopper_kernel_where_it_accepts_the_shape():
+    backend = JaxBackend(flash_lowering="auto")
+    (q, k, v), (q64, k64, v64) = attention_inputs(5, (2, 4, 256, 256, 40), np.float16)
+    out = backend.attention(*(backend.asarray(x) for x in (q, k, v)), method="flash")
+    assert_matches(np.asarray(out), att.attention(q64, k64, v64), np.float16,
+                   rel_tol=attention_tolerance(q64, k64, np.float16))
+    assert backend.choices[("attention", "flash kernel", "mosaic")] == 1
