@@ -122,10 +122,10 @@ def why_not(q_shape, k_shape, v_shape, dtype, causal: bool, heads_axis: int, blo
     block_q, block_k = block_q or default_q, block_k or default_k
     if block_q % 64 or block_k % 64 or stages < 2:
         return f"blocks: expected block_q and block_k multiples of 64 and stages >= 2, got {block_q}, {block_k}, {stages}"
-    if n % (CONSUMERS * block_q):
-        return f"N: expected a multiple of {CONSUMERS} * block_q = {CONSUMERS * block_q}, got {n}"
-    if m % block_k:
-        return f"M: expected a multiple of block_k = {block_k}, got {m}"
+    if n % (CONSUMERS * block_q) or n == 0:
+        return f"N: expected a positive multiple of {CONSUMERS} * block_q = {CONSUMERS * block_q}, got {n}"
+    if m % block_k or m == 0:
+        return f"M: expected a positive multiple of block_k = {block_k}, got {m}"
     if d_pad > 256:
         return f"head dim: expected at most 256 after padding, got {d_pad}"
     need = smem_bytes(block_q, block_k, min(stages, m // block_k), d_pad, jnp.dtype(dtype).itemsize)
