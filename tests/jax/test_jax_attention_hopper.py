@@ -4,12 +4,14 @@ switch chooses between it and the Triton kernel (``flash_lowering``).
 Its values are checked on a Hopper GPU only (against the float64 reference, in both layouts, with
 padded and unpadded head dims, several key blocks and both 16-bit dtypes): no other machine runs a
 Mosaic GPU kernel, and JAX's GPU interpreter has no rule for its transposed wgmma operand. On every
-machine: what it accepts and why not, and that the choice of kernel is explicit (``"mosaic"``
+machine: that it passes the Mosaic GPU lowering (everything before the PTX compiler), what it
+accepts and why not, and that the choice of kernel is explicit (``"mosaic"``
 raises where it cannot run; ``"auto"`` takes it exactly where it can) and counted.
 """
 
 import re
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -64,6 +66,27 @@ def test_default_blocks_fit_shared_memory_and_pad_head_dims():
         assert attention_hopper.smem_bytes(block_q, block_k, attention_hopper.STAGES, d_pad) <= attention_hopper.SMEM_LIMIT
     with pytest.raises(ValueError, match="head_dim_multiple"):
         attention_hopper.padded_head_dim(40, 8)
+
+
+@pytest.mark.parametrize("dtype_name", ["float16", "bfloat16"])
+@pytest.mark.parametrize("shape, options, padded", [
+    ((2, 4096, 8, 40, 4096), dict(), True),  # SD's long self-attention, d padded to 64, 128 x 128 blocks
+    ((2, 256, 8, 40, 384), dict(head_dim_multiple=16, block_q=64, block_k=64), True),  # d 48: 32-byte swizzle
+    ((2, 1024, 8, 80, 1024), dict(head_dim_multiple=16, heads_axis=1), False),  # d 80 unpadded, (B, H, N, d)
+    ((2, 256, 8, 160, 256), dict(stages=3), True),  # d 192, 64 x 64 blocks, a ring of 3
+])
+def test_hopper_kernel_lowers_for_cuda(dtype_name, shape, options, padded):
+    """The kernel passes Pallas' Mosaic GPU lowering on the CPU (register layouts, shared-memory
+    transforms, barriers: everything up to the PTX compiler): one Mosaic GPU custom call, and a
+    pad of q, k and v only where the head dim is not a multiple of ``head_dim_multiple``."""
+    b, n, h, d, m = shape
+    heads_axis = options.get("heads_axis", 2)
+    arrange = (lambda rows: (b, rows, h, d)) if heads_axis == 2 else (lambda rows: (b, h, rows, d))
+    q, k = (jax.ShapeDtypeStruct(arrange(rows), jnp.dtype(dtype_name)) for rows in (n, m))
+    run = jax.jit(lambda q, k, v: attention_hopper.attention_flash_hopper(q, k, v, d**-0.5, **options))
+    text = run.trace(q, k, k).lower(lowering_platforms=("cuda",)).as_text()
+    assert text.count("stablehlo.custom_call @mosaic_gpu") == 1
+    assert ("call @_pad(" in text) == padded
 
 
 # -- the choice of kernel (every machine) ------------------------------------------------------------
