@@ -11,7 +11,7 @@
 #   probe_conv        experiments.probes.jax_conv_dtypes: 16-bit convolutions and products by output dtype, and
 #                     the convolution's bias in both forms (does XLA fold it into cuDNN's call?)
 #   flashhopper       experiments.probes.jax_flash_blocks, fp16 and bf16: our Mosaic GPU kernel's candidates
-#                     (attention_hopper.py), the Triton kernel's default and JAX's FA3, against SDPA
+#                     (attention_hopper.py) and the Triton kernel's default blocks, against SDPA
 #   tests_hopper      tests/jax/test_jax_attention_hopper.py (the Mosaic GPU kernel's values)
 #   flash             experiments.probes.jax_flash_blocks, fp16, and JAX's Mosaic GPU FlashAttention 3
 #                     as a yardstick; flashstages: fp16 and bf16, Triton pipeline stages 2 and 3
@@ -92,7 +92,7 @@ for s in "$@"; do  # NAME:SECONDS
         flash) step flash "$limit" python3 -m experiments.probes.jax_flash_blocks --dtypes float16 --stages 2 --mosaic ;;
         probe_conv) step probe_conv "$limit" python3 -m experiments.probes.jax_conv_dtypes ;;
         flashhopper) step flashhopper "$limit" python3 -m experiments.probes.jax_flash_blocks --dtypes float16 bfloat16 \
-                         --hopper --hopper-stages 2 3 --triton default --layouts 2 --mosaic ;;
+                         --hopper --triton default --layouts 2 ;;
         flashstages) step flashstages "$limit" python3 -m experiments.probes.jax_flash_blocks --dtypes float16 bfloat16 \
                          --stages 2 3 ;;
         profile_*|profiledecoder_*)
