@@ -10,7 +10,7 @@
 #
 #   probe_conv        experiments.probes.jax_conv_dtypes: 16-bit convolutions and products by output dtype, and
 #                     the convolution's bias in both forms (does XLA fold it into cuDNN's call?)
-#   flashhopper       experiments.probes.jax_flash_blocks, fp16 and bf16: our Mosaic GPU kernel's candidates
+#   flashhopper[_DT]  experiments.probes.jax_flash_blocks, fp16 and bf16 (or DT): our Mosaic GPU kernel's candidates
 #                     (attention_hopper.py) and the Triton kernel's default blocks, against SDPA
 #   tests_hopper      tests/jax/test_jax_attention_hopper.py (the Mosaic GPU kernel's values)
 #   flash             experiments.probes.jax_flash_blocks, fp16, and JAX's Mosaic GPU FlashAttention 3
@@ -91,8 +91,9 @@ for s in "$@"; do  # NAME:SECONDS
     case $name in
         flash) step flash "$limit" python3 -m experiments.probes.jax_flash_blocks --dtypes float16 --stages 2 --mosaic ;;
         probe_conv) step probe_conv "$limit" python3 -m experiments.probes.jax_conv_dtypes ;;
-        flashhopper) step flashhopper "$limit" python3 -m experiments.probes.jax_flash_blocks --dtypes float16 bfloat16 \
-                         --hopper --triton default --layouts 2 ;;
+        flashhopper*) dtypes=${name#flashhopper} dtypes=${dtypes#_}  # flashhopper_float16: one dtype
+                      step "$name" "$limit" python3 -m experiments.probes.jax_flash_blocks --dtypes ${dtypes:-float16 bfloat16} \
+                          --hopper --triton default --layouts 2 ;;
         flashstages) step flashstages "$limit" python3 -m experiments.probes.jax_flash_blocks --dtypes float16 bfloat16 \
                          --stages 2 3 ;;
         profile_*|profiledecoder_*)
