@@ -139,7 +139,7 @@ def softmax(x, axis: int = -1):
 
 @functools.partial(jax.jit, static_argnames=("scale", "method", "interpret", "causal", "flash_lowering"))
 def attention(q, k, v, scale: float, method: str, interpret: bool, causal: bool = False,
-              flash_lowering: str = "triton"):
+              flash_lowering: str = "auto"):
     """O = softmax(scale q k^T) v by ``method`` ("naive" | "partial_softmax" | "flash"), of q's
     dtype; with ``causal`` query i attends to keys j <= i only. ``flash_lowering``: which flash
     kernel (FLASH_LOWERINGS, ``flash_kernel_for``)."""

@@ -32,7 +32,8 @@ the network's head transposes then never materialize) or (B, H, N, d) (``heads_a
 copy reads a (rows, d) window of one head in place. Shared memory holds the tiles in 8-row tiles of
 ``swizzle`` bytes with the swizzle wgmma reads without bank conflicts; so the head dim must be a
 multiple of 16 elements, and ``attention_flash_hopper`` zero-pads it to ``head_dim_multiple`` (zero
-columns add nothing to Q K^T, and give zero output columns, which it crops).
+columns add nothing to Q K^T, and give zero output columns, which it crops): by default 16, so d = 40
+becomes 48 (a 32-byte swizzle) and 80 and 160 stay as they are (32 and 64 bytes).
 
 What it accepts (``accepts``): float16 or bfloat16, d == dv, N a multiple of CONSUMERS * block_q,
 M a multiple of block_k, no causal mask, and the tiles within Hopper's 227 KiB of shared memory.
@@ -66,8 +67,10 @@ CONSUMERS = 2
 SMEM_LIMIT = 227 * 1024 - 1024
 #: storage dtypes of the kernel (the tensor-core path)
 DTYPES = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16))
-#: K/V ring slots and the head-dim padding, by default (the sweep: notes/attention.md)
-STAGES, HEAD_DIM_MULTIPLE = 2, 64
+#: K/V ring slots and the head-dim padding, by default. Padding to a multiple of 16 (40 -> 48,
+#: 80 and 160 unpadded) beat a multiple of 64 at every shape and block pair of the H200 sweep
+#: (notes/attention.md, v5: e.g. d = 40, 128 x 128: 0.167 against 0.185 ms)
+STAGES, HEAD_DIM_MULTIPLE = 2, 16
 
 
 def on_hopper() -> bool:
@@ -94,9 +97,10 @@ def smem_bytes(block_q: int, block_k: int, stages: int, d_pad: int, itemsize: in
 
 
 def default_blocks(n: int, d_pad: int, stages: int = STAGES, itemsize: int = 2) -> tuple[int, int]:
-    """(block_q, block_k) for N query rows and a padded head dim, from the sweeps of JAX's kernel on
-    an H100 (notes/attention.md): 128 x 128 at d_pad = 64 (where N allows 2 x 128 rows), 64 x 128
-    up to d_pad = 128, and 64 keys where 128 do not fit shared memory (d_pad = 192: 64 x 64)."""
+    """(block_q, block_k) for N query rows and a padded head dim, the fastest pairs of the H200
+    sweep (notes/attention.md, v5): 128 x 128 up to d_pad = 64 (where N allows 2 x 128 rows; d 48:
+    0.167 ms, 0.94x SDPA), else 64 x 128 (d 80: 1.00x, d 160: 1.03x), and 64 keys where 128 do not
+    fit shared memory (d_pad = 192: 64 x 64)."""
     block_q = 128 if d_pad <= 64 and n % (CONSUMERS * 128) == 0 else 64
     block_k = 128 if smem_bytes(block_q, 128, stages, d_pad, itemsize) <= SMEM_LIMIT else 64
     return block_q, block_k

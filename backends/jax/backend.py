@@ -79,7 +79,7 @@ class JaxBackend(Backend):
 
     def __init__(self, optimizations=None, interpret: bool | None = None, compiler_options: dict | None = None,
                  fused_group_norm_form: str | None = None, parameter_layouts: str = "auto",
-                 group_norm_view: str = "grouped", conv_bias: str = "separate", flash_lowering: str = "triton"):
+                 group_norm_view: str = "grouped", conv_bias: str = "separate", flash_lowering: str = "auto"):
         """``interpret``: run the Pallas kernels in the Pallas interpreter. None (default): True
         exactly when JAX's default backend is the CPU, where Pallas has no compiler; the choice is
         recorded in ``choices``. ``compiler_options``: XLA options of the programs ``compile``
@@ -96,10 +96,12 @@ class JaxBackend(Backend):
         where the direct convolution adds its bias (winograd.CONV_BIAS: "separate", after the
         product's rounding to 16 bits, or "epilogue", to its float32 result before the one
         rounding, which XLA can fold into cuDNN's call for float16; ``winograd.conv2d_direct``).
-        ``flash_lowering``: the flash switch's kernel (attention.FLASH_LOWERINGS: "triton", the
-        Pallas Triton kernel everywhere; "mosaic", the Mosaic GPU kernel for Hopper of
-        attention_hopper.py, an error where it cannot run; "auto", that kernel where it can run
-        the operands); each flash call's kernel is counted in ``choices``."""
+        ``flash_lowering``: the flash switch's kernel (attention.FLASH_LOWERINGS: "auto", the
+        default: the Mosaic GPU kernel for Hopper of attention_hopper.py where it can run the
+        operands, the Triton kernel elsewhere (on the H200 it ran 1.6-2.4x faster than the Triton
+        kernel at each SD shape it accepts, notes/attention.md v5); "triton", the Pallas Triton
+        kernel everywhere; "mosaic", the Hopper kernel, an error where it cannot run); each flash
+        call's kernel is counted in ``choices``."""
         super().__init__(optimizations)
         if fused_group_norm_form is not None and fused_group_norm_form not in group_norm.FORMS:
             raise ValueError(f"fused_group_norm_form: expected None or one of {group_norm.FORMS}, "

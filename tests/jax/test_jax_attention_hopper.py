@@ -57,9 +57,11 @@ def test_what_the_kernel_refuses_and_why(case, reason):
 
 
 def test_default_blocks_fit_shared_memory_and_pad_head_dims():
-    assert attention_hopper.padded_head_dim(40) == 64 and attention_hopper.padded_head_dim(40, 16) == 48
-    assert attention_hopper.default_blocks(4096, 64) == (128, 128)
-    assert attention_hopper.default_blocks(1024, 128) == (64, 128)
+    assert attention_hopper.padded_head_dim(40) == 48 and attention_hopper.padded_head_dim(40, 64) == 64
+    assert attention_hopper.padded_head_dim(80) == 80 and attention_hopper.padded_head_dim(160) == 160
+    assert attention_hopper.default_blocks(4096, 48) == (128, 128)
+    assert attention_hopper.default_blocks(1024, 80) == (64, 128)
+    assert attention_hopper.default_blocks(256, 160) == (64, 128)
     assert attention_hopper.default_blocks(256, 192) == (64, 64)  # 64 x 128 would need 240 KiB
     for d_pad in (64, 128, 192, 256):
         block_q, block_k = attention_hopper.default_blocks(4096, d_pad)
@@ -70,10 +72,10 @@ def test_default_blocks_fit_shared_memory_and_pad_head_dims():
 
 @pytest.mark.parametrize("dtype_name", ["float16", "bfloat16"])
 @pytest.mark.parametrize("shape, options, padded", [
-    ((2, 4096, 8, 40, 4096), dict(), True),  # SD's long self-attention, d padded to 64, 128 x 128 blocks
-    ((2, 256, 8, 40, 384), dict(head_dim_multiple=16, block_q=64, block_k=64), True),  # d 48: 32-byte swizzle
-    ((2, 1024, 8, 80, 1024), dict(head_dim_multiple=16, heads_axis=1), False),  # d 80 unpadded, (B, H, N, d)
-    ((2, 256, 8, 160, 256), dict(stages=3), True),  # d 192, 64 x 64 blocks, a ring of 3
+    ((2, 4096, 8, 40, 4096), dict(), True),  # SD's long self-attention, d padded to 48, 128 x 128 blocks
+    ((2, 256, 8, 40, 384), dict(head_dim_multiple=64, block_q=64, block_k=64), True),  # d 64: 128-byte swizzle
+    ((2, 1024, 8, 80, 1024), dict(heads_axis=1), False),  # d 80 unpadded, (B, H, N, d)
+    ((2, 256, 8, 160, 256), dict(head_dim_multiple=64, stages=3), True),  # d 192, 64 x 64 blocks, a ring of 3
 ])
 def test_hopper_kernel_lowers_for_cuda(dtype_name, shape, options, padded):
     """The kernel passes Pallas' Mosaic GPU lowering on the CPU (register layouts, shared-memory
@@ -125,10 +127,10 @@ def test_the_backend_counts_each_flash_kernel():
 @hopper_only
 @pytest.mark.parametrize("dtype", [np.float16, jnp.bfloat16], ids=["float16", "bfloat16"])
 @pytest.mark.parametrize("shape, blocks", [
-    ((2, 3, 256, 512, 40), dict()),  # d = 40 padded to 64; 4 key blocks through a ring of 2
-    ((1, 2, 256, 384, 40), dict(head_dim_multiple=16, block_q=64, block_k=64)),  # d = 48, 32-byte swizzle
-    ((1, 2, 128, 256, 80), dict(head_dim_multiple=16)),  # d = 80, unpadded
-    ((1, 2, 256, 256, 160), dict()),  # d = 160 padded to 192, 64 keys per block
+    ((2, 3, 256, 512, 40), dict(head_dim_multiple=64)),  # d = 40 padded to 64; 4 key blocks through a ring of 2
+    ((1, 2, 256, 384, 40), dict(block_q=64, block_k=64)),  # d = 48, 32-byte swizzle
+    ((1, 2, 128, 256, 80), dict()),  # d = 80, unpadded
+    ((1, 2, 256, 256, 160), dict(head_dim_multiple=64)),  # d = 160 padded to 192, 64 keys per block
     ((1, 2, 128, 640, 64), dict(stages=3, block_k=64)),  # 10 key blocks through a ring of 3
 ])
 def test_hopper_kernel_matches_the_float64_reference(dtype, shape, blocks):
