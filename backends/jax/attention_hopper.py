@@ -106,6 +106,14 @@ def default_blocks(n: int, d_pad: int, stages: int = STAGES, itemsize: int = 2) 
     return block_q, block_k
 
 
+def _resolve_blocks(n: int, d: int, dtype, block_q: int | None, block_k: int | None, stages: int,
+                    head_dim_multiple: int) -> tuple[int, int, int]:
+    """(d_pad, block_q, block_k): the padded head dim, and the blocks given or ``default_blocks``'."""
+    d_pad = padded_head_dim(d, head_dim_multiple)
+    default_q, default_k = default_blocks(n, d_pad, stages, jnp.dtype(dtype).itemsize)
+    return d_pad, block_q or default_q, block_k or default_k
+
+
 def why_not(q_shape, k_shape, v_shape, dtype, causal: bool, heads_axis: int, block_q: int | None = None,
             block_k: int | None = None, stages: int = STAGES,
             head_dim_multiple: int = HEAD_DIM_MULTIPLE) -> str | None:
@@ -121,9 +129,7 @@ def why_not(q_shape, k_shape, v_shape, dtype, causal: bool, heads_axis: int, blo
     n, m, d, dv = q_shape[rows_axis], k_shape[rows_axis], q_shape[3], v_shape[3]
     if d != dv:
         return f"head dims: expected q's d == v's dv, got {d} and {dv}"
-    d_pad = padded_head_dim(d, head_dim_multiple)
-    default_q, default_k = default_blocks(n, d_pad, stages, jnp.dtype(dtype).itemsize)
-    block_q, block_k = block_q or default_q, block_k or default_k
+    d_pad, block_q, block_k = _resolve_blocks(n, d, dtype, block_q, block_k, stages, head_dim_multiple)
     if block_q % 64 or block_k % 64 or stages < 2:
         return f"blocks: expected block_q and block_k multiples of 64 and stages >= 2, got {block_q}, {block_k}, {stages}"
     if n % (CONSUMERS * block_q) or n == 0:
@@ -278,9 +284,7 @@ def attention_flash_hopper(q, k, v, scale: float, heads_axis: int = 2, block_q: 
         raise ValueError(f"k, v: expected q's dtype {q.dtype}, got {k.dtype} and {v.dtype}")
     rows_axis = 3 - heads_axis
     b, h, n, d = q.shape[0], q.shape[heads_axis], q.shape[rows_axis], q.shape[3]
-    d_pad = padded_head_dim(d, head_dim_multiple)
-    default_q, default_k = default_blocks(n, d_pad, stages, q.dtype.itemsize)
-    block_q, block_k = block_q or default_q, block_k or default_k
+    d_pad, block_q, block_k = _resolve_blocks(n, d, q.dtype, block_q, block_k, stages, head_dim_multiple)
     num_key_blocks = k.shape[rows_axis] // block_k
     stages = min(stages, num_key_blocks)
     if d_pad != d:

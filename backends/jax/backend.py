@@ -72,6 +72,13 @@ COPY_BYTES = 256 << 20
 MAX_COPIES = 64
 
 
+def _one_of(name: str, value, choices):
+    """``value``, or ValueError naming the option ``name`` and its ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {choices}, got {value!r}")
+    return value
+
+
 class JaxBackend(Backend):
     name = "jax"
     array_type = jax.Array
@@ -108,18 +115,10 @@ class JaxBackend(Backend):
                              f"got {fused_group_norm_form!r}")
         self.fused_group_norm_form = fused_group_norm_form
         self._network_traces = 0  # > 0 while compile_network's fn is being traced
-        if parameter_layouts not in layouts.PARAMETER_LAYOUTS:
-            raise ValueError(f"parameter_layouts: expected one of {layouts.PARAMETER_LAYOUTS}, got {parameter_layouts!r}")
-        self.parameter_layouts = parameter_layouts
-        if group_norm_view not in group_norm.VIEWS:
-            raise ValueError(f"group_norm_view: expected one of {group_norm.VIEWS}, got {group_norm_view!r}")
-        self.group_norm_view = group_norm_view
-        if conv_bias not in winograd.CONV_BIAS:
-            raise ValueError(f"conv_bias: expected one of {winograd.CONV_BIAS}, got {conv_bias!r}")
-        self.conv_bias = conv_bias
-        if flash_lowering not in attention.FLASH_LOWERINGS:
-            raise ValueError(f"flash_lowering: expected one of {attention.FLASH_LOWERINGS}, got {flash_lowering!r}")
-        self.flash_lowering = flash_lowering
+        self.parameter_layouts = _one_of("parameter_layouts", parameter_layouts, layouts.PARAMETER_LAYOUTS)
+        self.group_norm_view = _one_of("group_norm_view", group_norm_view, group_norm.VIEWS)
+        self.conv_bias = _one_of("conv_bias", conv_bias, winograd.CONV_BIAS)
+        self.flash_lowering = _one_of("flash_lowering", flash_lowering, attention.FLASH_LOWERINGS)
         if compiler_options is not None and not isinstance(compiler_options, dict):
             raise TypeError(f"compiler_options: expected a dict of XLA options, got {type(compiler_options).__name__}")
         self.compiler_options = dict(compiler_options or {})

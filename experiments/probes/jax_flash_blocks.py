@@ -67,14 +67,21 @@ def mosaic_rows(backend, shape, q, k, v, expected, sdpa_ms, dtype_name):
         config = attention_mgpu.TuningConfig(block_q=block_q, block_kv=block_kv, max_concurrent_steps=2)
         fn = jax.jit(lambda q, k, v, c=config: attention_mgpu.attention(q, k, v, c))
         label = f"| {shape} | {dtype_name} | mosaic FA3 {block_q} | {block_kv} | 3 WG | 2 |"
-        try:
-            out = np.swapaxes(np.asarray(fn(jq, jk, jv)[:1, :, :2, :d], dtype=np.float64), 1, 2)
-        except Exception as exc:  # a candidate the lowering refuses
-            print(f"{label} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:80]} | | | |", flush=True)
-            continue
-        ms = backend.time(fn, repeats=10, args=(jq, jk, jv)).device_median * 1e3
-        ratio = f"{sdpa_ms / ms:.2f}x" if sdpa_ms else ""
-        print(f"{label} {relative_error(out, expected):.2e} | {ms:.4f} | {flops / ms * 1e-9:.0f} | {ratio} |", flush=True)
+        timed_row(backend, label, fn, (jq, jk, jv), lambda out: np.swapaxes(out[:1, :, :2, :d], 1, 2), expected,
+                  flops, sdpa_ms)
+
+
+def timed_row(backend, label, fn, inputs, head_rows, expected, flops, sdpa_ms):
+    """One candidate's table row: its error on ``head_rows(output)`` (batch 0, heads 0-1 in
+    (B, H, N, d)) against ``expected``, its device time and rate, or why the lowering refused it."""
+    try:
+        out = np.asarray(head_rows(fn(*inputs)), dtype=np.float64)
+    except Exception as exc:  # a candidate the lowering refuses
+        print(f"{label} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]} | | | |", flush=True)
+        return
+    ms = backend.time(fn, repeats=10, args=inputs).device_median * 1e3
+    ratio = f"{sdpa_ms / ms:.2f}x" if sdpa_ms else ""
+    print(f"{label} {relative_error(out, expected):.2e} | {ms:.4f} | {flops / ms * 1e-9:.0f} | {ratio} |", flush=True)
 
 
 #: (block_q, block_k) candidates of our Mosaic GPU kernel, and its head-dim paddings
@@ -97,14 +104,7 @@ def hopper_rows(backend, shape, heads_last, expected, sdpa_ms, dtype_name, stage
                  f"3 WG, d_pad {d_pad} | {stages} |")
         fn = jax.jit(lambda q, k, v, bq=block_q, bk=block_k, mu=multiple, st=stages:
                      attention_hopper.attention_flash_hopper(q, k, v, d ** -0.5, 2, bq, bk, st, mu))
-        try:
-            out = np.asarray(fn(q, k, v).swapaxes(1, 2)[:1, :2], dtype=np.float64)
-        except Exception as exc:  # a candidate the lowering refuses
-            print(f"{label} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]} | | | |", flush=True)
-            continue
-        ms = backend.time(fn, repeats=10, args=(q, k, v)).device_median * 1e3
-        ratio = f"{sdpa_ms / ms:.2f}x" if sdpa_ms else ""
-        print(f"{label} {relative_error(out, expected):.2e} | {ms:.4f} | {flops / ms * 1e-9:.0f} | {ratio} |", flush=True)
+        timed_row(backend, label, fn, (q, k, v), lambda out: out.swapaxes(1, 2)[:1, :2], expected, flops, sdpa_ms)
 
 
 def main(argv=None) -> None:
