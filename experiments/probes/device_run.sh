@@ -12,6 +12,7 @@
 #                     the convolution's bias in both forms (does XLA fold it into cuDNN's call?)
 #   flashhopper[_DT]  experiments.probes.jax_flash_blocks, fp16 and bf16 (or DT): our Mosaic GPU kernel's candidates
 #                     (attention_hopper.py) and the Triton kernel's default blocks, against SDPA
+#   flashhopperstages the same in fp16 with 2 and 3 K/V slots in the Hopper kernel's ring (no Triton rows)
 #   tests_hopper      tests/jax/test_jax_attention_hopper.py (the Mosaic GPU kernel's values)
 #   flash             experiments.probes.jax_flash_blocks, fp16, and JAX's Mosaic GPU FlashAttention 3
 #                     as a yardstick; flashstages: fp16 and bf16, Triton pipeline stages 2 and 3
@@ -32,6 +33,8 @@
 #                     convepilogue --backend-option conv_bias=epilogue (the bias before the convolution's one rounding)
 #                     mosaic       --backend-option flash_lowering=auto (the Hopper kernel where it accepts the shape)
 #                     triton       --backend-option flash_lowering=triton (the Triton flash kernel everywhere)
+#                     autotuneN    --xla-option xla_gpu_autotune_level=N (XLA's autotuning of convolutions and
+#                                  GEMMs: 0 off, 4 its default with the results checked)
 #                     nographs     XLA_FLAGS=--xla_gpu_enable_command_buffer= (no CUDA graphs)
 #                     graphs1      XLA_FLAGS=--xla_gpu_graph_min_graph_size=1 (graphs of any length; XLA's default: 5)
 #   hlo_DT_CFG        XLA's optimized HLO (text) of the networks of configuration CFG: where the
@@ -64,7 +67,7 @@ options() {  # CFGS[_X[,X...]] -> configs, extra (arguments of sd_latency and th
     local rest=$1 suffix=${1##*_} x
     extra= flags= configs=$rest
     for x in ${suffix//,/ }; do
-        case $x in default|notriton|gncl|autolayout|rowmajor|gnsplit|slabview|convepilogue|nographs|graphs1|mosaic|triton) ;;
+        case $x in default|notriton|gncl|autolayout|rowmajor|gnsplit|slabview|convepilogue|nographs|graphs1|mosaic|triton|autotune[0-4]) ;;
             *) return ;;  # no _X: CFGS may hold "_"
         esac
     done
@@ -80,6 +83,7 @@ options() {  # CFGS[_X[,X...]] -> configs, extra (arguments of sd_latency and th
             convepilogue) extra="$extra --backend-option conv_bias=epilogue" ;;
             mosaic) extra="$extra --backend-option flash_lowering=auto" ;;
             triton) extra="$extra --backend-option flash_lowering=triton" ;;
+            autotune[0-4]) extra="$extra --xla-option xla_gpu_autotune_level=${x#autotune}" ;;
             nographs) flags="$flags --xla_gpu_enable_command_buffer=" ;;
             graphs1) flags="$flags --xla_gpu_graph_min_graph_size=1" ;;
         esac
@@ -94,6 +98,8 @@ for s in "$@"; do  # NAME:SECONDS
         flashhopper*) dtypes=${name#flashhopper} dtypes=${dtypes#_}  # flashhopper_float16: one dtype
                       step "$name" "$limit" python3 -m experiments.probes.jax_flash_blocks --dtypes ${dtypes:-float16 bfloat16} \
                           --hopper --triton default --layouts 2 ;;
+        flashhopperstages) step flashhopperstages "$limit" python3 -m experiments.probes.jax_flash_blocks --dtypes float16 \
+                               --hopper --hopper-stages 2 3 --triton none --layouts 2 ;;
         flashstages) step flashstages "$limit" python3 -m experiments.probes.jax_flash_blocks --dtypes float16 bfloat16 \
                          --stages 2 3 ;;
         profile_*|profiledecoder_*)
