@@ -35,10 +35,15 @@ multiple of 16 elements, and ``attention_flash_hopper`` zero-pads it to ``head_d
 columns add nothing to Q K^T, and give zero output columns, which it crops): by default 16, so d = 40
 becomes 48 (a 32-byte swizzle) and 80 and 160 stay as they are (32 and 64 bytes).
 
+Key counts. Where M is not a multiple of block_k (SD's 77-token cross-attention), K and V are
+zero-padded to the next multiple and the scores of the padded keys set to -inf before the softmax
+(T_j = -inf, so P_j = 0 there: neither the row maximum, the row sum nor P V sees them). The last
+block always holds a real key, so no row is all -inf.
+
 What it accepts (``accepts``): float16 or bfloat16, d == dv, N a multiple of CONSUMERS * block_q,
-M a multiple of block_k, no causal mask, and the tiles within Hopper's 227 KiB of shared memory.
-The text encoder's causal 77-token attention, the 77-key cross-attention and the decoder's d = 512
-one-head attention stay on the Triton kernel. float32 storage stays on the Triton kernel at HIGHEST.
+any positive M, no causal mask, and the tiles within Hopper's 227 KiB of shared memory. The text
+encoder's causal 77-token attention and the decoder's d = 512 one-head attention stay on the Triton
+kernel. float32 storage stays on the Triton kernel at HIGHEST.
 
 Testing. Only a Hopper GPU runs this kernel: JAX's GPU interpreter (0.10.2) has no rule for
 ``transpose_ref`` inside ``wgmma`` nor for ``layout_cast``, so the CPU suite checks the arguments and
@@ -134,11 +139,11 @@ def why_not(q_shape, k_shape, v_shape, dtype, causal: bool, heads_axis: int, blo
         return f"blocks: expected block_q and block_k multiples of 64 and stages >= 2, got {block_q}, {block_k}, {stages}"
     if n % (CONSUMERS * block_q) or n == 0:
         return f"N: expected a positive multiple of {CONSUMERS} * block_q = {CONSUMERS * block_q}, got {n}"
-    if m % block_k or m == 0:
-        return f"M: expected a positive multiple of block_k = {block_k}, got {m}"
+    if m <= 0:
+        return f"M: expected at least one key, got {m}"
     if d_pad > 256:
         return f"head dim: expected at most 256 after padding, got {d_pad}"
-    need = smem_bytes(block_q, block_k, min(stages, m // block_k), d_pad, jnp.dtype(dtype).itemsize)
+    need = smem_bytes(block_q, block_k, min(stages, -(-m // block_k)), d_pad, jnp.dtype(dtype).itemsize)
     if need > SMEM_LIMIT:
         return f"shared memory: the tiles need {need} bytes, more than {SMEM_LIMIT}"
     return None
@@ -150,8 +155,9 @@ def accepts(q_shape, k_shape, v_shape, dtype, causal: bool, heads_axis: int, **b
 
 
 def _flash_kernel(q_ref, k_ref, v_ref, o_ref, smem, ready, free, turn, *, heads_axis: int, block_q: int,
-                  block_k: int, stages: int, num_key_blocks: int, scale_log2: float):
-    """One program: CONSUMERS * block_q query rows of one head (module docstring).
+                  block_k: int, stages: int, num_key_blocks: int, keys: int, scale_log2: float):
+    """One program: CONSUMERS * block_q query rows of one head (module docstring). ``keys``: the
+    real key count M; the scores of keys M ... num_key_blocks * block_k - 1 (zero padding) are masked.
 
     smem: the Q/output tiles (CONSUMERS, block_q, d), the K and V rings (stages, block_k, d).
     ready: k_ready[stages], v_ready[stages] (a TMA copy landed), q_ready[CONSUMERS].
@@ -203,6 +209,9 @@ def _flash_kernel(q_ref, k_ref, v_ref, o_ref, smem, ready, free, turn, *, heads_
 
             s = pl.run_scoped(scores, plgpu.ACC((block_q, block_k), F32))
             plgpu.barrier_arrive(k_free.at[slot])
+            if keys % block_k:  # padded keys: their scores -inf, so 2^(T - m') = 0 (module docstring)
+                key = plgpu.broadcasted_iota(jnp.int32, s.shape, 1, layout=plgpu.Layout.WGMMA) + j * block_k
+                s = jnp.where(key < keys, s, -jnp.inf)
             # the online softmax in base 2: m in units of T = scale log2(e) S, so that
             # P = 2^(S scale log2(e) - m) is one fused multiply-add before the ex2
             new_max = jnp.maximum(row_max, s.max(axis=1) * scale_log2)
@@ -274,8 +283,9 @@ def attention_flash_hopper(q, k, v, scale: float, heads_axis: int = 2, block_q: 
     k, v (B, M, H, d) with ``heads_axis=2`` or (B, H, N, d), (B, H, M, d) with ``heads_axis=1``;
     the output has q's shape and dtype. The head dim is zero-padded to ``head_dim_multiple``
     (where it is not a multiple already) and the output cropped. ``block_q`` rows per consumer,
-    ``block_k`` keys per block (None: ``default_blocks``), ``stages`` K/V slots. Raises ValueError on operands the kernel
-    does not accept (``why_not``)."""
+    ``block_k`` keys per block (None: ``default_blocks``; K and V zero-padded to a multiple of it and
+    the padded keys masked), ``stages`` K/V slots. Raises ValueError on operands the kernel does not
+    accept (``why_not``)."""
     reason = why_not(q.shape, k.shape, v.shape, q.dtype, False, heads_axis, block_q, block_k, stages,
                      head_dim_multiple)
     if reason is not None:
@@ -285,14 +295,21 @@ def attention_flash_hopper(q, k, v, scale: float, heads_axis: int = 2, block_q: 
     rows_axis = 3 - heads_axis
     b, h, n, d = q.shape[0], q.shape[heads_axis], q.shape[rows_axis], q.shape[3]
     d_pad, block_q, block_k = _resolve_blocks(n, d, q.dtype, block_q, block_k, stages, head_dim_multiple)
-    num_key_blocks = k.shape[rows_axis] // block_k
+    keys = k.shape[rows_axis]
+    num_key_blocks = -(-keys // block_k)
     stages = min(stages, num_key_blocks)
     if d_pad != d:
-        q, k, v = (jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, d_pad - d))) for x in (q, k, v))
+        q = jnp.pad(q, ((0, 0), (0, 0), (0, 0), (0, d_pad - d)))
+    if d_pad != d or keys % block_k:
+        rows_pad = [(0, 0)] * 4
+        rows_pad[rows_axis] = (0, num_key_blocks * block_k - keys)
+        rows_pad[3] = (0, d_pad - d)
+        k, v = (jnp.pad(x, rows_pad) for x in (k, v))
     swizzle = _swizzle(d_pad, q.dtype.itemsize)
     transforms = (plgpu.TilingTransform((8, swizzle // q.dtype.itemsize)), plgpu.SwizzleTransform(swizzle))
     kernel = functools.partial(_flash_kernel, heads_axis=heads_axis, block_q=block_q, block_k=block_k,
-                               stages=stages, num_key_blocks=num_key_blocks, scale_log2=float(scale) * LOG2_E)
+                               stages=stages, num_key_blocks=num_key_blocks, keys=keys,
+                               scale_log2=float(scale) * LOG2_E)
 
     def program(q_ref, k_ref, v_ref, o_ref):
         pl.run_scoped(

@@ -20,8 +20,9 @@ layout outside the timed call. It is a reference point for the lowering, not one
 ``--hopper``: our Mosaic GPU kernel (backends/jax/attention_hopper.py) on the shapes it accepts,
 in (B, N, H, d) as the network hands it over, for (block_q, block_k) in HOPPER_BLOCKS, head dims
 padded to a multiple of 64 or of 16 (``head_dim_multiple``: 40 -> 64 or 48) and ``--hopper-stages``
-K/V slots; its default blocks are marked ``default``. ``--triton default`` times only the Triton
-kernel's default blocks (in both layouts), ``--triton none`` skips it.
+K/V slots; its default blocks are marked ``default``, and where they pad the head dim, a second row
+times the kernel alone on operands padded beforehand (what the pad and the crop cost). ``--triton
+default`` times only the Triton kernel's default blocks (in both layouts), ``--triton none`` skips it.
 """
 
 import argparse
@@ -105,6 +106,12 @@ def hopper_rows(backend, shape, heads_last, expected, sdpa_ms, dtype_name, stage
         fn = jax.jit(lambda q, k, v, bq=block_q, bk=block_k, mu=multiple, st=stages:
                      attention_hopper.attention_flash_hopper(q, k, v, d ** -0.5, 2, bq, bk, st, mu))
         timed_row(backend, label, fn, (q, k, v), lambda out: out.swapaxes(1, 2)[:1, :2], expected, flops, sdpa_ms)
+        if default and d_pad != d:  # what the head-dim pad and crop cost: the kernel alone on padded operands
+            padded = [jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, d_pad - d))) for x in (q, k, v)]
+            fn = jax.jit(lambda q, k, v: attention_hopper.attention_flash_hopper(q, k, v, d ** -0.5, 2))
+            label = label.replace(" default", " default, kernel only (operands pre-padded)")
+            timed_row(backend, label, fn, padded, lambda out: out.swapaxes(1, 2)[:1, :2, :, :d], expected, flops,
+                      sdpa_ms)
 
 
 def main(argv=None) -> None:

@@ -36,8 +36,7 @@ hopper_only = pytest.mark.skipif(not attention_hopper.on_hopper(), reason="the M
     (dict(causal=True), "causal"),
     (dict(dv=64), "head dims"),
     (dict(n=200), "N: expected a positive multiple of 2 \\* block_q = 128"),
-    (dict(m=77), "M: expected a positive multiple of block_k = 128"),
-    (dict(m=0), "M: expected a positive multiple"),
+    (dict(m=0), "M: expected at least one key"),
     (dict(d=512), "head dim: expected at most 256"),
     (dict(block_q=96), "blocks"),
     (dict(d=192, block_k=128), "shared memory"),
@@ -48,12 +47,14 @@ def test_what_the_kernel_refuses_and_why(case, reason):
     c.update(case)
     sd = (2, 4096, 8, 40)  # SD's long self-attention: accepted
     assert attention_hopper.accepts(sd, sd, sd, jnp.float16, False, 2)
+    cross = (2, 77, 8, 40)  # SD's cross-attention: 77 keys, one masked block of 128
+    assert attention_hopper.accepts(sd, cross, cross, jnp.float16, False, 2)
     q, k, v = (2, c["n"], 8, c["d"]), (2, c["m"], 8, c["d"]), (2, c["m"], 8, c["dv"] or c["d"])
     why = attention_hopper.why_not(q, k, v, c["dtype"], c["causal"], c["heads_axis"], c["block_q"], c["block_k"])
     assert why is not None and re.search(reason, why), why
     x = jnp.zeros((1, 128, 1, 64), jnp.float16)
     with pytest.raises(ValueError, match="attention_flash_hopper: M"):
-        attention_hopper.attention_flash_hopper(x, x[:, :77], x[:, :77], 0.125)
+        attention_hopper.attention_flash_hopper(x, x[:, :0], x[:, :0], 0.125)
 
 
 def test_default_blocks_fit_shared_memory_and_pad_head_dims():
@@ -76,19 +77,25 @@ def test_default_blocks_fit_shared_memory_and_pad_head_dims():
     ((2, 256, 8, 40, 384), dict(head_dim_multiple=64, block_q=64, block_k=64), True),  # d 64: 128-byte swizzle
     ((2, 1024, 8, 80, 1024), dict(heads_axis=1), False),  # d 80 unpadded, (B, H, N, d)
     ((2, 256, 8, 160, 256), dict(head_dim_multiple=64, stages=3), True),  # d 192, 64 x 64 blocks, a ring of 3
+    ((2, 4096, 8, 40, 77), dict(), True),  # SD's cross-attention: 77 keys padded to one block of 128, masked
+    ((2, 256, 8, 64, 200), dict(block_q=64, block_k=64, heads_axis=1), True),  # 200 keys: 4 blocks, 8 real in the last
 ])
 def test_hopper_kernel_lowers_for_cuda(dtype_name, shape, options, padded):
     """The kernel passes Pallas' Mosaic GPU lowering on the CPU (register layouts, shared-memory
     transforms, barriers: everything up to the PTX compiler): one Mosaic GPU custom call, and a
-    pad of q, k and v only where the head dim is not a multiple of ``head_dim_multiple``."""
+    pad of q, k and v only where the head dim is not a multiple of ``head_dim_multiple`` (of k and v
+    also where M is not a multiple of block_k), and the key mask only where M needs one."""
     b, n, h, d, m = shape
     heads_axis = options.get("heads_axis", 2)
     arrange = (lambda rows: (b, rows, h, d)) if heads_axis == 2 else (lambda rows: (b, h, rows, d))
     q, k = (jax.ShapeDtypeStruct(arrange(rows), jnp.dtype(dtype_name)) for rows in (n, m))
     run = jax.jit(lambda q, k, v: attention_hopper.attention_flash_hopper(q, k, v, d**-0.5, **options))
-    text = run.trace(q, k, k).lower(lowering_platforms=("cuda",)).as_text()
+    traced = run.trace(q, k, k)
+    text = traced.lower(lowering_platforms=("cuda",)).as_text()
     assert text.count("stablehlo.custom_call @mosaic_gpu") == 1
     assert ("call @_pad(" in text) == padded
+    key_mask = "= iota[" in str(traced.jaxpr)  # the kernel's key index, compared with M
+    assert key_mask == bool(m % (options.get("block_k") or 128))
 
 
 # -- the choice of kernel (every machine) ------------------------------------------------------------
@@ -103,12 +110,11 @@ def test_the_flash_kernel_is_chosen_explicitly():
         jax_attention.flash_kernel_for(q, q, q, False, "mosaic", interpret=True)
     with pytest.raises(ValueError, match="flash_lowering: expected one of"):
         jax_attention.flash_kernel_for(q, q, q, False, "cuda", interpret=False)
-    cross = q[:, :, :77]  # 77 keys: the Triton kernel's
     expected = "mosaic" if attention_hopper.on_hopper() else "triton"
     assert jax_attention.flash_kernel_for(q, q, q, False, "auto", interpret=False) == expected
-    assert jax_attention.flash_kernel_for(q, cross, cross, False, "auto", interpret=False) == "triton"
+    assert jax_attention.flash_kernel_for(q, q, q, True, "auto", interpret=False) == "triton"  # causal: Triton's
     with pytest.raises(ValueError, match="flash_lowering='mosaic'"):
-        jax_attention.flash_kernel_for(q, cross, cross, False, "mosaic", interpret=False)
+        jax_attention.flash_kernel_for(q, q, q, True, "mosaic", interpret=False)
 
 
 def test_the_backend_counts_each_flash_kernel():
@@ -132,6 +138,8 @@ def test_the_backend_counts_each_flash_kernel():
     ((1, 2, 128, 256, 80), dict()),  # d = 80, unpadded
     ((1, 2, 256, 256, 160), dict(head_dim_multiple=64)),  # d = 160 padded to 192, 64 keys per block
     ((1, 2, 128, 640, 64), dict(stages=3, block_k=64)),  # 10 key blocks through a ring of 3
+    ((2, 2, 256, 77, 40), dict()),  # SD's cross-attention: 77 keys in one masked block of 128
+    ((1, 2, 128, 200, 64), dict(stages=3, block_k=64)),  # 200 keys: 4 blocks, the last with 8 real keys
 ])
 def test_hopper_kernel_matches_the_float64_reference(dtype, shape, blocks):
     b, h, n, m, d = shape
