@@ -95,11 +95,11 @@ for s in "$@"; do  # NAME:SECONDS
     case $name in
         flash) step flash "$limit" python3 -m experiments.probes.jax_flash_blocks --dtypes float16 --stages 2 --mosaic ;;
         probe_conv) step probe_conv "$limit" python3 -m experiments.probes.jax_conv_dtypes ;;
+        flashhopperstages) step flashhopperstages "$limit" python3 -m experiments.probes.jax_flash_blocks --dtypes float16 \
+                               --hopper --hopper-stages 2 3 --triton none --layouts 2 ;;
         flashhopper*) dtypes=${name#flashhopper} dtypes=${dtypes#_}  # flashhopper_float16: one dtype
                       step "$name" "$limit" python3 -m experiments.probes.jax_flash_blocks --dtypes ${dtypes:-float16 bfloat16} \
                           --hopper --triton default --layouts 2 ;;
-        flashhopperstages) step flashhopperstages "$limit" python3 -m experiments.probes.jax_flash_blocks --dtypes float16 \
-                               --hopper --hopper-stages 2 3 --triton none --layouts 2 ;;
         flashstages) step flashstages "$limit" python3 -m experiments.probes.jax_flash_blocks --dtypes float16 bfloat16 \
                          --stages 2 3 ;;
         profile_*|profiledecoder_*)
