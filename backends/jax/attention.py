@@ -161,7 +161,8 @@ def attention(q, k, v, scale: float, method: str, interpret: bool, causal: bool 
 
 #: the flash switch's kernels: "triton" (``attention_flash``, every shape and dtype, CPU and GPU),
 #: "mosaic" (attention_hopper.py: Hopper GPUs, 16-bit storage, the shapes it accepts) and "auto"
-#: (the Mosaic GPU kernel where it runs these operands, the Triton kernel elsewhere)
+#: (the Mosaic GPU kernel where it runs these operands with whole key blocks, the Triton kernel
+#: elsewhere: ``flash_kernel_for``)
 FLASH_LOWERINGS = ("triton", "mosaic", "auto")
 
 
@@ -169,7 +170,12 @@ def flash_kernel_for(q, k, v, causal: bool, lowering: str, interpret: bool) -> s
     """"triton" or "mosaic": the kernel that ``lowering`` (FLASH_LOWERINGS) gives q, k, v in
     (B, H, N, d). "mosaic" raises ValueError where the Hopper kernel cannot run them (in the
     interpreter, off a Hopper GPU, or ``attention_hopper.why_not``'s reason) instead of falling
-    back; "auto" takes it exactly where it can."""
+    back; "auto" takes it where it can and M fills whole key blocks. Where the Hopper kernel masks
+    a padded key block, "auto" keeps the Triton kernel: SD's 77-key cross-attention, (2, 8, 4096,
+    77, 40) fp16 on the H100, took 0.031 ms with the Hopper kernel's one masked block (call 18)
+    against torch SDPA's 0.014 and the Triton kernel's 0.016 (call 5; both in
+    experiments/results/issue13_h100_2026-12-07): one key block per program leaves its pipeline
+    nothing to overlap."""
     if lowering not in FLASH_LOWERINGS:
         raise ValueError(f"flash_lowering: expected one of {FLASH_LOWERINGS}, got {lowering!r}")
     if lowering == "triton":
@@ -177,7 +183,7 @@ def flash_kernel_for(q, k, v, causal: bool, lowering: str, interpret: bool) -> s
     reason = ("the interpreter runs no Mosaic GPU kernel" if interpret else
               None if attention_hopper.on_hopper() else "it runs on a Hopper GPU (compute capability 9.x) only")
     reason = reason or attention_hopper.why_not(q.shape, k.shape, v.shape, q.dtype, causal, heads_axis=1)
-    if reason is None:
+    if reason is None and (lowering == "mosaic" or not attention_hopper.masks_keys(q.shape, k.shape, q.dtype, 1)):
         return "mosaic"
     if lowering == "mosaic":
         raise ValueError(f"flash_lowering='mosaic': {reason}")

@@ -38,7 +38,10 @@ becomes 48 (a 32-byte swizzle) and 80 and 160 stay as they are (32 and 64 bytes)
 Key counts. Where M is not a multiple of block_k (SD's 77-token cross-attention), K and V are
 zero-padded to the next multiple and the scores of the padded keys set to -inf before the softmax
 (T_j = -inf, so P_j = 0 there: neither the row maximum, the row sum nor P V sees them). The last
-block always holds a real key, so no row is all -inf.
+block always holds a real key, so no row is all -inf. With one key block per program there is
+nothing for the pipeline to overlap: at 77 keys this kernel took twice the Triton kernel's time,
+so ``flash_lowering="auto"`` leaves masked key blocks to the Triton kernel (``masks_keys``;
+attention.flash_kernel_for).
 
 What it accepts (``accepts``): float16 or bfloat16, d == dv, N a multiple of CONSUMERS * block_q,
 any positive M, no causal mask, and the tiles within Hopper's 227 KiB of shared memory. The text
@@ -61,7 +64,8 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import mosaic_gpu as plgpu
 
-__all__ = ["attention_flash_hopper", "accepts", "why_not", "default_blocks", "on_hopper", "padded_head_dim", "smem_bytes"]
+__all__ = ["attention_flash_hopper", "accepts", "why_not", "masks_keys", "default_blocks", "on_hopper", "padded_head_dim",
+           "smem_bytes"]
 
 F32 = jnp.float32
 #: log2(e): exp(x) = 2^(x log2(e)); the scale is folded into the one multiply by it
@@ -147,6 +151,15 @@ def why_not(q_shape, k_shape, v_shape, dtype, causal: bool, heads_axis: int, blo
     if need > SMEM_LIMIT:
         return f"shared memory: the tiles need {need} bytes, more than {SMEM_LIMIT}"
     return None
+
+
+def masks_keys(q_shape, k_shape, dtype, heads_axis: int, block_q: int | None = None, block_k: int | None = None,
+               stages: int = STAGES, head_dim_multiple: int = HEAD_DIM_MULTIPLE) -> bool:
+    """Whether the last key block holds padded, masked keys (M not a multiple of block_k)."""
+    rows_axis = 3 - heads_axis
+    n, m = q_shape[rows_axis], k_shape[rows_axis]
+    _, _, block_k = _resolve_blocks(n, q_shape[3], dtype, block_q, block_k, stages, head_dim_multiple)
+    return m % block_k != 0
 
 
 def accepts(q_shape, k_shape, v_shape, dtype, causal: bool, heads_axis: int, **blocks) -> bool:

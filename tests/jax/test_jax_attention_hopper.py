@@ -112,8 +112,21 @@ def test_the_flash_kernel_is_chosen_explicitly():
         jax_attention.flash_kernel_for(q, q, q, False, "cuda", interpret=False)
     expected = "mosaic" if attention_hopper.on_hopper() else "triton"
     assert jax_attention.flash_kernel_for(q, q, q, False, "auto", interpret=False) == expected
+
+
+def test_auto_keeps_masked_key_blocks_on_the_triton_kernel(monkeypatch):
+    """77 keys fill one masked block of 128: the Hopper kernel runs them ("mosaic"), but "auto"
+    keeps the Triton kernel there, which was twice as fast (flash_kernel_for's measurement)."""
+    monkeypatch.setattr(attention_hopper, "on_hopper", lambda: True)  # the choice as on a Hopper GPU
+    q = jnp.zeros((2, 8, 4096, 40), jnp.float16)  # (B, H, N, d)
+    cross = q[:, :, :77]
+    assert attention_hopper.masks_keys(q.swapaxes(1, 2).shape, cross.swapaxes(1, 2).shape, q.dtype, 2)
+    assert not attention_hopper.masks_keys(q.shape, q.shape, q.dtype, 1)
+    assert jax_attention.flash_kernel_for(q, q, q, False, "auto", interpret=False) == "mosaic"
+    assert jax_attention.flash_kernel_for(q, cross, cross, False, "auto", interpret=False) == "triton"
+    assert jax_attention.flash_kernel_for(q, cross, cross, False, "mosaic", interpret=False) == "mosaic"
     assert jax_attention.flash_kernel_for(q, q, q, True, "auto", interpret=False) == "triton"  # causal: Triton's
-    with pytest.raises(ValueError, match="flash_lowering='mosaic'"):
+    with pytest.raises(ValueError, match="flash_lowering='mosaic': causal"):
         jax_attention.flash_kernel_for(q, q, q, True, "mosaic", interpret=False)
 
 
