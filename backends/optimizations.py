@@ -125,7 +125,9 @@ MEASURED: dict[tuple[str, str, str], MeasuredRule] = {
             "the fused GroupNorm on, GEGLU, the partial softmax and Winograd off. With the weights in XLA's "
             "layouts and the network GroupNorm form (calls 11 and 13, today's defaults) fused_group_norm is 15.8 "
             "against 17.5 ms (decoder 8.0 against 8.9) and best 10.5 against none's 18.0 ms (0.58x; decoder 8.0 "
-            "against 8.9)"),
+            "against 8.9). Call 17 (the ablation again, with the Hopper flash kernel): each switch alone against "
+            "none's 19.2 ms: fused_group_norm 16.6, fused_gelu 18.8, partial_softmax 19.4, flash 12.8, winograd4 "
+            "51.6; best 10.7 (0.56x). fused_gelu, 0.4 ms under none here and 0.6 over in call 10, stays off"),
     ("jax", "NVIDIA H100 80GB HBM3", "bfloat16"): MeasuredRule(
         **_16BIT_SWITCHES,
         why="H100 80GB HBM3, 2026-12-07 (experiments/results/issue13_h100_2026-12-07, calls 11-13): the bf16 "
