@@ -37,6 +37,9 @@
 #                                  GEMMs: 0 off, 4 its default with the results checked)
 #                     nographs     XLA_FLAGS=--xla_gpu_enable_command_buffer= (no CUDA graphs)
 #                     graphs1      XLA_FLAGS=--xla_gpu_graph_min_graph_size=1 (graphs of any length; XLA's default: 5)
+#                     convgraphs   XLA_FLAGS=--xla_gpu_enable_command_buffer=+CONVOLUTION (cuDNN convolutions in the
+#                                  CUDA graphs too; XLA's default list has fusions, cuBLAS, custom calls and cuDNN
+#                                  graphs, not convolutions, so each convolution ends a graph)
 #   hlo_DT_CFG        XLA's optimized HLO (text) of the networks of configuration CFG: where the
 #                     layout changes (transposes) come from
 #   diffusers_DT      experiments.diffusers_latency (the peer)
@@ -67,7 +70,7 @@ options() {  # CFGS[_X[,X...]] -> configs, extra (arguments of sd_latency and th
     local rest=$1 suffix=${1##*_} x
     extra= flags= configs=$rest
     for x in ${suffix//,/ }; do
-        case $x in default|notriton|gncl|autolayout|rowmajor|gnsplit|slabview|convepilogue|nographs|graphs1|mosaic|triton|autotune[0-4]) ;;
+        case $x in default|notriton|gncl|autolayout|rowmajor|gnsplit|slabview|convepilogue|nographs|graphs1|convgraphs|mosaic|triton|autotune[0-4]) ;;
             *) return ;;  # no _X: CFGS may hold "_"
         esac
     done
@@ -86,6 +89,7 @@ options() {  # CFGS[_X[,X...]] -> configs, extra (arguments of sd_latency and th
             autotune[0-4]) extra="$extra --xla-option xla_gpu_autotune_level=${x#autotune}" ;;
             nographs) flags="$flags --xla_gpu_enable_command_buffer=" ;;
             graphs1) flags="$flags --xla_gpu_graph_min_graph_size=1" ;;
+            convgraphs) flags="$flags --xla_gpu_enable_command_buffer=+CONVOLUTION" ;;
         esac
     done
 }
