@@ -50,7 +50,7 @@ kernel. float32 storage stays on the Triton kernel at HIGHEST.
 
 Testing. Only a Hopper GPU runs this kernel: JAX's GPU interpreter (0.10.2) has no rule for
 ``transpose_ref`` inside ``wgmma`` nor for ``layout_cast``, so the CPU suite checks the arguments and
-the dispatch, and the GPU suite the values (tests/jax/test_jax_attention.py).
+the dispatch, and the GPU suite the values (tests/jax/test_jax_attention_hopper.py).
 """
 
 from __future__ import annotations
@@ -63,6 +63,8 @@ import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import mosaic_gpu as plgpu
+
+from .pallas_util import cdiv
 
 __all__ = ["attention_flash_hopper", "accepts", "why_not", "masks_keys", "default_blocks", "on_hopper", "padded_head_dim",
            "smem_bytes"]
@@ -92,7 +94,7 @@ def padded_head_dim(d: int, multiple: int = HEAD_DIM_MULTIPLE) -> int:
     """d rounded up to ``multiple`` (16, 32 or 64 elements: the swizzled tiles' widths)."""
     if multiple not in (16, 32, 64):
         raise ValueError(f"head_dim_multiple: expected 16, 32 or 64, got {multiple!r}")
-    return -(-int(d) // multiple) * multiple
+    return cdiv(int(d), multiple) * multiple
 
 
 def _swizzle(d_pad: int, itemsize: int) -> int:
@@ -147,7 +149,7 @@ def why_not(q_shape, k_shape, v_shape, dtype, causal: bool, heads_axis: int, blo
         return f"M: expected at least one key, got {m}"
     if d_pad > 256:
         return f"head dim: expected at most 256 after padding, got {d_pad}"
-    need = smem_bytes(block_q, block_k, min(stages, -(-m // block_k)), d_pad, jnp.dtype(dtype).itemsize)
+    need = smem_bytes(block_q, block_k, min(stages, cdiv(m, block_k)), d_pad, jnp.dtype(dtype).itemsize)
     if need > SMEM_LIMIT:
         return f"shared memory: the tiles need {need} bytes, more than {SMEM_LIMIT}"
     return None
@@ -309,7 +311,7 @@ def attention_flash_hopper(q, k, v, scale: float, heads_axis: int = 2, block_q: 
     b, h, n, d = q.shape[0], q.shape[heads_axis], q.shape[rows_axis], q.shape[3]
     d_pad, block_q, block_k = _resolve_blocks(n, d, q.dtype, block_q, block_k, stages, head_dim_multiple)
     keys = k.shape[rows_axis]
-    num_key_blocks = -(-keys // block_k)
+    num_key_blocks = cdiv(keys, block_k)
     stages = min(stages, num_key_blocks)
     if d_pad != d:
         q = jnp.pad(q, ((0, 0), (0, 0), (0, 0), (0, d_pad - d)))
