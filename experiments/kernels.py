@@ -458,7 +458,7 @@ def _version(package: str) -> str:
         return "not installed"
 
 
-def _git_commit() -> str:
+def git_commit() -> str:
     """The checkout's commit ("+dirty" with uncommitted changes), or BENCH_COMMIT where the tree
     is a copy without its git folder (e.g. sent to a GPU machine)."""
     if os.environ.get("BENCH_COMMIT"):
@@ -647,7 +647,7 @@ def run(ops=OPS, backends=BACKENDS, dtypes=DTYPES, size: str | None = None, repe
                                         if d in supported[r.name]) for idea in ops)
     header = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "commit": _git_commit(),
+        "commit": git_commit(),
         "command": command or "experiments.kernels.run(...)",
         "shapes": shapes_note,
         **{f"device {name}": text for name, text in devices.items()},

@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -44,6 +45,7 @@ import numpy as np
 
 from backends import get_backend
 from backends.optimizations import Optimizations, ablation
+from experiments.kernels import git_commit
 from reference.sd.checkpoint import random_parameters, storage_dtype
 from reference.sd.pipeline import SD14_CONFIGS
 from reference.sd.text_encoder import TextEncoder
@@ -133,6 +135,15 @@ def counted_call(backend, model, args) -> dict:
     return {"wall_s": wall, "launches": counted.launches, "device_s": counted.device_seconds()}
 
 
+def run_context(backend, backend_name: str) -> dict:
+    """What a row needs to be reproduced beyond its configuration: the device, the commit (or
+    BENCH_COMMIT on a copy without git) and, for JAX, the process's XLA_FLAGS."""
+    context = {"device": backend.device_info().get("name"), "commit": git_commit()}
+    if backend_name == "jax":
+        context["xla_flags"] = os.environ.get("XLA_FLAGS", "")
+    return context
+
+
 def measure(backend_name: str, config_names, tiny: bool, iterations: int, batch: int, dtype, device=None,
             on_row=None, backend_options=None):
     """The rows of ``config_names``; ``on_row(rows so far)`` after each (so that a run cut short
@@ -153,7 +164,8 @@ def measure(backend_name: str, config_names, tiny: bool, iterations: int, batch:
         # OpenCL: the timed calls on a queue without profiling, the counted call on ``be``'s (profiling)
         timing_be = (get_backend(backend_name, optimizations=CONFIGS[config_name], profiling=False, **options)
                      if hasattr(be, "measure") else be)
-        row = {"config": config_name, "backend": repr(be), **({"backend_options": backend_options} if backend_options else {})}
+        row = {"config": config_name, "backend": repr(be), **({"backend_options": backend_options} if backend_options else {}),
+               **run_context(be, backend_name)}
         for name, cls in COMPONENTS:
             model = cls(configs[name], params[name], backend=timing_be, dtype=dtype, source="random parameters")
             timing_be.reset_peak_memory()

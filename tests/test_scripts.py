@@ -28,6 +28,7 @@ def test_sd_latency_tiny_run(capsys, tmp_path):
     assert [r["config"] for r in rows] == ["none", "winograd4"]
     assert all(r[f"{c}_s"] > 0 for r in rows for c in ("text_encoder", "unet", "decoder"))
     assert rows[1]["choices"]["conv2d default -> winograd4"] > 0
+    assert rows[0]["device"] and rows[0]["commit"]  # what the raw JSON needs to be reproduced
     assert "| winograd4 |" in capsys.readouterr().out
     try:
         import pyopencl  # noqa: F401
