@@ -68,7 +68,7 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import mosaic_gpu as plgpu
 
-from .pallas_util import cdiv
+from .pallas_util import cdiv, pad_last, pad_to, round_up
 
 __all__ = ["attention_flash_hopper", "accepts", "why_not", "masks_keys", "default_blocks", "on_hopper", "padded_head_dim",
            "smem_bytes"]
@@ -98,7 +98,7 @@ def padded_head_dim(d: int, multiple: int = HEAD_DIM_MULTIPLE) -> int:
     """d rounded up to ``multiple`` (16, 32 or 64 elements: the swizzled tiles' widths)."""
     if multiple not in (16, 32, 64):
         raise ValueError(f"head_dim_multiple: expected 16, 32 or 64, got {multiple!r}")
-    return cdiv(int(d), multiple) * multiple
+    return round_up(int(d), multiple)
 
 
 def _swizzle(d_pad: int, itemsize: int) -> int:
@@ -317,13 +317,10 @@ def attention_flash_hopper(q, k, v, scale: float, heads_axis: int = 2, block_q: 
     keys = k.shape[rows_axis]
     num_key_blocks = cdiv(keys, block_k)
     stages = min(stages, num_key_blocks)
-    if d_pad != d:
-        q = jnp.pad(q, ((0, 0), (0, 0), (0, 0), (0, d_pad - d)))
-    if d_pad != d or keys % block_k:
-        rows_pad = [(0, 0)] * 4
-        rows_pad[rows_axis] = (0, num_key_blocks * block_k - keys)
-        rows_pad[3] = (0, d_pad - d)
-        k, v = (jnp.pad(x, rows_pad) for x in (k, v))
+    q = pad_last(q, d_pad)  # zero columns (no copy where d_pad == d)
+    kv_shape = list(k.shape)
+    kv_shape[rows_axis], kv_shape[3] = num_key_blocks * block_k, d_pad  # whole key blocks, zero keys masked
+    k, v = pad_to(k, kv_shape), pad_to(v, kv_shape)
     swizzle = _swizzle(d_pad, q.dtype.itemsize)
     transforms = (plgpu.TilingTransform((8, swizzle // q.dtype.itemsize)), plgpu.SwizzleTransform(swizzle))
     kernel = functools.partial(_flash_kernel, heads_axis=heads_axis, block_q=block_q, block_k=block_k,

@@ -36,6 +36,7 @@ import numpy as np
 from backends import get_backend
 from backends.jax import attention as jax_attention
 from backends.jax import attention_hopper
+from backends.jax.pallas_util import pad_last
 from experiments.peers import TorchCUDA
 from reference import attention as ref_attention
 
@@ -107,7 +108,7 @@ def hopper_rows(backend, shape, heads_last, expected, sdpa_ms, dtype_name, stage
                      attention_hopper.attention_flash_hopper(q, k, v, d ** -0.5, 2, bq, bk, st, mu))
         timed_row(backend, label, fn, (q, k, v), lambda out: out.swapaxes(1, 2)[:1, :2], expected, flops, sdpa_ms)
         if default and d_pad != d:  # what the head-dim pad and crop cost: the kernel alone on padded operands
-            padded = [jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, d_pad - d))) for x in (q, k, v)]
+            padded = [pad_last(x, d_pad) for x in (q, k, v)]
             fn = jax.jit(lambda q, k, v: attention_hopper.attention_flash_hopper(q, k, v, d ** -0.5, 2))
             label = label.replace(" default", " default, kernel only (operands pre-padded)")
             timed_row(backend, label, fn, padded, lambda out: out.swapaxes(1, 2)[:1, :2, :, :d], expected, flops,
@@ -157,21 +158,12 @@ def main(argv=None) -> None:
             fn = jax.jit(lambda q, k, v, bq=block_q, bk=block_k, w=warps, s=stages, a=heads_axis:
                          jax_attention.attention_flash(q, k, v, d ** -0.5, False, block_q=bq, block_k=bk, num_warps=w,
                                                        num_stages=s, heads_axis=a))
-            label = f"| {(b, h, n, m, d)} | {dtype_name} |"
             mark = " default" if (block_q, block_k, warps, stages) == (*default, jax_attention.FLASH_STAGES) else ""
             mark += " (B,N,H,d)" if heads_axis == 2 else ""
+            label = f"| {(b, h, n, m, d)} | {dtype_name} | {block_q}{mark} | {block_k} | {warps} | {stages} |"
             inputs = (jq, jk, jv) if heads_axis == 1 else heads_last
-            try:
-                out = fn(*inputs)
-                out = (out if heads_axis == 1 else out.swapaxes(1, 2))[:1, :2]
-            except Exception as exc:  # a candidate the compiler refuses (e.g. shared memory)
-                print(f"{label} {block_q} | {block_k} | {warps} | {stages} | failed: {type(exc).__name__}: "
-                      f"{str(exc).splitlines()[0][:80]} | | | |")
-                continue
-            ms = backend.time(fn, repeats=10, args=inputs).device_median * 1e3
-            ratio = f"{sdpa_ms / ms:.2f}x" if sdpa_ms else ""
-            print(f"{label} {block_q}{mark} | {block_k} | {warps} | {stages} | {relative_error(out, expected):.2e} | "
-                  f"{ms:.4f} | {flops / ms * 1e-9:.0f} | {ratio} |", flush=True)
+            head_rows = lambda out, a=heads_axis: (out if a == 1 else out.swapaxes(1, 2))[:1, :2]  # noqa: E731
+            timed_row(backend, label, fn, inputs, head_rows, expected, flops, sdpa_ms)
         if args.hopper:
             hopper_rows(backend, (b, h, n, m, d), heads_last, expected, sdpa_ms, dtype_name, args.hopper_stages)
         if args.mosaic:
