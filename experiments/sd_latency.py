@@ -21,7 +21,10 @@ On JAX the first call's seconds are split into tracing, lowering and XLA's backe
 events). XLA autotunes each convolution and GEMM the first time it meets it and keeps the result
 for the process, so the first configuration of a run pays the autotuning and the later ones reuse
 much of it (H200, fp16: ``none`` first 24.2 s of XLA compile, the next ones 8-11 s); run one
-configuration per process for the first call a user sees.
+configuration per process for the first call a user sees. ``--compilation-cache DIR`` turns on
+JAX's persistent compilation cache: a later process that compiles the same program loads XLA's
+executable (and its autotuning) from DIR instead; ``*_first_cache_hits`` and ``*_first_cache_misses``
+count the programs loaded and compiled, so a row says whether its first call was cold or warm.
 
 Configurations (``CONFIGS``): ``none``, each of the paper's switches alone, ``paper`` (all of
 them, the paper's literal choices) and ``best`` (``Optimizations.best()``: each switch as
@@ -60,14 +63,19 @@ CONFIGS = {**ablation(), "best": Optimizations.best()}
 JAX_COMPILE_EVENTS = {"/jax/core/compile/jaxpr_trace_duration": "trace_s",
                       "/jax/core/compile/jaxpr_to_mlir_module_duration": "lower_s",
                       "/jax/core/compile/backend_compile_duration": "compile_s"}
+#: JAX's persistent compilation cache events -> the row's keys (programs loaded / compiled and stored)
+JAX_CACHE_EVENTS = {"/jax/compilation_cache/cache_hits": "cache_hits",
+                    "/jax/compilation_cache/cache_misses": "cache_misses"}
 
 
 class CompilePhases:
     """Seconds JAX spent per compile phase while active (``with phases: ...``), summed over every
-    jitted function compiled meanwhile, from ``jax.monitoring``'s duration events."""
+    jitted function compiled meanwhile, from ``jax.monitoring``'s duration events, and the
+    persistent compilation cache's hits and misses (``counts``)."""
 
     def __init__(self):
         self.seconds = dict.fromkeys(JAX_COMPILE_EVENTS.values(), 0.0)
+        self.counts = dict.fromkeys(JAX_CACHE_EVENTS.values(), 0)
         self._active = False
         try:
             import jax.monitoring
@@ -76,18 +84,26 @@ class CompilePhases:
             return
         self.available = True
         jax.monitoring.register_event_duration_secs_listener(self._record)
+        jax.monitoring.register_event_listener(self._count)
 
     def _record(self, event, duration, **_):
         if self._active and event in JAX_COMPILE_EVENTS:
             self.seconds[JAX_COMPILE_EVENTS[event]] += duration
 
+    def _count(self, event, **_):
+        if self._active and event in JAX_CACHE_EVENTS:
+            self.counts[JAX_CACHE_EVENTS[event]] += 1
+
     def __enter__(self):
         self.seconds = dict.fromkeys(self.seconds, 0.0)
+        self.counts = dict.fromkeys(self.counts, 0)
         self._active = True
         return self
 
     def __exit__(self, *exc):
         self._active = False
+
+
 COMPONENTS = (("text_encoder", TextEncoder), ("unet", UNet2DConditionModel), ("decoder", VAEDecoder))
 
 
@@ -137,10 +153,14 @@ def counted_call(backend, model, args) -> dict:
 
 def run_context(backend, backend_name: str) -> dict:
     """What a row needs to be reproduced beyond its configuration: the device, the commit (or
-    BENCH_COMMIT on a copy without git) and, for JAX, the process's XLA_FLAGS."""
+    BENCH_COMMIT on a copy without git) and, for JAX, the process's XLA_FLAGS and persistent
+    compilation cache directory (None: off)."""
     context = {"device": backend.device_info().get("name"), "commit": git_commit()}
     if backend_name == "jax":
+        import jax
+
         context["xla_flags"] = os.environ.get("XLA_FLAGS", "")
+        context["compilation_cache"] = jax.config.jax_compilation_cache_dir
     return context
 
 
@@ -173,6 +193,7 @@ def measure(backend_name: str, config_names, tiny: bool, iterations: int, batch:
                 with phases:
                     row[f"{name}_first_s"] = timed_call(timing_be, model, data[name])  # compiles
                 row.update({f"{name}_first_{phase}": s for phase, s in phases.seconds.items()})
+                row.update({f"{name}_first_{event}": n for event, n in phases.counts.items()})
             else:
                 row[f"{name}_first_s"] = timed_call(timing_be, model, data[name])  # builds
             times = [timed_call(timing_be, model, data[name]) for _ in range(iterations)]
@@ -247,6 +268,9 @@ def main(argv=None):
     p.add_argument("--backend-option", action="append", default=[], metavar="NAME=VALUE", type=parse_backend_option,
                    help="a keyword argument of the backend, as a string, e.g. (JAX) fused_group_norm_form=split, "
                         "parameter_layouts=default, group_norm_view=slab; repeatable (the backend checks the value)")
+    p.add_argument("--compilation-cache", metavar="DIR", default=None,
+                   help="JAX: keep compiled programs (and XLA's autotuning) in DIR and load them in later "
+                        "processes (JAX's persistent compilation cache, every program however fast it compiled)")
     p.add_argument("--json", default=None, help="write the rows as JSON (rewritten after each configuration)")
     p.add_argument("--plot", metavar="PNG", default=None,
                    help="save the ablation as stacked bars per configuration (paper_figures.ablation's figure)")
@@ -254,6 +278,13 @@ def main(argv=None):
     xla_options = dict(args.xla_option)
     if xla_options and args.backend != "jax":
         p.error("--xla-option: only the jax backend compiles through XLA")
+    if args.compilation_cache is not None:
+        if args.backend != "jax":
+            p.error("--compilation-cache: only the jax backend compiles through XLA")
+        import jax
+
+        jax.config.update("jax_compilation_cache_dir", args.compilation_cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     backend_options = {**({"compiler_options": xla_options} if xla_options else {}), **dict(args.backend_option)}
     print(f"{'tiny' if args.tiny else 'SD 1.4'} components, batch {args.batch}, {args.dtype}, "
           f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")

@@ -38,6 +38,31 @@ def test_sd_latency_tiny_run(capsys, tmp_path):
     assert row["unet_peak_mib"] > 0 and row["peak_scope"] == "since reset"
 
 
+def test_sd_latency_counts_compilation_cache_hits(tmp_path):
+    """A row says whether its first call compiled or loaded from JAX's persistent cache: the same
+    program compiled again (in-memory caches cleared, as in a new process) is a hit, not a miss."""
+    jax = __import__("pytest").importorskip("jax")
+    from experiments.sd_latency import CompilePhases
+
+    phases = CompilePhases()
+    before = jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs
+    try:
+        jax.config.update("jax_compilation_cache_dir", str(tmp_path))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        counts = []
+        for _ in range(2):
+            jax.clear_caches()
+            with phases:
+                jax.jit(lambda x: x * 3.0 + 1.0)(jax.numpy.arange(5.0)).block_until_ready()
+            counts.append(dict(phases.counts))
+    finally:
+        jax.config.update("jax_compilation_cache_dir", before[0])
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", before[1])
+    (cold, warm) = counts  # arange's program and ours
+    assert cold["cache_hits"] == 0 and cold["cache_misses"] >= 1
+    assert warm == {"cache_hits": cold["cache_misses"], "cache_misses": 0}
+
+
 def test_load_memory_measures_a_real_load(tmp_path, capsys):
     """experiments.load_memory on a tiny VAE folder: our loader holds the file once, and the
     peak it reports is a measured number of the right size (the SD 1.4 run is in

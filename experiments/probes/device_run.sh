@@ -40,6 +40,10 @@
 #                     convgraphs   XLA_FLAGS=--xla_gpu_enable_command_buffer=+CONVOLUTION (cuDNN convolutions in the
 #                                  CUDA graphs too; XLA's default list has fusions, cuBLAS, custom calls and cuDNN
 #                                  graphs, not convolutions, so each convolution ends a graph)
+#                     cache        --compilation-cache /tmp/jax_cache (JAX's persistent compilation cache, kept for
+#                                  the call's later steps: the first such step fills it, the next ones read it)
+#                     warm         nothing (a second step of the same options under its own log name, e.g.
+#                                  jax_float32_none_cache then jax_float32_none_cache,warm: cold, then warm)
 #   hlo_DT_CFG        XLA's optimized HLO (text) of the networks of configuration CFG: where the
 #                     layout changes (transposes) come from
 #   diffusers_DT      experiments.diffusers_latency (the peer)
@@ -70,7 +74,7 @@ options() {  # CFGS[_X[,X...]] -> configs, extra (arguments of sd_latency and th
     local rest=$1 suffix=${1##*_} x
     extra= flags= configs=$rest
     for x in ${suffix//,/ }; do
-        case $x in default|notriton|gncl|autolayout|rowmajor|gnsplit|slabview|convepilogue|nographs|graphs1|convgraphs|mosaic|triton|autotune[0-4]) ;;
+        case $x in default|notriton|gncl|autolayout|rowmajor|gnsplit|slabview|convepilogue|nographs|graphs1|convgraphs|mosaic|triton|autotune[0-4]|cache|warm) ;;
             *) return ;;  # no _X: CFGS may hold "_"
         esac
     done
@@ -90,6 +94,7 @@ options() {  # CFGS[_X[,X...]] -> configs, extra (arguments of sd_latency and th
             nographs) flags="$flags --xla_gpu_enable_command_buffer=" ;;
             graphs1) flags="$flags --xla_gpu_graph_min_graph_size=1" ;;
             convgraphs) flags="$flags --xla_gpu_enable_command_buffer=+CONVOLUTION" ;;
+            cache) extra="$extra --compilation-cache /tmp/jax_cache" ;;
         esac
     done
 }
