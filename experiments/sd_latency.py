@@ -281,10 +281,9 @@ def main(argv=None):
     if args.compilation_cache is not None:
         if args.backend != "jax":
             p.error("--compilation-cache: only the jax backend compiles through XLA")
-        import jax
+        from backends.jax import use_compilation_cache
 
-        jax.config.update("jax_compilation_cache_dir", args.compilation_cache)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        use_compilation_cache(args.compilation_cache)
     backend_options = {**({"compiler_options": xla_options} if xla_options else {}), **dict(args.backend_option)}
     print(f"{'tiny' if args.tiny else 'SD 1.4'} components, batch {args.batch}, {args.dtype}, "
           f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")

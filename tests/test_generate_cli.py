@@ -94,6 +94,19 @@ def test_device_only_with_opencl(capsys, tmp_path):
     assert "argument --device: only the opencl backend takes a device, got --backend numpy" in err
 
 
+def test_compilation_cache_only_with_jax(capsys, tmp_path):
+    err = refused(capsys, ["--tiny", "--out", str(tmp_path / "x.png"), "--backend", "numpy",
+                           "--compilation-cache", str(tmp_path / "cache")])
+    assert "argument --compilation-cache: only the jax backend compiles programs, got --backend numpy" in err
+
+
+def test_every_preset_is_offered(tmp_path):
+    """--optimizations takes every preset, the GPU's measured one (best) included."""
+    for preset in ("none", "paper", "best"):
+        args = generate.parse_args(["--tiny", "--out", str(tmp_path / "x.png"), "--optimizations", preset])
+        assert generate.make_backend(args).optimizations == generate.Optimizations.named(preset)
+
+
 @pytest.fixture
 def no_model(monkeypatch):
     """Building a model (or a backend) fails the test: the checks must come first."""

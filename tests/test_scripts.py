@@ -39,16 +39,17 @@ def test_sd_latency_tiny_run(capsys, tmp_path):
 
 
 def test_sd_latency_counts_compilation_cache_hits(tmp_path):
-    """A row says whether its first call compiled or loaded from JAX's persistent cache: the same
-    program compiled again (in-memory caches cleared, as in a new process) is a hit, not a miss."""
+    """``use_compilation_cache`` stores a program for later processes, and a row says whether its
+    first call compiled or loaded: the same program compiled again (in-memory caches cleared, as in
+    a new process) is a hit, not a miss."""
     jax = __import__("pytest").importorskip("jax")
+    from backends.jax import use_compilation_cache
     from experiments.sd_latency import CompilePhases
 
     phases = CompilePhases()
     before = jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs
     try:
-        jax.config.update("jax_compilation_cache_dir", str(tmp_path))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        use_compilation_cache(tmp_path)
         counts = []
         for _ in range(2):
             jax.clear_caches()

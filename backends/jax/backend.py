@@ -44,6 +44,14 @@ mode and has no tensor cores):
   dtype): base 2 with the GPU's ``ex2.approx`` (relative error about 2^-22, within float32
   rounding; ``pallas_util.exp2``), ``jnp.exp2`` on the CPU. The jnp versions use XLA's exp.
 * float64 is not a JAX storage dtype here (it needs jax_enable_x64); the NumPy reference covers it.
+
+Compile time. XLA autotunes every convolution and GEMM of a program the first time it compiles it
+(it times cuDNN's and its own candidates): SD 1.4's fp32 UNet took 114 s to its first call on an
+H100, 92 s of them autotuning (experiments/results/issue13_h100_2026-12-07, calls 18-19).
+``use_compilation_cache(directory)`` keeps compiled programs, and XLA's autotuning with them, on
+disk (JAX's persistent compilation cache): a later process loads them instead (fp32 ``best``:
+UNet first call 6.4 s, all 38 programs loaded, against 67.7 s with most of them compiled; calls
+22-23). A process's first compile stays as slow.
 """
 
 from __future__ import annotations
@@ -70,6 +78,16 @@ SAMPLE_SECONDS = 0.02
 COPY_BYTES = 256 << 20
 #: ... and at most this many
 MAX_COPIES = 64
+
+
+def use_compilation_cache(directory) -> None:
+    """Turn on JAX's persistent compilation cache in ``directory`` (created if missing) for this
+    process: every program compiled from now on is stored there, whatever its compile time, and a
+    later process compiling the same program (same HLO, options, device and jax version) loads it,
+    with XLA's autotuning results (``jax_persistent_cache_enable_xla_caches``), instead of compiling
+    it. A process-wide setting of JAX, like ``jax.config.update``."""
+    jax.config.update("jax_compilation_cache_dir", str(directory))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
 def _one_of(name: str, value, choices):
