@@ -127,7 +127,11 @@ MEASURED: dict[tuple[str, str, str], MeasuredRule] = {
             "against 17.5 ms (decoder 8.0 against 8.9) and best 10.5 against none's 18.0 ms (0.58x; decoder 8.0 "
             "against 8.9). Call 17 (the ablation again, with the Hopper flash kernel): each switch alone against "
             "none's 19.2 ms: fused_group_norm 16.6, fused_gelu 18.8, partial_softmax 19.4, flash 12.8, winograd4 "
-            "51.6; best 10.7 (0.56x). fused_gelu, 0.4 ms under none here and 0.6 over in call 10, stays off"),
+            "51.6; best 10.7 (0.56x). fused_gelu, 0.4 ms under none here and 0.6 over in call 10, stays off. "
+            "Calls 20-22 (50e618e): none 17.94, fused_gelu 17.80, flash 11.91 ms in one process; best alone in "
+            "its process 10.36 ms (decoder 7.92); the fused GEGLU 0.93-1.00x XLA on the three large shapes in "
+            "fp16 and bf16 at op level (Cephes' erfc; the cheaper Chebyshev erfc of 16-bit storage is not "
+            "measured yet)"),
     ("jax", "NVIDIA H100 80GB HBM3", "bfloat16"): MeasuredRule(
         **_16BIT_SWITCHES,
         why="H100 80GB HBM3, 2026-12-07 (experiments/results/issue13_h100_2026-12-07, calls 11-13): the bf16 "

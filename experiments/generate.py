@@ -134,9 +134,7 @@ def make_backend(args) -> Backend:
     if args.device is not None and args.backend != "opencl":
         raise SystemExit("--device: only the opencl backend takes a device")
     if getattr(args, "compilation_cache", None) is not None:
-        from backends.jax import use_compilation_cache
-
-        use_compilation_cache(args.compilation_cache)
+        options["compilation_cache"] = args.compilation_cache
     return get_backend(args.backend, optimizations=Optimizations.named(args.optimizations), **options)
 
 

@@ -278,13 +278,10 @@ def main(argv=None):
     xla_options = dict(args.xla_option)
     if xla_options and args.backend != "jax":
         p.error("--xla-option: only the jax backend compiles through XLA")
-    if args.compilation_cache is not None:
-        if args.backend != "jax":
-            p.error("--compilation-cache: only the jax backend compiles through XLA")
-        from backends.jax import use_compilation_cache
-
-        use_compilation_cache(args.compilation_cache)
-    backend_options = {**({"compiler_options": xla_options} if xla_options else {}), **dict(args.backend_option)}
+    if args.compilation_cache is not None and args.backend != "jax":
+        p.error("--compilation-cache: only the jax backend compiles through XLA")
+    backend_options = {**({"compiler_options": xla_options} if xla_options else {}), **dict(args.backend_option),
+                       **({"compilation_cache": args.compilation_cache} if args.compilation_cache else {})}
     print(f"{'tiny' if args.tiny else 'SD 1.4'} components, batch {args.batch}, {args.dtype}, "
           f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
     def write_json(rows):

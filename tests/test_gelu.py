@@ -3,7 +3,8 @@
 The reference (reference/gelu.py): GELU against libm's erfc (also where 1 + erf would cancel,
 x << 0), known values, the tanh form within its published error and really a different function,
 GEGLU as a * gelu(b) of the two halves, float32 arithmetic rounded to the storage dtype. The JAX
-kernels' own erfc (Cephes' erfcf: Pallas-Triton lowers no erf) against scipy.
+kernels' own erfc (Cephes' erfcf: Pallas-Triton lowers no erf; in 16-bit storage Numerical Recipes'
+cheaper erfcc) against scipy.
 
 The backends (the ``backend`` fixture: numpy, opencl, jax; ``dtype``: each one's storage dtypes),
 fused and unfused, both forms, against the float64 reference on the same rounded inputs: drawn
@@ -97,6 +98,23 @@ def test_jax_kernel_erfc_matches_scipy_to_float32_resolution():
     normal = exact > np.finfo(np.float32).tiny
     assert np.max(np.abs(y[normal] - exact[normal]) / exact[normal]) < 1e-6
     assert np.all(y[x > 9.5] < 1e-38) and np.all(y[x < -4] == 2.0)
+
+
+def test_jax_chebyshev_erfc_is_within_16bit_resolution():
+    # the kernels' erfc in 16-bit storage (backends.jax.gelu.erfc_chebyshev, Numerical Recipes'
+    # erfcc): 4e-6 relative where the value is a normal float32 (its docstring's numbers), 60x below
+    # float16's rounding; tests/jax/test_jax_gelu.py checks the stored GELU value by value
+    jax = pytest.importorskip("jax")
+    special = pytest.importorskip("scipy.special")
+    from backends.jax import gelu as jax_gelu
+
+    x = np.linspace(-10, 10, 400_001).astype(np.float32)
+    y = np.asarray(jax.jit(jax_gelu.erfc_chebyshev)(x)).astype(np.float64)
+    exact = special.erfc(x.astype(np.float64))
+    assert np.max(np.abs(y - exact)) < 4e-7
+    normal = exact > np.finfo(np.float32).tiny
+    assert np.max(np.abs(y[normal] - exact[normal]) / exact[normal]) < 5e-6
+    assert np.max(np.abs(y - exact)[np.abs(x) < 1] / exact[np.abs(x) < 1]) < 5e-7
 
 
 # =========================================================================== every backend

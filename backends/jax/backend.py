@@ -48,7 +48,7 @@ mode and has no tensor cores):
 Compile time. XLA autotunes every convolution and GEMM of a program the first time it compiles it
 (it times cuDNN's and its own candidates): SD 1.4's fp32 UNet took 114 s to its first call on an
 H100, 92 s of them autotuning (experiments/results/issue13_h100_2026-12-07, calls 18-19).
-``use_compilation_cache(directory)`` keeps compiled programs, and XLA's autotuning with them, on
+``JaxBackend(compilation_cache=directory)`` (``use_compilation_cache``) keeps compiled programs, and XLA's autotuning with them, on
 disk (JAX's persistent compilation cache): a later process loads them instead (fp32 ``best``:
 UNet first call 6.4 s, all 38 programs loaded, against 67.7 s with most of them compiled; calls
 22-23). A process's first compile stays as slow.
@@ -104,7 +104,8 @@ class JaxBackend(Backend):
 
     def __init__(self, optimizations=None, interpret: bool | None = None, compiler_options: dict | None = None,
                  fused_group_norm_form: str | None = None, parameter_layouts: str = "auto",
-                 group_norm_view: str = "grouped", conv_bias: str = "separate", flash_lowering: str = "auto"):
+                 group_norm_view: str = "grouped", conv_bias: str = "separate", flash_lowering: str = "auto",
+                 compilation_cache=None):
         """``interpret``: run the Pallas kernels in the Pallas interpreter. None (default): True
         exactly when JAX's default backend is the CPU, where Pallas has no compiler; the choice is
         recorded in ``choices``. ``compiler_options``: XLA options of the programs ``compile``
@@ -126,8 +127,12 @@ class JaxBackend(Backend):
         operands, the Triton kernel elsewhere (on the H200 it ran 1.6-2.4x faster than the Triton
         kernel at each SD shape it accepts, notes/attention.md v5); "triton", the Pallas Triton
         kernel everywhere; "mosaic", the Hopper kernel, an error where it cannot run); each flash
-        call's kernel is counted in ``choices``."""
+        call's kernel is counted in ``choices``. ``compilation_cache``: a directory, to turn on
+        JAX's persistent compilation cache there for the whole process (``use_compilation_cache``);
+        None (default) leaves JAX's setting as it is."""
         super().__init__(optimizations)
+        if compilation_cache is not None:
+            use_compilation_cache(compilation_cache)
         if fused_group_norm_form is not None and fused_group_norm_form not in group_norm.FORMS:
             raise ValueError(f"fused_group_norm_form: expected None or one of {group_norm.FORMS}, "
                              f"got {fused_group_norm_form!r}")

@@ -9,7 +9,8 @@ candidate the compiler refuses prints ``failed``):
                 torch F.group_norm + F.silu, the fused "one_launch" form, the "split" form with
                 ``split_parts``' rule (blocks of 4096 and 1024) and with 4x fewer and more parts
     gelu        GEGLU (exact GELU, diffusers' feed-forward) on the benchmark's four shapes: XLA,
-                torch, and the Pallas kernel with blocks 1024 to 4096 (default warps, and 4)
+                torch, and the Pallas kernel with each erfc form (``gelu.ERFC_FORMS``) at blocks of 1024,
+                and with blocks 2048 and 4096 (default warps, and 4) at its dtype's default form
     attention   naive (jnp), partial_softmax, flash and torch SDPA on the issue's shapes
 
 The timer (``JaxBackend.time`` with ``args``; this probe introduced it): back-to-back calls of one
@@ -154,10 +155,13 @@ def gelu_family(dtypes, torch_peer, rng) -> None:
             attempt(label + ("torch chunk, a*F.gelu(gate)",),
                     lambda: relative_error(torch_peer.to_numpy(torch_peer.geglu(tx)), expected),
                     lambda: torch_ms(torch_peer, lambda: torch_peer.geglu(tx)), nbytes, peer_ms=xla)
-        for max_block, warps in [(1024, None), (2048, None), (4096, None), (4096, 4)]:
-            def fused(x, max_block=max_block, warps=warps):
-                return jax_gelu.geglu_fused(x, False, INTERPRET, max_block=max_block, num_warps=warps)
-            name = f"Pallas block<={max_block} warps={warps or 'rule'}"
+        candidates = [(1024, None, form) for form in jax_gelu.ERFC_FORMS]  # the erfc each storage dtype could take
+        candidates += [(max_block, warps, None) for max_block, warps in [(2048, None), (4096, None), (4096, 4)]]
+        for max_block, warps, form in candidates:
+            def fused(x, max_block=max_block, warps=warps, form=form):
+                return jax_gelu.geglu_fused(x, False, INTERPRET, max_block=max_block, num_warps=warps, erfc_form=form)
+            name = (f"Pallas block<={max_block} warps={warps or 'rule'} "
+                    f"erfc={form or jax_gelu.default_erfc_form(dtype)}{'' if form else ' (default)'}")
             attempt(label + (name,), lambda: relative_error(fused(x), expected), lambda: device_ms(fused, [x]),
                     nbytes, peer_ms=xla)
 
