@@ -135,7 +135,13 @@ def make_backend(args) -> Backend:
         raise SystemExit("--device: only the opencl backend takes a device")
     if getattr(args, "compilation_cache", None) is not None:
         options["compilation_cache"] = args.compilation_cache
-    return get_backend(args.backend, optimizations=Optimizations.named(args.optimizations), **options)
+    backend = get_backend(args.backend, optimizations=Optimizations.named(args.optimizations), **options)
+    if backend.optimizations.measured:  # best: say now, not at the first op, where nothing was measured
+        try:
+            backend.measured_rule(args.dtype)
+        except ValueError as error:
+            raise SystemExit(f"--optimizations best: {error}") from None
+    return backend
 
 
 def load_pipeline(args) -> StableDiffusionPipeline:

@@ -101,10 +101,22 @@ def test_compilation_cache_only_with_jax(capsys, tmp_path):
 
 
 def test_every_preset_is_offered(tmp_path):
-    """--optimizations takes every preset, the GPU's measured one (best) included."""
+    """--optimizations takes every preset, the GPU's measured one (best) included (on a device
+    without measurements best stops: the next test)."""
     for preset in ("none", "paper", "best"):
         args = generate.parse_args(["--tiny", "--out", str(tmp_path / "x.png"), "--optimizations", preset])
-        assert generate.make_backend(args).optimizations == generate.Optimizations.named(preset)
+        assert args.optimizations == preset
+        if preset != "best":
+            assert generate.make_backend(args).optimizations == generate.Optimizations.named(preset)
+
+
+def test_best_without_measurements_stops_before_the_model(tmp_path):
+    """best on a device with no measured rule ends with the rule's message, not a traceback from
+    the first op."""
+    args = generate.parse_args(["--tiny", "--out", str(tmp_path / "x.png"), "--backend", "numpy",
+                                "--optimizations", "best"])
+    with pytest.raises(SystemExit, match="--optimizations best: .* has no measurements for the numpy backend"):
+        generate.make_backend(args)
 
 
 @pytest.fixture
