@@ -48,10 +48,10 @@ mode and has no tensor cores):
 Compile time. XLA autotunes every convolution and GEMM of a program the first time it compiles it
 (it times cuDNN's and its own candidates): SD 1.4's fp32 UNet took 114 s to its first call on an
 H100, 92 s of them autotuning (experiments/results/issue13_h100_2026-12-07, calls 18-19).
-``JaxBackend(compilation_cache=directory)`` (``use_compilation_cache``) keeps compiled programs, and XLA's autotuning with them, on
-disk (JAX's persistent compilation cache): a later process loads them instead (fp32 ``best``:
-UNet first call 6.4 s, all 38 programs loaded, against 67.7 s with most of them compiled; calls
-22-23). A process's first compile stays as slow.
+``JaxBackend(compilation_cache=directory)`` (``use_compilation_cache``) keeps compiled programs,
+and XLA's autotuning with them, on disk (JAX's persistent compilation cache): a later process loads
+them instead (fp32 ``best``: UNet first call 6.4 s, all 38 programs loaded, against 67.7 s with
+most of them compiled; calls 22-23). A process's first compile stays as slow.
 """
 
 from __future__ import annotations
