@@ -38,8 +38,10 @@ mode and has no tensor cores):
     its statistics in float32; P rounded to the storage dtype for P V (tensor cores, float32
     accumulation), as FlashAttention 2 and SDPA do (attention.py).
   - GroupNorm, LayerNorm, GELU/GEGLU, SiLU and the elementwise ops load 16-bit values, compute in
-    float32 and round the result once. Winograd's transforms compute in float32 and store V, U and
-    M in the storage dtype (reference.winograd's emulation).
+    float32 and round the result once. The fused GELU/GEGLU kernels take a cheaper erfc there
+    (``gelu.erfc_chebyshev``, within 4e-6 relative; every stored value one of the exact GELU's two
+    16-bit neighbours); float32 storage keeps the float32-accurate one. Winograd's transforms
+    compute in float32 and store V, U and M in the storage dtype (reference.winograd's emulation).
 * Exponentials in the Pallas attention kernels (partially fused softmax and flash, every storage
   dtype): base 2 with the GPU's ``ex2.approx`` (relative error about 2^-22, within float32
   rounding; ``pallas_util.exp2``), ``jnp.exp2`` on the CPU. The jnp versions use XLA's exp.
