@@ -19,7 +19,10 @@ Rows come from two sources: this machine's run (by default tiny SD-shaped networ
 backends, since SD 1.4 takes minutes per configuration there; ``make reproduce FULL=1`` runs SD
 1.4's shapes on every backend present), and the committed GPU runs of ``experiments.sd_latency``
 (experiments/results/sd14_h200_2026-12-02/ and sd14_h100/, each described by a README or
-experiments/results/sd14_h100.md), rendered with their device, date and commits.
+experiments/results/sd14_h100.md; the JAX backend's runs of issue 13 in
+experiments/results/issue13_h100_2026-12-07/ and issue13_h200_2026-12-07/, with ``best``, each
+file one process), rendered with their device, date and commits. The notes add diffusers' eager
+times from the same sessions (``PEERS``), the issue's yardstick for ``best``.
 """
 
 from __future__ import annotations
@@ -36,15 +39,37 @@ from .common import ROOT, Scale, Section, figure, fmt, save, write_table
 
 ITERATIONS = 20
 COMPONENTS = ("text_encoder", "unet", "decoder")
-#: the committed GPU runs: (file, (device, date, commits), storage dtype)
+#: the committed GPU runs: (file, (device, date, commits), backend, storage dtype)
 H200 = ("NVIDIA H200, driver 580.159.04", "2026-12-02", "d6d263f")
 H100 = ("NVIDIA H100 80GB HBM3, driver 580.159.04", "2026-11-25", "9a123b6..02379ed")
+ISSUE13_H100 = "experiments/results/issue13_h100_2026-12-07"
+ISSUE13_H200 = "experiments/results/issue13_h200_2026-12-07"
 COMMITTED = [
-    *[(f"experiments/results/sd14_h200_2026-12-02/sd_latency_{backend}_{dtype}.json", H200, dtype)
+    *[(f"experiments/results/sd14_h200_2026-12-02/sd_latency_{backend}_{dtype}.json", H200, backend, dtype)
       for backend in ("opencl", "jax") for dtype in ("float32", "float16")],
-    ("experiments/results/sd14_h100/sd_latency_opencl_all.json", H100, "float32"),
-    ("experiments/results/sd14_h100/sd_latency_opencl_fp16.json", H100, "float16"),
-    ("experiments/results/sd14_h100/sd_latency_jax_all.json", H100, "float32"),
+    ("experiments/results/sd14_h100/sd_latency_opencl_all.json", H100, "opencl", "float32"),
+    ("experiments/results/sd14_h100/sd_latency_opencl_fp16.json", H100, "opencl", "float16"),
+    ("experiments/results/sd14_h100/sd_latency_jax_all.json", H100, "jax", "float32"),
+    (f"{ISSUE13_H100}/call20_50e618e/sd_latency_float16_all_default.json",
+     ("NVIDIA H100 80GB HBM3, driver 580.159.04", "2026-12-07", "50e618e"), "jax", "float16"),
+    (f"{ISSUE13_H100}/call21_50e618e/sd_latency_float16_best_default.json",  # best alone in its process
+     ("NVIDIA H100 80GB HBM3, driver 580.159.04", "2026-12-07", "50e618e"), "jax", "float16"),
+    (f"{ISSUE13_H100}/call11_19b7054/sd_latency_bfloat16_none+fused_group_norm+fused_gelu+partial_softmax+flash.json",
+     ("NVIDIA H100 80GB HBM3, driver 580.159.04", "2026-12-07", "19b7054"), "jax", "bfloat16"),
+    (f"{ISSUE13_H100}/call12_19b7054/sd_latency_float32_none+fused_group_norm+winograd4+paper_autolayout.json",
+     ("NVIDIA H100 80GB HBM3, driver 580.159.04", "2026-12-07", "19b7054"), "jax", "float32"),
+    (f"{ISSUE13_H200}/call16_0c87ce5/sd_latency_float16_none+flash+best_mosaic.json",
+     ("NVIDIA H200, driver 580.159.04", "2026-12-07", "0c87ce5"), "jax", "float16"),
+    (f"{ISSUE13_H200}/call15_0c87ce5/sd_latency_bfloat16_none+best_mosaic.json",
+     ("NVIDIA H200, driver 580.159.04", "2026-12-07", "0c87ce5"), "jax", "bfloat16"),
+]
+#: diffusers' eager UNet iteration and decoder in the sessions above (experiments.diffusers_latency):
+#: (file, device, storage dtype)
+PEERS = [
+    (f"{ISSUE13_H100}/call21_50e618e/diffusers_latency_float16.json", "NVIDIA H100 80GB HBM3, 2026-12-07", "float16"),
+    (f"{ISSUE13_H100}/call11_19b7054/diffusers_latency_bfloat16.json", "NVIDIA H100 80GB HBM3, 2026-12-07", "bfloat16"),
+    (f"{ISSUE13_H100}/call12_19b7054/diffusers_latency_float32.json", "NVIDIA H100 80GB HBM3, 2026-12-07", "float32"),
+    (f"{ISSUE13_H200}/call15_0c87ce5/diffusers_latency_float16.json", "NVIDIA H200, 2026-12-07", "float16"),
 ]
 COLUMNS = ["source", "shapes", "backend", "dtype", "configuration", "text encoder ms", "UNet ms / iteration",
            "20 iterations s", "decoder ms", "total s", "reduction vs none", "the paper's reduction",
@@ -87,12 +112,22 @@ def local_runs(scale: Scale) -> list[tuple[dict, list[dict]]]:
 
 def committed_runs() -> list[tuple[dict, list[dict]]]:
     groups = []
-    for path, (device, date, commits), dtype in COMMITTED:
+    for path, (device, date, commits), backend, dtype in COMMITTED:
         rows = json.loads((ROOT / path).read_text())
-        backend = "jax" if "jax" in Path(path).name else "opencl"
         groups.append(({"source": f"{device}, {date}, commits {commits} ({path})", "shapes": "SD 1.4",
                         "backend": backend, "dtype": dtype}, rows))
     return groups
+
+
+def peer_notes() -> list[str]:
+    """A line per ``PEERS`` file: diffusers' eager times in the same session as our rows."""
+    notes = []
+    for path, device, dtype in PEERS:
+        peer = json.loads((ROOT / path).read_text())
+        notes.append(f"{peer['system']}, {device}, {dtype}: UNet iteration {fmt(peer['unet_ms'])} ms, decoder "
+                     f"{fmt(peer['decoder_ms'])} ms ({path}; same session as this device's issue-13 rows, "
+                     "not the same process).")
+    return notes
 
 
 def table_rows(groups) -> list[dict]:
@@ -153,6 +188,7 @@ def build(out: Path, scale: Scale) -> Section:
              "On a CPU the local rows time tiny networks, where kernel launches and host work dominate and JAX's "
              "Pallas kernels (the paper's switches) run in interpret mode: they show the machinery, not the paper's "
              "effect; the GPU rows (and `make reproduce FULL=1` on a GPU) are the ones to read against the paper.",
+             *peer_notes(),
              "Generated by `make reproduce` (paper_figures/ablation.py)."]
     files = write_table(out, "ablation", rows, COLUMNS, "The ablation: SD per component, per switch", notes)
     files.append(plot(rows, out / "ablation.png"))
