@@ -133,7 +133,7 @@ def make_backend(args) -> Backend:
     options = {"device": args.device} if args.device is not None else {}
     if args.device is not None and args.backend != "opencl":
         raise SystemExit("--device: only the opencl backend takes a device")
-    if getattr(args, "compilation_cache", None) is not None:
+    if args.compilation_cache is not None:
         options["compilation_cache"] = args.compilation_cache
     backend = get_backend(args.backend, optimizations=Optimizations.named(args.optimizations), **options)
     if backend.optimizations.measured:  # best: say now, not at the first op, where nothing was measured

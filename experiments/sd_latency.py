@@ -21,9 +21,10 @@ On JAX the first call's seconds are split into tracing, lowering and XLA's backe
 events). XLA autotunes each convolution and GEMM the first time it meets it and keeps the result
 for the process, so the first configuration of a run pays the autotuning and the later ones reuse
 much of it (H200, fp16: ``none`` first 24.2 s of XLA compile, the next ones 8-11 s); run one
-configuration per process for the first call a user sees. ``--compilation-cache DIR`` turns on
-JAX's persistent compilation cache: a later process that compiles the same program loads XLA's
-executable (and its autotuning) from DIR instead; ``*_first_cache_hits`` and ``*_first_cache_misses``
+configuration per process for the first call a user sees. ``--backend-option
+compilation_cache=DIR`` turns on JAX's persistent compilation cache (``JaxBackend``'s option): a
+later process that compiles the same program loads XLA's executable (and its autotuning) from DIR
+instead; ``*_first_cache_hits`` and ``*_first_cache_misses``
 count the programs loaded and compiled, so a row says whether its first call was cold or warm.
 
 Configurations (``CONFIGS``): ``none``, each of the paper's switches alone, ``paper`` (all of
@@ -267,10 +268,7 @@ def main(argv=None):
                         "xla_gpu_enable_triton_gemm=false; repeatable")
     p.add_argument("--backend-option", action="append", default=[], metavar="NAME=VALUE", type=parse_backend_option,
                    help="a keyword argument of the backend, as a string, e.g. (JAX) fused_group_norm_form=split, "
-                        "parameter_layouts=default, group_norm_view=slab; repeatable (the backend checks the value)")
-    p.add_argument("--compilation-cache", metavar="DIR", default=None,
-                   help="JAX: keep compiled programs (and XLA's autotuning) in DIR and load them in later "
-                        "processes (JAX's persistent compilation cache, every program however fast it compiled)")
+                        "parameter_layouts=default, group_norm_view=slab, compilation_cache=DIR; repeatable (the backend checks the value)")
     p.add_argument("--json", default=None, help="write the rows as JSON (rewritten after each configuration)")
     p.add_argument("--plot", metavar="PNG", default=None,
                    help="save the ablation as stacked bars per configuration (paper_figures.ablation's figure)")
@@ -278,10 +276,7 @@ def main(argv=None):
     xla_options = dict(args.xla_option)
     if xla_options and args.backend != "jax":
         p.error("--xla-option: only the jax backend compiles through XLA")
-    if args.compilation_cache is not None and args.backend != "jax":
-        p.error("--compilation-cache: only the jax backend compiles through XLA")
-    backend_options = {**({"compiler_options": xla_options} if xla_options else {}), **dict(args.backend_option),
-                       **({"compilation_cache": args.compilation_cache} if args.compilation_cache else {})}
+    backend_options = {**({"compiler_options": xla_options} if xla_options else {}), **dict(args.backend_option)}
     print(f"{'tiny' if args.tiny else 'SD 1.4'} components, batch {args.batch}, {args.dtype}, "
           f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
     def write_json(rows):

@@ -44,6 +44,8 @@ H200 = ("NVIDIA H200, driver 580.159.04", "2026-12-02", "d6d263f")
 H100 = ("NVIDIA H100 80GB HBM3, driver 580.159.04", "2026-11-25", "9a123b6..02379ed")
 ISSUE13_H100 = "experiments/results/issue13_h100_2026-12-07"
 ISSUE13_H200 = "experiments/results/issue13_h200_2026-12-07"
+H100_1207 = ("NVIDIA H100 80GB HBM3, driver 580.159.04", "2026-12-07")  # + the run's commit
+H200_1207 = ("NVIDIA H200, driver 580.159.04", "2026-12-07")
 COMMITTED = [
     *[(f"experiments/results/sd14_h200_2026-12-02/sd_latency_{backend}_{dtype}.json", H200, backend, dtype)
       for backend in ("opencl", "jax") for dtype in ("float32", "float16")],
@@ -51,25 +53,25 @@ COMMITTED = [
     ("experiments/results/sd14_h100/sd_latency_opencl_fp16.json", H100, "opencl", "float16"),
     ("experiments/results/sd14_h100/sd_latency_jax_all.json", H100, "jax", "float32"),
     (f"{ISSUE13_H100}/call20_50e618e/sd_latency_float16_all_default.json",
-     ("NVIDIA H100 80GB HBM3, driver 580.159.04", "2026-12-07", "50e618e"), "jax", "float16"),
+     (*H100_1207, "50e618e"), "jax", "float16"),
     (f"{ISSUE13_H100}/call21_50e618e/sd_latency_float16_best_default.json",  # best alone in its process
-     ("NVIDIA H100 80GB HBM3, driver 580.159.04", "2026-12-07", "50e618e"), "jax", "float16"),
+     (*H100_1207, "50e618e"), "jax", "float16"),
     (f"{ISSUE13_H100}/call11_19b7054/sd_latency_bfloat16_none+fused_group_norm+fused_gelu+partial_softmax+flash.json",
-     ("NVIDIA H100 80GB HBM3, driver 580.159.04", "2026-12-07", "19b7054"), "jax", "bfloat16"),
+     (*H100_1207, "19b7054"), "jax", "bfloat16"),
     (f"{ISSUE13_H100}/call12_19b7054/sd_latency_float32_none+fused_group_norm+winograd4+paper_autolayout.json",
-     ("NVIDIA H100 80GB HBM3, driver 580.159.04", "2026-12-07", "19b7054"), "jax", "float32"),
+     (*H100_1207, "19b7054"), "jax", "float32"),
     (f"{ISSUE13_H200}/call16_0c87ce5/sd_latency_float16_none+flash+best_mosaic.json",
-     ("NVIDIA H200, driver 580.159.04", "2026-12-07", "0c87ce5"), "jax", "float16"),
+     (*H200_1207, "0c87ce5"), "jax", "float16"),
     (f"{ISSUE13_H200}/call15_0c87ce5/sd_latency_bfloat16_none+best_mosaic.json",
-     ("NVIDIA H200, driver 580.159.04", "2026-12-07", "0c87ce5"), "jax", "bfloat16"),
+     (*H200_1207, "0c87ce5"), "jax", "bfloat16"),
 ]
 #: diffusers' eager UNet iteration and decoder in the sessions above (experiments.diffusers_latency):
 #: (file, device, storage dtype)
 PEERS = [
-    (f"{ISSUE13_H100}/call21_50e618e/diffusers_latency_float16.json", "NVIDIA H100 80GB HBM3, 2026-12-07", "float16"),
-    (f"{ISSUE13_H100}/call11_19b7054/diffusers_latency_bfloat16.json", "NVIDIA H100 80GB HBM3, 2026-12-07", "bfloat16"),
-    (f"{ISSUE13_H100}/call12_19b7054/diffusers_latency_float32.json", "NVIDIA H100 80GB HBM3, 2026-12-07", "float32"),
-    (f"{ISSUE13_H200}/call15_0c87ce5/diffusers_latency_float16.json", "NVIDIA H200, 2026-12-07", "float16"),
+    (f"{ISSUE13_H100}/call21_50e618e/diffusers_latency_float16.json", ", ".join(H100_1207), "float16"),
+    (f"{ISSUE13_H100}/call11_19b7054/diffusers_latency_bfloat16.json", ", ".join(H100_1207), "bfloat16"),
+    (f"{ISSUE13_H100}/call12_19b7054/diffusers_latency_float32.json", ", ".join(H100_1207), "float32"),
+    (f"{ISSUE13_H200}/call15_0c87ce5/diffusers_latency_float16.json", ", ".join(H200_1207), "float16"),
 ]
 COLUMNS = ["source", "shapes", "backend", "dtype", "configuration", "text encoder ms", "UNet ms / iteration",
            "20 iterations s", "decoder ms", "total s", "reduction vs none", "the paper's reduction",

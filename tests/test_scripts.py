@@ -2,6 +2,8 @@
 
 import math
 
+import pytest
+
 from experiments import winograd_error
 
 
@@ -39,17 +41,17 @@ def test_sd_latency_tiny_run(capsys, tmp_path):
 
 
 def test_sd_latency_counts_compilation_cache_hits(tmp_path):
-    """``use_compilation_cache`` stores a program for later processes, and a row says whether its
-    first call compiled or loaded: the same program compiled again (in-memory caches cleared, as in
-    a new process) is a hit, not a miss."""
-    jax = __import__("pytest").importorskip("jax")
-    from backends.jax import use_compilation_cache
+    """``JaxBackend(compilation_cache=...)`` stores a program for later processes, and a row says
+    whether its first call compiled or loaded: the same program compiled again (in-memory caches
+    cleared, as in a new process) is a hit, not a miss."""
+    jax = pytest.importorskip("jax")
+    from backends import get_backend
     from experiments.sd_latency import CompilePhases
 
     phases = CompilePhases()
     before = jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs
     try:
-        use_compilation_cache(tmp_path)
+        get_backend("jax", compilation_cache=tmp_path)
         counts = []
         for _ in range(2):
             jax.clear_caches()

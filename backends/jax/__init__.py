@@ -9,6 +9,6 @@ GEMMs; XLA's direct convolution), ``gemm`` (linear) and ``elementwise`` (the res
 interpret mode.
 """
 
-from .backend import JaxBackend, use_compilation_cache
+from .backend import JaxBackend
 
-__all__ = ["JaxBackend", "use_compilation_cache"]
+__all__ = ["JaxBackend"]

@@ -42,8 +42,9 @@
 #                     convgraphs   XLA_FLAGS=--xla_gpu_enable_command_buffer=+CONVOLUTION (cuDNN convolutions in the
 #                                  CUDA graphs too; XLA's default list has fusions, cuBLAS, custom calls and cuDNN
 #                                  graphs, not convolutions, so each convolution ends a graph)
-#                     cache        --compilation-cache /tmp/jax_cache (JAX's persistent compilation cache, kept for
-#                                  the call's later steps: the first such step fills it, the next ones read it)
+#                     cache        --backend-option compilation_cache=/tmp/jax_cache (JAX's persistent compilation
+#                                  cache, kept for the call's later steps: the first such step fills it, the next
+#                                  ones read it; the calls of 2026-12-07 passed it as sd_latency's --compilation-cache)
 #                     warm         nothing (a second step of the same options under its own log name, e.g.
 #                                  jax_float32_none_cache then jax_float32_none_cache,warm: cold, then warm)
 #   hlo_DT_CFG        XLA's optimized HLO (text) of the networks of configuration CFG: where the
@@ -96,7 +97,7 @@ options() {  # CFGS[_X[,X...]] -> configs, extra (arguments of sd_latency and th
             nographs) flags="$flags --xla_gpu_enable_command_buffer=" ;;
             graphs1) flags="$flags --xla_gpu_graph_min_graph_size=1" ;;
             convgraphs) flags="$flags --xla_gpu_enable_command_buffer=+CONVOLUTION" ;;
-            cache) extra="$extra --compilation-cache /tmp/jax_cache" ;;
+            cache) extra="$extra --backend-option compilation_cache=/tmp/jax_cache" ;;
         esac
     done
 }
