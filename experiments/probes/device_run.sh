@@ -45,6 +45,9 @@
 #                     cache        --backend-option compilation_cache=/tmp/jax_cache (JAX's persistent compilation
 #                                  cache, kept for the call's later steps: the first such step fills it, the next
 #                                  ones read it; the calls of 2026-12-07 passed it as sd_latency's --compilation-cache)
+#                     autotunedb   --xla-option xla_gpu_per_fusion_autotune_cache_dir=$OUT/autotune_db (XLA's
+#                                  autotuning results, one file per convolution or GEMM, read and written there
+#                                  and brought back: the first such step fills it, the next ones read it)
 #                     warm         nothing (a second step of the same options under its own log name, e.g.
 #                                  jax_float32_none_cache then jax_float32_none_cache,warm: cold, then warm)
 #   hlo_DT_CFG        XLA's optimized HLO (text) of the networks of configuration CFG: where the
@@ -77,7 +80,7 @@ options() {  # CFGS[_X[,X...]] -> configs, extra (arguments of sd_latency and th
     local rest=$1 suffix=${1##*_} x
     extra= flags= configs=$rest
     for x in ${suffix//,/ }; do
-        case $x in default|notriton|gncl|autolayout|rowmajor|gnsplit|slabview|convepilogue|nographs|graphs1|convgraphs|mosaic|triton|autotune[0-4]|cache|warm) ;;
+        case $x in default|notriton|gncl|autolayout|rowmajor|gnsplit|slabview|convepilogue|nographs|graphs1|convgraphs|mosaic|triton|autotune[0-4]|autotunedb|cache|warm) ;;
             *) return ;;  # no _X: CFGS may hold "_"
         esac
     done
@@ -98,6 +101,8 @@ options() {  # CFGS[_X[,X...]] -> configs, extra (arguments of sd_latency and th
             graphs1) flags="$flags --xla_gpu_graph_min_graph_size=1" ;;
             convgraphs) flags="$flags --xla_gpu_enable_command_buffer=+CONVOLUTION" ;;
             cache) extra="$extra --backend-option compilation_cache=/tmp/jax_cache" ;;
+            autotunedb) mkdir -p "$OUT/autotune_db"
+                        extra="$extra --xla-option xla_gpu_per_fusion_autotune_cache_dir=$OUT/autotune_db" ;;
         esac
     done
 }
@@ -131,7 +136,8 @@ for s in "$@"; do  # NAME:SECONDS
                options "$rest"
                [ "$configs" = all ] && configs=$ALL
                XLA_FLAGS="$flags" step "sd_latency_${dtype}_$rest" "$limit" python3 -m experiments.sd_latency --backend jax \
-                   --dtype "$dtype" --iterations 5 --configs ${configs//+/ } $extra --json "$OUT/sd_latency_${dtype}_$rest.json" ;;
+                   --dtype "$dtype" --iterations 5 --configs ${configs//+/ } $extra --json "$OUT/sd_latency_${dtype}_$rest.json"
+               [ -d "$OUT/autotune_db" ] && echo "  autotune_db: $(ls "$OUT/autotune_db" | wc -l) results" | tee -a "$OUT/steps.txt" ;;
         diffusers_*) dtype=${name#diffusers_}
                      step "diffusers_latency_$dtype" "$limit" python3 -m experiments.diffusers_latency --dtype "$dtype" \
                          --json "$OUT/diffusers_latency_$dtype.json" ;;
