@@ -271,6 +271,11 @@ def equations_outside_kernels(jaxpr):
                     yield from equations_outside_kernels(inner)
 
 
+def pallas_kernel_names(jaxpr) -> list[str]:
+    """The names of a jaxpr's Pallas kernels (``pallas_call``'s ``name``), in program order."""
+    return [eqn.params["name"] for eqn in equations_outside_kernels(jaxpr) if eqn.primitive.name == "pallas_call"]
+
+
 def primitives_outside_kernels(jaxpr) -> list[str]:
     """Names of the primitives of ``equations_outside_kernels``."""
     return [eqn.primitive.name for eqn in equations_outside_kernels(jaxpr)]

@@ -108,7 +108,7 @@ from jax.experimental.pallas import triton as plgpu
 from . import attention_hopper
 from .pallas_util import cdiv, compiler_params, exp2, pad_to, round_up
 
-__all__ = ["METHODS", "FLASH_LOWERINGS", "softmax", "attention", "flash_kernel_for", "attention_naive", "attention_partial_softmax", "attention_flash",
+__all__ = ["METHODS", "FLASH_LOWERINGS", "PARTIAL_SOFTMAX_STATS", "softmax", "attention", "flash_kernel_for", "attention_naive", "attention_partial_softmax", "attention_flash",
            "softmax_stats", "block_sizes", "flash_blocks", "padded_dim"]
 
 METHODS = ("naive", "partial_softmax", "flash")
@@ -137,16 +137,18 @@ def softmax(x, axis: int = -1):
     return (e / jnp.sum(e, axis=axis, keepdims=True)).astype(x.dtype)
 
 
-@functools.partial(jax.jit, static_argnames=("scale", "method", "interpret", "causal", "flash_lowering"))
+@functools.partial(jax.jit, static_argnames=("scale", "method", "interpret", "causal", "flash_lowering",
+                                             "partial_softmax_stats"))
 def attention(q, k, v, scale: float, method: str, interpret: bool, causal: bool = False,
-              flash_lowering: str = "auto"):
+              flash_lowering: str = "auto", partial_softmax_stats: str = "reduction"):
     """O = softmax(scale q k^T) v by ``method`` ("naive" | "partial_softmax" | "flash"), of q's
     dtype; with ``causal`` query i attends to keys j <= i only. ``flash_lowering``: which flash
-    kernel (FLASH_LOWERINGS, ``flash_kernel_for``)."""
+    kernel (FLASH_LOWERINGS, ``flash_kernel_for``); ``partial_softmax_stats``: where the partially
+    fused softmax forms its statistics (PARTIAL_SOFTMAX_STATS, ``attention_partial_softmax``)."""
     if method == "naive":
         return attention_naive(q, k, v, scale, causal)
     if method == "partial_softmax":
-        return attention_partial_softmax(q, k, v, scale, interpret, causal)
+        return attention_partial_softmax(q, k, v, scale, interpret, causal, partial_softmax_stats)
     if method == "flash":
         # the kernels read the heads where the projections put them, (B, N, H, d): inside a
         # jitted network these swaps cancel the model's head transposes (XLA folds the pair)
@@ -311,27 +313,35 @@ def _times_v(p, v, subscripts: str | None = None):
 # -- partially fused softmax ----------------------------------------------------------------------
 
 
+def _merge_tile_stats(stats, tile, interpret: bool):
+    """The running (L, S) of some rows merged with those of a (rows, block) score tile, by
+    reference.attention.merge_stats. Every block holds a real key, but with causal masking (or
+    -inf scores) all of a row's entries in it can be -inf: then L_b = -inf and S_b = 0."""
+    row_max, row_sum = stats
+    block_max = jnp.max(tile, axis=1)
+    block_sum = jnp.sum(_exp_shifted(tile, block_max[:, None], interpret), axis=1)
+    # L = max(L_a, L_b), S = S_a e^(L_a - L) + S_b e^(L_b - L); a pair with L = -inf, S = 0
+    # merges as the identity (_exp_shifted gives 0, not NaN, if L is -inf too)
+    new_max = jnp.maximum(row_max, block_max)
+    new_sum = (row_sum * _exp_shifted(row_max, new_max, interpret)
+               + block_sum * _exp_shifted(block_max, new_max, interpret))
+    return new_max, new_sum
+
+
+def _no_stats(rows: int):
+    """(L, S) of no scores yet: (-inf, 0), which e^(-inf - L) = 0 makes the first merge's identity."""
+    return jnp.full((rows,), -jnp.inf, F32), jnp.zeros((rows,), F32)
+
+
 def _stats_kernel(a_ref, max_ref, sum_ref, *, num_keys: int, block_m: int, interpret: bool):
     """(L, S) of block_n rows of A: walk the column blocks, merging (max, sum) pairs online."""
     rows, padded_keys = a_ref.shape
 
     def merge_block(j, stats):
-        row_max, row_sum = stats
-        start = j * block_m
-        tile = _mask_keys(a_ref[:, _key_block(j, block_m)], start, num_keys, padded_keys)
-        # this block's own statistics. Every block holds a real key, but with causal masking (or
-        # -inf scores) all of a row's entries in it can be -inf: then L_b = -inf and S_b = 0.
-        block_max = jnp.max(tile, axis=1)
-        block_sum = jnp.sum(_exp_shifted(tile, block_max[:, None], interpret), axis=1)
-        # merge_stats: L = max(L_a, L_b), S = S_a e^(L_a - L) + S_b e^(L_b - L); a pair with
-        # L = -inf, S = 0 merges as the identity (_exp_shifted gives 0, not NaN, if L is -inf too)
-        new_max = jnp.maximum(row_max, block_max)
-        new_sum = (row_sum * _exp_shifted(row_max, new_max, interpret)
-                   + block_sum * _exp_shifted(block_max, new_max, interpret))
-        return new_max, new_sum
+        tile = _mask_keys(a_ref[:, _key_block(j, block_m)], j * block_m, num_keys, padded_keys)
+        return _merge_tile_stats(stats, tile, interpret)
 
-    empty = (jnp.full((rows,), -jnp.inf, F32), jnp.zeros((rows,), F32))  # e^(-inf - L) = 0 at the first merge
-    row_max, row_sum = lax.fori_loop(0, padded_keys // block_m, merge_block, empty)
+    row_max, row_sum = lax.fori_loop(0, padded_keys // block_m, merge_block, _no_stats(rows))
     max_ref[...] = row_max
     sum_ref[...] = row_sum
 
@@ -368,6 +378,55 @@ def softmax_stats(a, interpret: bool):
     return jnp.stack([row_max[:rows], row_sum[:rows]], axis=-1).reshape(*lead, n, 2)
 
 
+def _scores_stats_kernel(q_ref, k_ref, a_ref, max_ref, sum_ref, *, scale: float, num_keys: int, block_m: int,
+                         causal: bool, interpret: bool):
+    """block_n rows of A = scale Q K^T, formed and stored tile by tile, and their (L, S): each
+    tile is merged into the rows' running pair while it is in registers, so that A is written
+    once and never read back for its statistics. The refs: this program's Q rows (block_n,
+    d_pad), its head's K (m_pad, d_pad), its rows of A (block_n, m_pad) and of L and S.
+    Products as ``_scores``: 16-bit operands on the tensor cores, float32 at HIGHEST; float32
+    accumulation. Padded keys (and, with ``causal``, keys after the row's query) are stored as
+    -inf, the value the statistics and the product kernel give them."""
+    rows, padded_keys = a_ref.shape
+    precision = None if _tensor_cores(q_ref.dtype) else HIGHEST
+    q = q_ref[...]
+    first_row = pl.program_id(1) * rows if causal else None  # the query index of the tile's row 0
+
+    def form_tile(j, stats):
+        keys = _key_block(j, block_m)
+        dots = lax.dot_general(q, k_ref[keys, :], (((1,), (1,)), ((), ())), precision=precision,
+                               preferred_element_type=F32)
+        tile = _mask_keys(scale * dots, j * block_m, num_keys, padded_keys, first_row)
+        a_ref[:, keys] = tile
+        return _merge_tile_stats(stats, tile, interpret)
+
+    row_max, row_sum = lax.fori_loop(0, padded_keys // block_m, form_tile, _no_stats(rows))
+    max_ref[...] = row_max
+    sum_ref[...] = row_sum
+
+
+def _scores_stats_call(q, k, scale: float, num_keys: int, block_n: int, block_m: int, causal: bool,
+                       interpret: bool):
+    """A (BH, N_pad, M_pad) float32 and its row max L and row sum S (BH, N_pad) from the padded
+    q (BH, N_pad, d_pad) and k (BH, M_pad, d_pad), in one kernel (``_scores_stats_kernel``)."""
+    bh, n_pad, d_pad = q.shape
+    m_pad = k.shape[1]
+    kernel = functools.partial(_scores_stats_kernel, scale=float(scale), num_keys=num_keys, block_m=block_m,
+                               causal=bool(causal), interpret=interpret)
+    row_spec = pl.BlockSpec((None, block_n), lambda i, r: (i, r))
+    return pl.pallas_call(
+        kernel,
+        out_shape=(jax.ShapeDtypeStruct((bh, n_pad, m_pad), F32),) + (jax.ShapeDtypeStruct((bh, n_pad), F32),) * 2,
+        grid=(bh, n_pad // block_n),
+        in_specs=[pl.BlockSpec((None, block_n, d_pad), lambda i, r: (i, r, 0)),  # this program's Q rows
+                  pl.BlockSpec((None, m_pad, d_pad), lambda i, r: (i, 0, 0))],   # all of K of head i
+        out_specs=(pl.BlockSpec((None, block_n, m_pad), lambda i, r: (i, r, 0)), row_spec, row_spec),
+        interpret=interpret,
+        compiler_params=_compiler_params(d_pad, interpret),
+        name="attention_scores_stats",
+    )(q, k)
+
+
 def _pv_softmax_kernel(a_ref, max_ref, sum_ref, v_ref, o_ref, *, num_keys: int, block_m: int, interpret: bool):
     """O rows = sum over column blocks of exp(A - L) V, divided by S at the end; P never stored.
     exp(A - L) = 2^((A - L) log2(e)): the difference first (exact for scores of 1e4, where
@@ -385,30 +444,48 @@ def _pv_softmax_kernel(a_ref, max_ref, sum_ref, v_ref, o_ref, *, num_keys: int, 
     o_ref[...] = (acc / sum_ref[...][:, None]).astype(o_ref.dtype)
 
 
-def attention_partial_softmax(q, k, v, scale: float, interpret: bool, causal: bool = False):
-    """A = scale q k^T stored by jnp (float32), the (L, S) statistics kernel, then the fused
-    O = exp(A - L) V / S kernel. The only N x M array is A.
+#: where the partially fused softmax computes its N x 2 statistics (L, S) (``attention_partial_softmax``)
+PARTIAL_SOFTMAX_STATS = ("reduction", "scores")
 
-    With ``causal`` the stored A holds -inf above the diagonal (masked as it is formed); the
-    statistics kernel merges fully masked blocks NaN-free and the product kernel needs nothing
-    more, since every row max L is finite (column 0 is visible to every row, padded rows too)."""
-    b, h, n, _ = q.shape
+
+def attention_partial_softmax(q, k, v, scale: float, interpret: bool, causal: bool = False,
+                              stats: str = "reduction"):
+    """The stored scores A = scale q k^T (float32), their N x 2 statistics (L, S), then the fused
+    O = exp(A - L) V / S kernel. The only N x M array is A. ``stats`` (PARTIAL_SOFTMAX_STATS):
+
+    * "reduction" (the paper's three steps): jnp forms A, the statistics kernel reduces it (one
+      more read of A), the product kernel reads it again: A is written once and read twice.
+    * "scores": one kernel forms A and merges each tile into (L, S) before it stores it
+      (``_scores_stats_kernel``), then the product kernel: A is written once and read once.
+
+    Both give the same L, S and O up to the order of float32 sums. With ``causal`` the stored A
+    holds -inf above the diagonal (masked as it is formed); the statistics merge fully masked
+    blocks NaN-free and the product kernel needs nothing more, since every row max L is finite
+    (column 0 is visible to every row, padded rows too)."""
+    b, h, n, d = q.shape
     m, dv = k.shape[2], v.shape[3]
-    dv_pad = padded_dim(dv)
-    block_n, block_m = block_sizes(n, m, dv_pad)
+    d_pad, dv_pad = padded_dim(d), padded_dim(dv)
+    block_n, block_m = block_sizes(n, m, max(d_pad, dv_pad))
     n_pad, m_pad = round_up(n, block_n), round_up(m, block_m)
     bh = b * h
 
-    # 1. the scores, stored (the paper's A). Zero rows of the padded q and k give finite scores in
-    #    padded rows (cropped) and padded columns (masked in the kernels), so A is never re-padded.
-    #    The causal mask uses the padded matrix's indices, which are the true ones for real rows.
-    a = _scores(pad_to(q, (b, h, n_pad, q.shape[3])), pad_to(k, (b, h, m_pad, k.shape[3])), scale, causal)
-    a = a.reshape(bh, n_pad, m_pad)
+    # 1. the scores A, stored, and their (B*H, N_pad) statistics L and S. Zero rows of the padded
+    #    q and k give finite scores in padded rows (cropped) and padded columns (masked in the
+    #    kernels), so A is never re-padded. The causal mask uses the padded matrix's indices,
+    #    which are the true ones for real rows.
+    if stats == "scores":
+        a, row_max, row_sum = _scores_stats_call(
+            pad_to(q, (b, h, n_pad, d_pad)).reshape(bh, n_pad, d_pad),
+            pad_to(k, (b, h, m_pad, d_pad)).reshape(bh, m_pad, d_pad),
+            scale, m, block_n, block_m, causal, interpret)
+    elif stats == "reduction":
+        a = _scores(pad_to(q, (b, h, n_pad, d)), pad_to(k, (b, h, m_pad, d)), scale, causal).reshape(bh, n_pad, m_pad)
+        row_max, row_sum = (x.reshape(bh, n_pad) for x in
+                            _stats_call(a.reshape(bh * n_pad, m_pad), m, block_n, block_m, interpret))
+    else:
+        raise ValueError(f"stats: expected one of {PARTIAL_SOFTMAX_STATS}, got {stats!r}")
 
-    # 2. the (B, H, N, 2) statistics, as two (B*H*N_pad,) arrays L and S
-    row_max, row_sum = _stats_call(a.reshape(bh * n_pad, m_pad), m, block_n, block_m, interpret)
-
-    # 3. O = exp(A - L) V / S, a (block_n, dv_pad) output tile per program
+    # 2. O = exp(A - L) V / S, a (block_n, dv_pad) output tile per program
     v_pad = pad_to(v, (b, h, m_pad, dv_pad)).reshape(bh, m_pad, dv_pad)
     kernel = functools.partial(_pv_softmax_kernel, num_keys=m, block_m=block_m, interpret=interpret)
     stats_spec = pl.BlockSpec((None, block_n), lambda i, r: (i, r))
@@ -426,7 +503,7 @@ def attention_partial_softmax(q, k, v, scale: float, interpret: bool, causal: bo
         interpret=interpret,
         compiler_params=_compiler_params(dv_pad, interpret),
         name="attention_pv_softmax",
-    )(a, row_max.reshape(bh, n_pad), row_sum.reshape(bh, n_pad), v_pad)
+    )(a, row_max, row_sum, v_pad)
     return out[:, :n, :dv].reshape(b, h, n, dv)
 
 

@@ -11,7 +11,8 @@ candidate the compiler refuses prints ``failed``):
     gelu        GEGLU (exact GELU, diffusers' feed-forward) on the benchmark's four shapes: XLA,
                 torch, and the Pallas kernel with each erfc form (``gelu.ERFC_FORMS``) at blocks of 1024,
                 and with blocks 2048 and 4096 (default warps, and 4) at its dtype's default form
-    attention   naive (jnp), partial_softmax, flash and torch SDPA on the issue's shapes
+    attention   naive (jnp), partial_softmax (its statistics in a kernel of their own, the paper's, and in
+                the scores kernel), flash and torch SDPA on the issue's shapes
 
 The timer (``JaxBackend.time`` with ``args``; this probe introduced it): back-to-back calls of one
 jitted op would measure the host's dispatch for a kernel of a few microseconds, so one jitted
@@ -182,10 +183,13 @@ def attention_family(dtypes, torch_peer, rng) -> None:
             sdpa = attempt(label + ("torch SDPA",),
                            lambda: relative_error(torch_peer.to_numpy(torch_peer.attention(tq, tk, tv))[:1, :2], expected),
                            lambda: torch_ms(torch_peer, lambda: torch_peer.attention(tq, tk, tv)), flops=flops)
-        for method in jax_attention.METHODS:
-            def fn(q, k, v, method=method):
-                return jax_attention.attention(q, k, v, d ** -0.5, method, INTERPRET)
-            attempt(label + (method,), lambda: relative_error(fn(q, k, v)[:1, :2], expected),
+        candidates = [(method, "reduction") for method in jax_attention.METHODS]
+        candidates.insert(2, ("partial_softmax", "scores"))
+        for method, stats in candidates:
+            def fn(q, k, v, method=method, stats=stats):
+                return jax_attention.attention(q, k, v, d ** -0.5, method, INTERPRET, partial_softmax_stats=stats)
+            name = f"{method} (stats in the scores kernel)" if stats == "scores" else method
+            attempt(label + (name,), lambda: relative_error(fn(q, k, v)[:1, :2], expected),
                     lambda: device_ms(fn, [q, k, v]), flops=flops, peer_ms=sdpa)
 
 

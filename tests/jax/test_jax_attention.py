@@ -20,8 +20,8 @@ from backends.jax import attention as jax_attention
 from reference import attention as att
 
 from ..helpers import (
-    assert_matches, attention_inputs, attention_tolerance, equations_outside_kernels, examples, given_for, seeds,
-    triton_kernels_lowered_for_cuda,
+    assert_matches, attention_inputs, attention_tolerance, equations_outside_kernels, examples, given_for,
+    pallas_kernel_names, seeds, triton_kernels_lowered_for_cuda,
 )
 
 pytestmark = pytest.mark.backends("jax")
@@ -153,7 +153,7 @@ def test_kernels_lower_with_the_triton_backend(dtype_name):
     """The kernels pass the Pallas Triton lowering for "cuda" on the CPU
     (helpers.triton_kernels_lowered_for_cuda: masked loads and stores, dot operand dtypes, block
     shapes). Ragged N = 77 and M = 45, d = 40 in pieces; flash in both layouts and the partial
-    softmax's two kernels."""
+    softmax's two kernels in each form of its statistics."""
     pytest.importorskip("jax._src.lib.triton")
     dt = jnp.dtype(dtype_name)
     q, k = jnp.ones((2, 3, 77, 40), dt), jnp.ones((2, 3, 45, 40), dt)
@@ -163,9 +163,56 @@ def test_kernels_lower_with_the_triton_backend(dtype_name):
                                                                            k.swapaxes(1, 2), 0.1, False,
                                                                            heads_axis=2), 1),
         "partial_softmax": (lambda q, k: jax_attention.attention_partial_softmax(q, k, k, 0.1, False), 2),
+        "partial_softmax, stats in the scores kernel": (
+            lambda q, k: jax_attention.attention_partial_softmax(q, k, k, 0.1, False, stats="scores"), 2),
     }
     for name, (call, kernels) in calls.items():
         assert triton_kernels_lowered_for_cuda(call, q, k) == kernels, name
+
+
+# -- the partially fused softmax with its statistics in the scores kernel --------------------------
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+def test_partial_softmax_with_stats_in_the_scores_kernel(backend, dtype, causal):
+    # ragged N and M (padded rows, padded key columns in a 16-64 key block), d = 40 padded to 64
+    # for the scores kernel's dot; causal: blocks above the diagonal fully masked for some rows
+    @given_for(backend, n=3, seed=seeds, queries=st.integers(1, 70), keys=st.integers(1, 100))
+    def check(seed, queries, keys):
+        (q, k, v), (q64, k64, v64) = attention_inputs(seed, (1, 2, queries, keys, 40), dtype, scale=4.0)
+        out = jax_attention.attention_partial_softmax(jnp.asarray(q), jnp.asarray(k), jnp.asarray(v), 40**-0.5,
+                                                      backend.interpret, causal, stats="scores")
+        assert_matches(np.asarray(out), att.attention(q64, k64, v64, 40**-0.5, causal=causal), dtype,
+                       rel_tol=attention_tolerance(q64, k64, dtype))
+
+    check()
+
+
+@pytest.mark.parametrize("stats, kernels", [("reduction", ["softmax_stats", "attention_pv_softmax"]),
+                                            ("scores", ["attention_scores_stats", "attention_pv_softmax"])])
+def test_partial_softmax_kernels_by_where_the_stats_are_formed(stats, kernels):
+    # "reduction": jnp forms A (one N x M product outside the kernels), a kernel reduces it;
+    # "scores": A comes out of the first kernel, so nothing N x M is computed outside them
+    q = jnp.ones((1, 2, 64, 8), jnp.float16)
+    closed = jax.make_jaxpr(lambda q: jax_attention.attention_partial_softmax(q, q, q, 0.1, True, stats=stats))(q)
+    assert pallas_kernel_names(closed.jaxpr) == kernels
+    products = [eqn for eqn in equations_outside_kernels(closed.jaxpr) if eqn.primitive.name == "dot_general"]
+    assert len(products) == (1 if stats == "reduction" else 0)
+    with pytest.raises(ValueError, match="stats: expected one of"):
+        jax_attention.attention_partial_softmax(q, q, q, 0.1, True, stats="kernel")
+
+
+def test_backend_option_partial_softmax_stats():
+    from backends.jax.backend import JaxBackend
+
+    with pytest.raises(ValueError, match="partial_softmax_stats: expected one of"):
+        JaxBackend(partial_softmax_stats="fused")
+    (q, k, v), (q64, k64, v64) = attention_inputs(3, (1, 2, 20, 30, 16), np.float32)
+    backend = JaxBackend(partial_softmax_stats="scores")
+    out = backend.attention(*(backend.asarray(x) for x in (q, k, v)), method="partial_softmax")
+    assert_matches(np.asarray(out), att.attention(q64, k64, v64), np.float32, rel_tol=attention_tolerance(q64, k64, np.float32))
+    run = jax.jit(lambda q: backend.attention(q, q, q, method="partial_softmax"))
+    assert pallas_kernel_names(jax.make_jaxpr(run)(q).jaxpr) == ["attention_scores_stats", "attention_pv_softmax"]
 
 
 def _equations_outside_kernels(jaxpr):
