@@ -173,12 +173,12 @@ def test_kernels_lower_with_the_triton_backend(dtype_name):
 # -- the partially fused softmax with its statistics in the scores kernel --------------------------
 
 
-@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
-def test_partial_softmax_with_stats_in_the_scores_kernel(backend, dtype, causal):
+def test_partial_softmax_with_stats_in_the_scores_kernel(backend, dtype):
     # ragged N and M (padded rows, padded key columns in a 16-64 key block), d = 40 padded to 64
     # for the scores kernel's dot; causal: blocks above the diagonal fully masked for some rows
-    @given_for(backend, n=3, seed=seeds, queries=st.integers(1, 70), keys=st.integers(1, 100))
-    def check(seed, queries, keys):
+    @given_for(backend, n=2, seed=seeds, queries=st.integers(1, 70), keys=st.integers(1, 100), causal=st.booleans())
+    @example(seed=0, queries=70, keys=70, causal=True)
+    def check(seed, queries, keys, causal):
         (q, k, v), (q64, k64, v64) = attention_inputs(seed, (1, 2, queries, keys, 40), dtype, scale=4.0)
         out = jax_attention.attention_partial_softmax(jnp.asarray(q), jnp.asarray(k), jnp.asarray(v), 40**-0.5,
                                                       backend.interpret, causal, stats="scores")
