@@ -154,14 +154,20 @@ def counted_call(backend, model, args) -> dict:
 
 def run_context(backend, backend_name: str) -> dict:
     """What a row needs to be reproduced beyond its configuration: the device, the commit (or
-    BENCH_COMMIT on a copy without git) and, for JAX, the process's XLA_FLAGS and persistent
-    compilation cache directory (None: off)."""
+    BENCH_COMMIT on a copy without git) and, for JAX, the process's XLA_FLAGS, persistent
+    compilation cache directory (None: off) and XLA's autotuning results (directory, mode, files)."""
     context = {"device": backend.device_info().get("name"), "commit": git_commit()}
     if backend_name == "jax":
         import jax
 
         context["xla_flags"] = os.environ.get("XLA_FLAGS", "")
         context["compilation_cache"] = jax.config.jax_compilation_cache_dir
+        # XLA's autotuning results (JaxBackend's autotune_results): where, how, and how many
+        # there were before this row's programs compiled (0: XLA times every candidate)
+        results = backend.compiler_options.get("xla_gpu_per_fusion_autotune_cache_dir")
+        context["autotune_results"] = results
+        context["autotune_results_mode"] = backend.compiler_options.get("xla_gpu_experimental_autotune_cache_mode")
+        context["autotune_results_files"] = sum(1 for _ in Path(results).iterdir()) if results else 0
     return context
 
 

@@ -58,6 +58,8 @@ most of them compiled; calls 22-23). A process's first compile stays as slow.
 
 from __future__ import annotations
 
+import pathlib
+import re
 import statistics
 import time as _time
 
@@ -92,6 +94,36 @@ def use_compilation_cache(directory) -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
+#: XLA's autotuning results of SD's programs, one directory per GPU model (``autotune_results_dir``):
+#: the files XLA writes with ``xla_gpu_per_fusion_autotune_cache_dir``, one per convolution, GEMM
+#: or Triton fusion it timed, named by a hash of the instruction and the GPU's description
+AUTOTUNE_RESULTS = pathlib.Path(__file__).with_name("autotune")
+
+
+def autotune_results_dir(device_kind: str) -> pathlib.Path:
+    """The committed directory of a GPU model's autotuning results, e.g. "NVIDIA H200" ->
+    backends/jax/autotune/NVIDIA_H200 (it may not exist)."""
+    return AUTOTUNE_RESULTS / re.sub(r"[^A-Za-z0-9]+", "_", device_kind).strip("_")
+
+
+def _autotune_options(autotune_results, device_kind: str, platform: str) -> tuple[dict, str]:
+    """(XLA options, what was chosen) for ``JaxBackend``'s ``autotune_results``."""
+    if autotune_results in (None, "off"):
+        return {}, "off"
+    if autotune_results == "committed":
+        directory = autotune_results_dir(device_kind)
+        if platform != "gpu" or not directory.is_dir():
+            return {}, "none committed"
+        return ({"xla_gpu_per_fusion_autotune_cache_dir": str(directory),
+                 "xla_gpu_experimental_autotune_cache_mode": "AUTOTUNE_CACHE_MODE_READ"}, "committed")
+    if not isinstance(autotune_results, (str, pathlib.Path)):
+        raise TypeError(f"autotune_results: expected \"committed\", \"off\" or a directory, "
+                        f"got {type(autotune_results).__name__}")
+    pathlib.Path(autotune_results).mkdir(parents=True, exist_ok=True)
+    return ({"xla_gpu_per_fusion_autotune_cache_dir": str(autotune_results),
+             "xla_gpu_experimental_autotune_cache_mode": "AUTOTUNE_CACHE_MODE_UPDATE"}, "directory")
+
+
 def _one_of(name: str, value, choices):
     """``value``, or ValueError naming the option ``name`` and its ``choices``."""
     if value not in choices:
@@ -107,7 +139,8 @@ class JaxBackend(Backend):
     def __init__(self, optimizations=None, interpret: bool | None = None, compiler_options: dict | None = None,
                  fused_group_norm_form: str | None = None, parameter_layouts: str = "auto",
                  group_norm_view: str = "grouped", conv_bias: str = "separate", flash_lowering: str = "auto",
-                 partial_softmax_stats: str = "reduction", compilation_cache=None):
+                 partial_softmax_stats: str = "reduction", compilation_cache=None,
+                 autotune_results="committed"):
         """``interpret``: run the Pallas kernels in the Pallas interpreter. None (default): True
         exactly when JAX's default backend is the CPU, where Pallas has no compiler; the choice is
         recorded in ``choices``. ``compiler_options``: XLA options of the programs ``compile``
@@ -134,7 +167,13 @@ class JaxBackend(Backend):
         default and the paper's, a kernel of its own that reads the stored scores; "scores", in the
         kernel that forms and stores them). ``compilation_cache``: a directory, to turn on
         JAX's persistent compilation cache there for the whole process (``use_compilation_cache``);
-        None (default) leaves JAX's setting as it is."""
+        None (default) leaves JAX's setting as it is. ``autotune_results``: where XLA finds the
+        autotuning results of the convolutions and GEMMs it compiles, so that it times only the
+        ones it finds no result for (module docstring, "Compile time"): "committed" (default) the
+        repository's results for this GPU model (``autotune_results_dir``; read only, and nothing
+        where there are none), a directory to read and write (created if missing; how a
+        committed directory is made), or "off" (or None: XLA times every candidate). What was chosen is
+        counted in ``choices``; an XLA option of the same name in ``compiler_options`` wins."""
         super().__init__(optimizations)
         if compilation_cache is not None:
             use_compilation_cache(compilation_cache)
@@ -151,11 +190,13 @@ class JaxBackend(Backend):
                                              attention.PARTIAL_SOFTMAX_STATS)
         if compiler_options is not None and not isinstance(compiler_options, dict):
             raise TypeError(f"compiler_options: expected a dict of XLA options, got {type(compiler_options).__name__}")
-        self.compiler_options = dict(compiler_options or {})
         platform = jax.default_backend()
         #: the device whose memory ``memory_stats`` reports (JAX's default device)
         self.device = jax.devices()[0]
         self.vendor = self.device.device_kind if platform != "cpu" else "cpu"
+        autotune_options, autotuning = _autotune_options(autotune_results, self.device.device_kind, platform)
+        self.choices[("xla", "autotune results", autotuning)] += 1
+        self.compiler_options = {**autotune_options, **(compiler_options or {})}
         self.interpret = (platform == "cpu") if interpret is None else bool(interpret)
         self.choices[("pallas", "interpret" if self.interpret else "compiled", platform)] += 1
 

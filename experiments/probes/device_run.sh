@@ -47,9 +47,10 @@
 #                     cache        --backend-option compilation_cache=/tmp/jax_cache (JAX's persistent compilation
 #                                  cache, kept for the call's later steps: the first such step fills it, the next
 #                                  ones read it; the calls of 2026-12-07 passed it as sd_latency's --compilation-cache)
-#                     autotunedb   --xla-option xla_gpu_per_fusion_autotune_cache_dir=$OUT/autotune_db (XLA's
-#                                  autotuning results, one file per convolution or GEMM, read and written there
-#                                  and brought back: the first such step fills it, the next ones read it)
+#                     autotunedb   --backend-option autotune_results=$OUT/autotune_db (XLA's autotuning results,
+#                                  one file per convolution, GEMM or fusion timed, read and written there and
+#                                  brought back: the first such step fills it, the next ones read it)
+#                     nodb         --backend-option autotune_results=off (not the committed results: a cold start)
 #                     warm         nothing (a second step of the same options under its own log name, e.g.
 #                                  jax_float32_none_cache then jax_float32_none_cache,warm: cold, then warm)
 #   hlo_DT_CFG        XLA's optimized HLO (text) of the networks of configuration CFG: where the
@@ -82,7 +83,7 @@ options() {  # CFGS[_X[,X...]] -> configs, extra (arguments of sd_latency and th
     local rest=$1 suffix=${1##*_} x
     extra= flags= configs=$rest
     for x in ${suffix//,/ }; do
-        case $x in default|notriton|gncl|autolayout|rowmajor|gnsplit|slabview|convepilogue|nographs|graphs1|convgraphs|mosaic|triton|autotune[0-4]|autotunedb|cache|warm) ;;
+        case $x in default|notriton|gncl|autolayout|rowmajor|gnsplit|slabview|convepilogue|nographs|graphs1|convgraphs|mosaic|triton|autotune[0-4]|autotunedb|nodb|cache|warm) ;;
             *) return ;;  # no _X: CFGS may hold "_"
         esac
     done
@@ -103,8 +104,8 @@ options() {  # CFGS[_X[,X...]] -> configs, extra (arguments of sd_latency and th
             graphs1) flags="$flags --xla_gpu_graph_min_graph_size=1" ;;
             convgraphs) flags="$flags --xla_gpu_enable_command_buffer=+CONVOLUTION" ;;
             cache) extra="$extra --backend-option compilation_cache=/tmp/jax_cache" ;;
-            autotunedb) mkdir -p "$OUT/autotune_db"
-                        extra="$extra --xla-option xla_gpu_per_fusion_autotune_cache_dir=$OUT/autotune_db" ;;
+            nodb) extra="$extra --backend-option autotune_results=off" ;;
+            autotunedb) extra="$extra --backend-option autotune_results=$OUT/autotune_db" ;;
         esac
     done
 }

@@ -114,3 +114,47 @@ def test_memory_stats_follow_an_allocation(backend):
     after_reset = backend.memory_stats()
     assert after_reset["peak_bytes"] >= held["in_use_bytes"]
     assert after_reset["peak_scope"] == "process"
+
+
+# -- XLA's autotuning results (JaxBackend's autotune_results) --------------------------------------
+
+
+def test_autotune_results_options(tmp_path, monkeypatch):
+    from backends.jax import backend as jax_backend
+
+    assert jax_backend.autotune_results_dir("NVIDIA H100 80GB HBM3").name == "NVIDIA_H100_80GB_HBM3"
+    # a directory to build: created, read and written by XLA; the programs still compile and run
+    db = tmp_path / "results"
+    built = jax_backend.JaxBackend(autotune_results=db)
+    assert db.is_dir() and built.compiler_options == {
+        "xla_gpu_per_fusion_autotune_cache_dir": str(db),
+        "xla_gpu_experimental_autotune_cache_mode": "AUTOTUNE_CACHE_MODE_UPDATE"}
+    x = jnp.arange(12.0).reshape(3, 4)
+    assert np.array_equal(np.asarray(built.compile(lambda x: x @ x.T)(x)), np.asarray(x) @ np.asarray(x).T)
+    # "committed": the repository's directory for this model, read only; none for this CPU
+    assert jax_backend.JaxBackend().choices[("xla", "autotune results", "none committed")] == 1
+    assert jax_backend.JaxBackend(autotune_results="off").compiler_options == {}
+    # an XLA option given by name wins over the backend's choice
+    mine = jax_backend.JaxBackend(autotune_results=db, compiler_options={"xla_gpu_per_fusion_autotune_cache_dir": "x"})
+    assert mine.compiler_options["xla_gpu_per_fusion_autotune_cache_dir"] == "x"
+    with pytest.raises(TypeError, match="autotune_results: expected"):
+        jax_backend.JaxBackend(autotune_results=3)
+
+
+def test_committed_autotune_results_are_read_only_on_their_gpu(tmp_path, monkeypatch):
+    from backends.jax import backend as jax_backend
+
+    monkeypatch.setattr(jax_backend, "AUTOTUNE_RESULTS", tmp_path)
+    (tmp_path / "NVIDIA_H200").mkdir()
+    options, chosen = jax_backend._autotune_options("committed", "NVIDIA H200", "gpu")
+    assert chosen == "committed" and options == {
+        "xla_gpu_per_fusion_autotune_cache_dir": str(tmp_path / "NVIDIA_H200"),
+        "xla_gpu_experimental_autotune_cache_mode": "AUTOTUNE_CACHE_MODE_READ"}
+    assert jax_backend._autotune_options("committed", "NVIDIA H100 80GB HBM3", "gpu") == ({}, "none committed")
+    assert jax_backend._autotune_options("committed", "NVIDIA H200", "cpu") == ({}, "none committed")
+    # the read-only mode's name is one XLA parses (a misspelt one fails the compile)
+    program = jax.jit(lambda x: x + 1.0, compiler_options=options)
+    assert float(program(jnp.float32(1.0))) == 2.0
+    with pytest.raises(Exception):
+        jax.jit(lambda x: x + 2.0, compiler_options={**options, "xla_gpu_experimental_autotune_cache_mode": "READ"})(
+            jnp.float32(1.0))
