@@ -54,6 +54,11 @@ H100, 92 s of them autotuning (experiments/results/issue13_h100_2026-12-07, call
 and XLA's autotuning with them, on disk (JAX's persistent compilation cache): a later process loads
 them instead (fp32 ``best``: UNet first call 6.4 s, all 38 programs loaded, against 67.7 s with
 most of them compiled; calls 22-23). A process's first compile stays as slow.
+``JaxBackend(autotune_results=...)`` goes after that first compile: XLA keeps one file per
+convolution, GEMM or fusion it has timed (``xla_gpu_per_fusion_autotune_cache_dir``, keyed by the
+instruction and the GPU's description) and times only what it finds no file for. The repository
+can carry these files per GPU model (``autotune_results_dir``), read only by default; a directory
+given instead is read and written, which is how such a directory is made.
 """
 
 from __future__ import annotations
