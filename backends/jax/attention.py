@@ -29,7 +29,11 @@ reference.attention.merge_stats:
 
 The product kernel gives each program ``block_n`` rows of A and walks the same column blocks,
 applying the normalization as it loads each tile: O = sum_m exp(A[n, m] - L[n]) V[m, :] / S[n].
-The normalized P is never written.
+The normalized P is never written. With ``stats="scores"`` (``PARTIAL_SOFTMAX_STATS``) one Pallas
+kernel, ``attention_scores_stats``, forms A tile by tile, stores each tile and merges it into the
+rows' (L, S) by the same step while it is in registers: A is then read once (by the product
+kernel), not twice, and no N x M product runs outside the kernels. The default, "reduction", is the
+paper's separate reduction.
 
 Flash (FA2 style, after jax/experimental/pallas/ops/gpu/attention.py): grid (B*H, N / block_q).
 A program keeps its (block_q, d_pad) Q tile, loops over K/V blocks of ``block_k`` keys with
