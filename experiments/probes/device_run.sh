@@ -14,7 +14,7 @@
 #                     (attention_hopper.py) and the Triton kernel's default blocks, against SDPA
 #   flashhopperstages the same in fp16 with 2 and 3 K/V slots in the Hopper kernel's ring (no Triton rows)
 #   sweep_attention   the same for attention in fp16 and bf16: naive, both forms of the partially fused softmax's
-#                     statistics, flash, SDPA
+#                     statistics, flash, SDPA; sweep_FAMILY_DT: one storage dtype (e.g. sweep_attention_float16)
 #   tests_hopper      tests/jax/test_jax_attention_hopper.py (the Mosaic GPU kernel's values)
 #   sweep_gelu        experiments.probes.jax_kernel_sweep --families gelu, fp16, bf16 and fp32: the GEGLU kernel with
 #                     each erfc form (Cephes, Chebyshev) and block, against XLA and torch
@@ -147,8 +147,9 @@ for s in "$@"; do  # NAME:SECONDS
         bench_*) ops=${name#bench_}
                  step "$name" "$limit" python3 -m experiments.kernels --backends jax --ops ${ops//+/ } \
                      --dtypes float16 bfloat16 float32 --full --out "$OUT" ;;
-        sweep_*) step "$name" "$limit" python3 -m experiments.probes.jax_kernel_sweep --families ${name#sweep_} \
-                     --dtypes float16 bfloat16 float32 ;;
+        sweep_*) family=${name#sweep_} dtypes="float16 bfloat16 float32"
+                 case $family in *_float16|*_bfloat16|*_float32) dtypes=${family##*_} family=${family%_*} ;; esac
+                 step "$name" "$limit" python3 -m experiments.probes.jax_kernel_sweep --families $family --dtypes $dtypes ;;
         tests_hopper) step tests_hopper "$limit" python3 -m pytest -q -p no:cacheprovider tests/jax/test_jax_attention_hopper.py ;;
         tests_attention) step tests_attention "$limit" python3 -m pytest -q -p no:cacheprovider \
                              tests/jax/test_jax_attention.py tests/test_attention.py -k jax ;;
