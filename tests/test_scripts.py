@@ -40,6 +40,24 @@ def test_sd_latency_tiny_run(capsys, tmp_path):
     assert row["unet_peak_mib"] > 0 and row["peak_scope"] == "since reset"
 
 
+def test_sd_latency_process_per_config(tmp_path):
+    """``--process-per-config``: each configuration measured by a process of its own, the rows
+    gathered in order into one JSON, with the options passed on to every process."""
+    import json
+    import os
+
+    from experiments import sd_latency
+
+    out = tmp_path / "rows.json"
+    rows = sd_latency.main(["--backend", "numpy", "--tiny", "--iterations", "1", "--dtype", "float32",
+                            "--configs", "none", "fused_gelu", "--process-per-config", "--json", str(out)])
+    assert [r["config"] for r in rows] == ["none", "fused_gelu"] and json.loads(out.read_text()) == rows
+    processes = {r["process"] for r in rows}
+    assert len(processes) == 2 and os.getpid() not in processes
+    assert all(r["unet_s"] > 0 for r in rows)
+    assert rows[1]["choices"]["gelu default -> fused"] > 0 and "gelu default -> fused" not in rows[0]["choices"]
+
+
 def test_sd_latency_counts_compilation_cache_hits(tmp_path):
     """``JaxBackend(compilation_cache=...)`` stores a program for later processes, and a row says
     whether its first call compiled or loaded: the same program compiled again (in-memory caches

@@ -50,6 +50,8 @@
 #                     autotunedb   --backend-option autotune_results=$OUT/autotune_db (XLA's autotuning results,
 #                                  one file per convolution, GEMM or fusion timed, read and written there and
 #                                  brought back: the first such step fills it, the next ones read it)
+#                     isolated     --process-per-config (each configuration in a process of its own: cold first
+#                                  calls, and no row measured after others in the same process)
 #                     nodb         --backend-option autotune_results=off (not the committed results: a cold start)
 #                     warm         nothing (a second step of the same options under its own log name, e.g.
 #                                  jax_float32_none_cache then jax_float32_none_cache,warm: cold, then warm)
@@ -83,7 +85,7 @@ options() {  # CFGS[_X[,X...]] -> configs, extra (arguments of sd_latency and th
     local rest=$1 suffix=${1##*_} x
     extra= flags= configs=$rest
     for x in ${suffix//,/ }; do
-        case $x in default|notriton|gncl|autolayout|rowmajor|gnsplit|slabview|convepilogue|nographs|graphs1|convgraphs|mosaic|triton|autotune[0-4]|autotunedb|nodb|cache|warm) ;;
+        case $x in default|notriton|gncl|autolayout|rowmajor|gnsplit|slabview|convepilogue|nographs|graphs1|convgraphs|mosaic|triton|autotune[0-4]|autotunedb|nodb|cache|warm|isolated) ;;
             *) return ;;  # no _X: CFGS may hold "_"
         esac
     done
@@ -104,6 +106,7 @@ options() {  # CFGS[_X[,X...]] -> configs, extra (arguments of sd_latency and th
             graphs1) flags="$flags --xla_gpu_graph_min_graph_size=1" ;;
             convgraphs) flags="$flags --xla_gpu_enable_command_buffer=+CONVOLUTION" ;;
             cache) extra="$extra --backend-option compilation_cache=/tmp/jax_cache" ;;
+            isolated) extra="$extra --process-per-config" ;;
             nodb) extra="$extra --backend-option autotune_results=off" ;;
             autotunedb) extra="$extra --backend-option autotune_results=$OUT/autotune_db" ;;
         esac
