@@ -21,8 +21,8 @@ On JAX the first call's seconds are split into tracing, lowering and XLA's backe
 events). XLA autotunes each convolution and GEMM the first time it meets it and keeps the result
 for the process, so the first configuration of a run pays the autotuning and the later ones reuse
 much of it (H200, fp16: ``none`` first 24.2 s of XLA compile, the next ones 8-11 s); run one
-configuration per process for the first call a user sees (``--process-per-config`` does,
-one configuration after the other; each row records its ``process``). ``--backend-option
+configuration per process for the first call a user sees (``--process-per-config`` spawns one
+per configuration, one after the other; each row records its ``process``). ``--backend-option
 compilation_cache=DIR`` turns on JAX's persistent compilation cache (``JaxBackend``'s option): a
 later process that compiles the same program loads XLA's executable (and its autotuning) from DIR
 instead; ``*_first_cache_hits`` and ``*_first_cache_misses``
@@ -41,11 +41,10 @@ import argparse
 import gc
 import json
 import os
+import multiprocessing
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from datetime import datetime, timezone
 
@@ -264,27 +263,18 @@ def parse_xla_option(text: str) -> tuple[str, object]:
     return name, int(value) if value.lstrip("-").isdigit() else value
 
 
-def measure_in_processes(args, on_row=None):
-    """``measure`` with each configuration in a process of its own, one after the other: this
-    command again with the same arguments and one ``--configs`` each. Every row's first call is
-    then a cold process's (no autotuning or kernels inherited from an earlier configuration), and
-    no row runs after others in the same process (on the H100, ``best`` measured last in one
-    process ran about 20% slower than alone in its own: 12.71 against 10.36 ms, calls 20-21)."""
-    shared = ["--backend", args.backend, "--iterations", str(args.iterations), "--batch", str(args.batch),
-              "--dtype", args.dtype, *(["--tiny"] if args.tiny else []), *(["--device", args.device] if args.device else [])]
-    for name, value in args.xla_option:
-        shared += ["--xla-option", f"{name}={value}"]
-    for name, value in args.backend_option:
-        shared += ["--backend-option", f"{name}={value}"]
+def measure_in_processes(backend_name: str, config_names, *args, on_row=None, **kwargs):
+    """``measure`` with each configuration in a fresh process of its own (spawned), one after the
+    other; the other arguments as for ``measure``. Every row's first call is then a cold process's
+    (no autotuning or kernels inherited from an earlier configuration), and no row runs after
+    others in the same process (on the H100, ``best`` measured last in one process ran about 20%
+    slower than alone in its own: 12.71 against 10.36 ms, calls 20-21)."""
     rows = []
-    with tempfile.TemporaryDirectory() as directory:
-        for config_name in args.configs:
-            path = Path(directory) / f"{config_name}.json"
-            subprocess.run([sys.executable, "-m", "experiments.sd_latency", *shared, "--configs", config_name,
-                            "--json", str(path)], check=True, cwd=Path(__file__).resolve().parents[1])
-            rows += json.loads(path.read_text())
-            if on_row is not None:
-                on_row(rows)
+    for config_name in config_names:
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as process:
+            rows += process.submit(measure, backend_name, [config_name], *args, **kwargs).result()
+        if on_row is not None:
+            on_row(rows)
     return rows
 
 
@@ -319,12 +309,9 @@ def main(argv=None):
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)
 
-    if args.process_per_config:
-        rows = measure_in_processes(args, on_row=write_json if args.json else None)
-    else:
-        rows = measure(args.backend, args.configs, args.tiny, args.iterations, args.batch, storage_dtype(args.dtype),
-                       args.device, on_row=write_json if args.json else None,
-                       backend_options=backend_options or None)
+    run = measure_in_processes if args.process_per_config else measure
+    rows = run(args.backend, args.configs, args.tiny, args.iterations, args.batch, storage_dtype(args.dtype),
+               args.device, on_row=write_json if args.json else None, backend_options=backend_options or None)
     if args.plot:
         from paper_figures import ablation
 

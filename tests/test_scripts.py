@@ -42,7 +42,8 @@ def test_sd_latency_tiny_run(capsys, tmp_path):
 
 def test_sd_latency_process_per_config(tmp_path):
     """``--process-per-config``: each configuration measured by a process of its own, the rows
-    gathered in order into one JSON, with the options passed on to every process."""
+    gathered in order into one JSON, with the options (here the configuration's switches and the
+    dtype) passed on to every process."""
     import json
     import os
 

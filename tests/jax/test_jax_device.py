@@ -119,7 +119,7 @@ def test_memory_stats_follow_an_allocation(backend):
 # -- XLA's autotuning results (JaxBackend's autotune_results) --------------------------------------
 
 
-def test_autotune_results_options(tmp_path, monkeypatch):
+def test_autotune_results_options(tmp_path):
     from backends.jax import backend as jax_backend
 
     assert jax_backend.autotune_results_dir("NVIDIA H100 80GB HBM3").name == "NVIDIA_H100_80GB_HBM3"
