@@ -1,0 +1,7 @@
+
+J
+4
+699b92c0fb30cb16 dfdfa613953e6ffc9dc31e54eba84d7b
+fe9062d0fff82a66>
+	
+@ ((a77e7c793abc0d0c923a9afb275058e2fe57a198

@@ -1,0 +1,6 @@
+
+J
+4
+699b92c0fb30cb16 e0a23f9efacb0e199382a4df96a3cb53
+fe9062d0fff82a66A
+@€(08X(a77e7c793abc0d0c923a9afb275058e2fe57a198
