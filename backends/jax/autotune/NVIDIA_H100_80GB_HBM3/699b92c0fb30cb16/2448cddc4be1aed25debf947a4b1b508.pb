@@ -1,0 +1,7 @@
+
+J
+4
+699b92c0fb30cb16 2448cddc4be1aed25debf947a4b1b508
+fe9062d0fff82a66B
+	
+ (0(a77e7c793abc0d0c923a9afb275058e2fe57a198
