@@ -155,6 +155,11 @@ def counted_call(backend, model, args) -> dict:
     return {"wall_s": wall, "launches": counted.launches, "device_s": counted.device_seconds()}
 
 
+def autotune_result_files(directory) -> int:
+    """How many autotuning results XLA keeps under ``directory`` (files at any depth; 0 if None)."""
+    return sum(path.is_file() for path in Path(directory).rglob("*")) if directory else 0
+
+
 def run_context(backend, backend_name: str) -> dict:
     """What a row needs to be reproduced beyond its configuration: the device, the commit (or
     BENCH_COMMIT on a copy without git), the process id (rows of one process share it) and, for JAX, the process's XLA_FLAGS, persistent
@@ -166,11 +171,12 @@ def run_context(backend, backend_name: str) -> dict:
         context["xla_flags"] = os.environ.get("XLA_FLAGS", "")
         context["compilation_cache"] = jax.config.jax_compilation_cache_dir
         # XLA's autotuning results (JaxBackend's autotune_results): where, how, and how many
-        # there were before this row's programs compiled (0: XLA times every candidate)
+        # there were before this row's programs compiled (0: XLA times every candidate); XLA
+        # keeps them one file each in a subdirectory per GPU description
         results = backend.compiler_options.get("xla_gpu_per_fusion_autotune_cache_dir")
         context["autotune_results"] = results
         context["autotune_results_mode"] = backend.compiler_options.get("xla_gpu_experimental_autotune_cache_mode")
-        context["autotune_results_files"] = sum(1 for _ in Path(results).iterdir()) if results else 0
+        context["autotune_results_files"] = autotune_result_files(results)
     return context
 
 

@@ -85,6 +85,24 @@ def test_sd_latency_counts_compilation_cache_hits(tmp_path):
     assert warm == {"cache_hits": cold["cache_misses"], "cache_misses": 0}
 
 
+def test_sd_latency_rows_count_the_autotuning_results_xla_keeps(tmp_path):
+    """A row says how many autotuning results its programs could read: XLA keeps one file per
+    result in a subdirectory per GPU description (the H100's committed directory holds
+    699b92c0fb30cb16/*.pb), so the files are counted at any depth, not the directory's entries."""
+    pytest.importorskip("jax")
+    from backends import get_backend
+    from experiments.sd_latency import run_context
+
+    (tmp_path / "699b92c0fb30cb16").mkdir()
+    for name in ("a.pb", "b.pb", "c.pb"):
+        (tmp_path / "699b92c0fb30cb16" / name).write_bytes(b"result")
+    context = run_context(get_backend("jax", autotune_results=tmp_path), "jax")
+    assert context["autotune_results"] == str(tmp_path)
+    assert context["autotune_results_mode"] == "AUTOTUNE_CACHE_MODE_UPDATE"
+    assert context["autotune_results_files"] == 3
+    assert run_context(get_backend("jax", autotune_results="off"), "jax")["autotune_results_files"] == 0
+
+
 def test_load_memory_measures_a_real_load(tmp_path, capsys):
     """experiments.load_memory on a tiny VAE folder: our loader holds the file once, and the
     peak it reports is a measured number of the right size (the SD 1.4 run is in

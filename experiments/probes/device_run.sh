@@ -143,7 +143,7 @@ for s in "$@"; do  # NAME:SECONDS
                [ "$configs" = all ] && configs=$ALL
                XLA_FLAGS="$flags" step "sd_latency_${dtype}_$rest" "$limit" python3 -m experiments.sd_latency --backend jax \
                    --dtype "$dtype" --iterations 5 --configs ${configs//+/ } $extra --json "$OUT/sd_latency_${dtype}_$rest.json"
-               [ -d "$OUT/autotune_db" ] && echo "  autotune_db: $(ls "$OUT/autotune_db" | wc -l) results" | tee -a "$OUT/steps.txt" ;;
+               [ -d "$OUT/autotune_db" ] && echo "  autotune_db: $(find "$OUT/autotune_db" -type f | wc -l) results" | tee -a "$OUT/steps.txt" ;;
         diffusers_*) dtype=${name#diffusers_}
                      step "diffusers_latency_$dtype" "$limit" python3 -m experiments.diffusers_latency --dtype "$dtype" \
                          --json "$OUT/diffusers_latency_$dtype.json" ;;
