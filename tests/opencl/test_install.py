@@ -88,6 +88,10 @@ def test_installed_package_builds_its_kernels(backend, tmp_path):
     kernels = target / "backends" / "opencl" / "kernels"
     assert sorted(p.name for p in (REPO / "backends" / "opencl" / "kernels").iterdir() if p.suffix in (".cl", ".h")) \
         == sorted(p.name for p in kernels.iterdir()), "the wheel's kernels folder differs from the repository's"
+    autotune = "backends/jax/autotune"  # XLA's committed autotuning results (JaxBackend's autotune_results)
+    assert sorted(p.relative_to(REPO / autotune) for p in (REPO / autotune).rglob("*.pb")) \
+        == sorted(p.relative_to(target / autotune) for p in (target / autotune).rglob("*.pb")), \
+        "the wheel's autotuning results differ from the repository's"
 
     env = {**os.environ, "PYTHONPATH": str(target)}
     env.pop("PYTHONHOME", None)
