@@ -32,8 +32,9 @@ applying the normalization as it loads each tile: O = sum_m exp(A[n, m] - L[n]) 
 The normalized P is never written. With ``stats="scores"`` (``PARTIAL_SOFTMAX_STATS``) one Pallas
 kernel, ``attention_scores_stats``, forms A tile by tile, stores each tile and merges it into the
 rows' (L, S) by the same step while it is in registers: A is then read once (by the product
-kernel), not twice, and no N x M product runs outside the kernels. The default, "reduction", is the
-paper's separate reduction.
+kernel), not twice, and no N x M product runs outside the kernels. "reduction" is the paper's
+separate reduction; the backend's default, "auto" (``partial_softmax_stats_for``), takes "scores"
+up to head dim 80, where it was measured faster, and "reduction" above.
 
 Flash (FA2 style, after jax/experimental/pallas/ops/gpu/attention.py): grid (B*H, N / block_q).
 A program keeps its (block_q, d_pad) Q tile, loops over K/V blocks of ``block_k`` keys with
@@ -112,7 +113,7 @@ from jax.experimental.pallas import triton as plgpu
 from . import attention_hopper
 from .pallas_util import cdiv, compiler_params, exp2, pad_to, round_up
 
-__all__ = ["METHODS", "FLASH_LOWERINGS", "PARTIAL_SOFTMAX_STATS", "softmax", "attention", "flash_kernel_for", "attention_naive", "attention_partial_softmax", "attention_flash",
+__all__ = ["METHODS", "FLASH_LOWERINGS", "PARTIAL_SOFTMAX_STATS", "partial_softmax_stats_for", "softmax", "attention", "flash_kernel_for", "attention_naive", "attention_partial_softmax", "attention_flash",
            "softmax_stats", "block_sizes", "flash_blocks", "padded_dim"]
 
 METHODS = ("naive", "partial_softmax", "flash")
@@ -450,6 +451,24 @@ def _pv_softmax_kernel(a_ref, max_ref, sum_ref, v_ref, o_ref, *, num_keys: int, 
 
 #: where the partially fused softmax computes its N x 2 statistics (L, S) (``attention_partial_softmax``)
 PARTIAL_SOFTMAX_STATS = ("reduction", "scores")
+#: the largest head dim at which "auto" forms the statistics in the scores kernel. Measured on an
+#: H100 in fp16 (experiments/results/issue13_h100_2026-12-07/call24_390b172/sweep_attention_float16.log),
+#: "scores" against "reduction": (2, 8, 4096, 4096, 40) 0.895 against 1.165 ms, (2, 8, 1024, 1024, 80)
+#: 0.099 against 0.123 ms, the 77-key rows within 4%; (2, 8, 256, 256, 160) 0.032 against 0.025 ms and
+#: (1, 1, 4096, 4096, 512) 0.824 against 0.415 ms. ``block_sizes`` keeps a (block, d_pad) tile
+#: within 32 KiB, so the scores kernel forms A in 32 x 32 tiles at d = 160 and 16 x 16 at d = 512,
+#: where the reduction form gets A from one XLA product.
+SCORES_STATS_MAX_HEAD_DIM = 80
+
+
+def partial_softmax_stats_for(head_dim: int, choice: str) -> str:
+    """The form of ``attention_partial_softmax``'s statistics for ``choice``: "reduction" or
+    "scores" as given, or "auto": "scores" up to SCORES_STATS_MAX_HEAD_DIM, else "reduction"."""
+    if choice == "auto":
+        return "scores" if head_dim <= SCORES_STATS_MAX_HEAD_DIM else "reduction"
+    if choice not in PARTIAL_SOFTMAX_STATS:
+        raise ValueError(f"partial_softmax_stats: expected \"auto\" or one of {PARTIAL_SOFTMAX_STATS}, got {choice!r}")
+    return choice
 
 
 def attention_partial_softmax(q, k, v, scale: float, interpret: bool, causal: bool = False,

@@ -148,7 +148,7 @@ class JaxBackend(Backend):
     def __init__(self, optimizations=None, interpret: bool | None = None, compiler_options: dict | None = None,
                  fused_group_norm_form: str | None = None, parameter_layouts: str = "auto",
                  group_norm_view: str = "grouped", conv_bias: str = "separate", flash_lowering: str = "auto",
-                 partial_softmax_stats: str = "reduction", compilation_cache=None,
+                 partial_softmax_stats: str = "auto", compilation_cache=None,
                  autotune_results="committed"):
         """``interpret``: run the Pallas kernels in the Pallas interpreter. None (default): True
         exactly when JAX's default backend is the CPU, where Pallas has no compiler; the choice is
@@ -173,8 +173,10 @@ class JaxBackend(Backend):
         kernel everywhere; "mosaic", the Hopper kernel, an error where it cannot run); each flash
         call's kernel is counted in ``choices``. ``partial_softmax_stats``: where the partially
         fused softmax forms its N x 2 statistics (attention.PARTIAL_SOFTMAX_STATS: "reduction", the
-        default and the paper's, a kernel of its own that reads the stored scores; "scores", in the
-        kernel that forms and stores them). ``compilation_cache``: a directory, to turn on
+        paper's, a kernel of its own that reads the stored scores; "scores", in the kernel that
+        forms and stores them; "auto", the default: "scores" up to head dim 80, where it was
+        measured faster, else "reduction", ``attention.partial_softmax_stats_for``); each
+        partially fused softmax's form is counted in ``choices``. ``compilation_cache``: a directory, to turn on
         JAX's persistent compilation cache there for the whole process (``use_compilation_cache``);
         None (default) leaves JAX's setting as it is. ``autotune_results``: where XLA finds the
         autotuning results of the convolutions and GEMMs it compiles, so that it times only the
@@ -196,7 +198,7 @@ class JaxBackend(Backend):
         self.conv_bias = _one_of("conv_bias", conv_bias, winograd.CONV_BIAS)
         self.flash_lowering = _one_of("flash_lowering", flash_lowering, attention.FLASH_LOWERINGS)
         self.partial_softmax_stats = _one_of("partial_softmax_stats", partial_softmax_stats,
-                                             attention.PARTIAL_SOFTMAX_STATS)
+                                             ("auto", *attention.PARTIAL_SOFTMAX_STATS))
         if compiler_options is not None and not isinstance(compiler_options, dict):
             raise TypeError(f"compiler_options: expected a dict of XLA options, got {type(compiler_options).__name__}")
         platform = jax.default_backend()
@@ -365,8 +367,10 @@ class JaxBackend(Backend):
         if method == "flash":  # resolved here, where it can be counted, and passed on
             lowering = attention.flash_kernel_for(q, k, v, causal, self.flash_lowering, self.interpret)
             self.choices[("attention", "flash kernel", lowering)] += 1
-        return attention.attention(q, k, v, scale, method, self.interpret, causal, lowering,
-                                   self.partial_softmax_stats)
+        stats = attention.partial_softmax_stats_for(q.shape[-1], self.partial_softmax_stats)
+        if method == "partial_softmax":
+            self.choices[("attention", "partial softmax statistics", stats)] += 1
+        return attention.attention(q, k, v, scale, method, self.interpret, causal, lowering, stats)
 
     def _conv2d_direct(self, x, w, b, stride, padding):
         return winograd.conv2d_direct(x, w, b, stride, padding, bias_form=self.conv_bias)

@@ -215,6 +215,24 @@ def test_backend_option_partial_softmax_stats():
     assert pallas_kernel_names(jax.make_jaxpr(run)(q).jaxpr) == ["attention_scores_stats", "attention_pv_softmax"]
 
 
+@pytest.mark.parametrize("head_dim, form", [(40, "scores"), (80, "scores"), (96, "reduction"), (160, "reduction")])
+def test_backend_default_partial_softmax_stats_by_head_dim(head_dim, form):
+    """The default, "auto", forms the statistics in the scores kernel up to head dim 80 (measured
+    faster there) and in the reduction kernel above; each call's form is counted and run."""
+    from backends.jax.backend import JaxBackend
+
+    backend = JaxBackend()
+    assert backend.partial_softmax_stats == "auto"
+    q = jnp.ones((1, 1, 16, head_dim), jnp.float16)
+    run = jax.jit(lambda q: backend.attention(q, q, q, method="partial_softmax"))
+    names = pallas_kernel_names(jax.make_jaxpr(run)(q).jaxpr)
+    assert names == ["attention_scores_stats" if form == "scores" else "softmax_stats", "attention_pv_softmax"]
+    assert backend.choices[("attention", "partial softmax statistics", form)] == 1
+    assert JaxBackend(partial_softmax_stats="reduction").partial_softmax_stats == "reduction"
+    with pytest.raises(ValueError, match="partial_softmax_stats: expected"):
+        jax_attention.partial_softmax_stats_for(head_dim, "fused")
+
+
 def _equations_outside_kernels(jaxpr):
     """(primitive name, output aval) of every equation outside the Pallas kernels (whose tiles may
     be N x M-sized for tiny N, M)."""
@@ -235,10 +253,14 @@ def test_which_n_by_m_arrays_exist(backend, method, causal):
     eqns = list(_equations_outside_kernels(closed.jaxpr))
     assert "pallas_call" in [name for name, _ in eqns] or method == "naive"
     n_by_m = [(name, aval) for name, aval in eqns if list(getattr(aval, "shape", ())).count(64) >= 2]
-    # the causal mask of naive and partial_softmax: iota, compare and select of A, which XLA fuses
-    # into one elementwise pass with the scaling; without causal there is no index array at all
+    # the causal mask where jnp forms A (naive, and the partial softmax's "reduction" form): iota,
+    # compare and select of A, which XLA fuses into one elementwise pass with the scaling; flash
+    # and the "scores" form (the default at d = 8) mask inside their kernels; without causal
+    # there is no index array at all
+    jnp_scores = method == "naive" or (method == "partial_softmax" and jax_attention.partial_softmax_stats_for(
+        q.shape[-1], backend.partial_softmax_stats) == "reduction")
     index_arrays = [name for name, aval in n_by_m if not jnp.issubdtype(aval.dtype, jnp.floating)]
-    assert bool(index_arrays) == (causal and method != "flash"), index_arrays
+    assert bool(index_arrays) == (causal and jnp_scores), index_arrays
     n_by_m = [(name, aval) for name, aval in n_by_m if jnp.issubdtype(aval.dtype, jnp.floating)]
     exps = [aval for name, aval in n_by_m if name == "exp"]
     if method == "flash":
