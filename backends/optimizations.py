@@ -130,8 +130,12 @@ MEASURED: dict[tuple[str, str, str], MeasuredRule] = {
             "51.6; best 10.7 (0.56x). fused_gelu, 0.4 ms under none here and 0.6 over in call 10, stays off. "
             "Calls 20-22 (50e618e): none 17.94, fused_gelu 17.80, flash 11.91 ms in one process; best alone in "
             "its process 10.36 ms (decoder 7.92); the fused GEGLU 0.93-1.00x XLA on the three large shapes in "
-            "fp16 and bf16 at op level (Cephes' erfc; the cheaper Chebyshev erfc of 16-bit storage is not "
-            "measured yet)"),
+            "fp16 and bf16 at op level (Cephes' erfc). Call 24 (390b172, each configuration in a process of its "
+            "own): against none's 18.23 ms, fused_group_norm 16.27, fused_gelu 17.72 (the Chebyshev erfc of "
+            "16-bit storage, its first end-to-end row), partial_softmax 17.25 (the paper's reduction form), "
+            "flash 11.25, winograd4 49.88; best 10.61 (0.58x; decoder 7.78 against 8.86). fused_gelu is under "
+            "none in three of four calls (by 0.1-0.5 ms) and over in one (0.6): it stays off until best with it "
+            "is measured against best without"),
     ("jax", "NVIDIA H100 80GB HBM3", "bfloat16"): MeasuredRule(
         **_16BIT_SWITCHES,
         why="H100 80GB HBM3, 2026-12-07 (experiments/results/issue13_h100_2026-12-07, calls 11-13): the bf16 "
@@ -146,7 +150,8 @@ MEASURED: dict[tuple[str, str, str], MeasuredRule] = {
             "76.3 and 94.6 ms, winograd4 76.6 and 36.7 ms (Winograd F(4, 3) cuts the decoder 2.6x where the "
             "convolutions run at HIGHEST without tensor cores, as on the H200 at op level), paper 76.9 and "
             "36.3 ms. Attention naive and GEGLU unfused from the H200's fp32 op measurements (kernels run 3 of "
-            "issue13_h200_2026-12-04): not measured in fp32 on the H100, nor best itself end to end"),
+            "issue13_h200_2026-12-04): not measured in fp32 on the H100. best itself (call 25, its own "
+            "process, another session): UNet 76.2 ms, decoder 36.9 ms"),
     ("jax", "NVIDIA H200", "bfloat16"): _H200_16BIT,
     ("jax", "NVIDIA H200", "float32"): MeasuredRule(
         **_FLOAT32_SWITCHES,
