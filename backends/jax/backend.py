@@ -61,7 +61,7 @@ can carry these files per GPU model (``autotune_results_dir``), read only by def
 given instead is read and written, which is how such a directory is made. It carries the H100 80GB
 HBM3's (backends/jax/autotune/, from every fp16 configuration and fp32 ``best``), and with them a
 new process's first UNet call took 17.8 s for fp16 ``none`` (32.2 s without) and 20.4 s for fp32
-``best`` (over 200 s without; issue13_h100_2026-12-07, calls 24-25). Other GPU models compile cold
+``best`` (without, a step of 215 s ended before it; issue13_h100_2026-12-07, calls 24-25). Other GPU models compile cold
 until their directory is committed.
 """
 
