@@ -113,7 +113,7 @@ from jax.experimental.pallas import triton as plgpu
 from . import attention_hopper
 from .pallas_util import cdiv, compiler_params, exp2, pad_to, round_up
 
-__all__ = ["METHODS", "FLASH_LOWERINGS", "PARTIAL_SOFTMAX_STATS", "partial_softmax_stats_for", "softmax", "attention", "flash_kernel_for", "attention_naive", "attention_partial_softmax", "attention_flash",
+__all__ = ["METHODS", "FLASH_LOWERINGS", "PARTIAL_SOFTMAX_STATS", "partial_softmax_stats_for", "softmax", "attention", "flash_kernel_for", "attention_flash_heads_last", "attention_naive", "attention_partial_softmax", "attention_flash",
            "softmax_stats", "block_sizes", "flash_blocks", "padded_dim"]
 
 METHODS = ("naive", "partial_softmax", "flash")
@@ -157,13 +157,20 @@ def attention(q, k, v, scale: float, method: str, interpret: bool, causal: bool 
     if method == "flash":
         # the kernels read the heads where the projections put them, (B, N, H, d): inside a
         # jitted network these swaps cancel the model's head transposes (XLA folds the pair)
+        kernel = flash_kernel_for(q, k, v, causal, flash_lowering, interpret)
         heads_last = [x.swapaxes(1, 2) for x in (q, k, v)]
-        if flash_kernel_for(q, k, v, causal, flash_lowering, interpret) == "mosaic":
-            out = attention_hopper.attention_flash_hopper(*heads_last, scale, heads_axis=2)
-        else:
-            out = attention_flash(*heads_last, scale, interpret, causal=causal, heads_axis=2)
-        return out.swapaxes(1, 2)
+        return attention_flash_heads_last(*heads_last, scale, interpret, causal, kernel).swapaxes(1, 2)
     raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
+
+
+def attention_flash_heads_last(q, k, v, scale: float, interpret: bool, causal: bool, kernel: str):
+    """The flash switch on (B, N, H, d) operands, the layout the network's projections give, by
+    ``kernel`` ("triton" or "mosaic", as ``flash_kernel_for`` chose it); the output likewise."""
+    if kernel == "mosaic":
+        return attention_hopper.attention_flash_hopper(q, k, v, scale, heads_axis=2)
+    if kernel == "triton":
+        return attention_flash(q, k, v, scale, interpret, causal=causal, heads_axis=2)
+    raise ValueError(f"kernel: expected \"triton\" or \"mosaic\", got {kernel!r}")
 
 
 #: the flash switch's kernels: "triton" (``attention_flash``, every shape and dtype, CPU and GPU),

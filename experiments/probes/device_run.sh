@@ -14,7 +14,8 @@
 #                     (attention_hopper.py) and the Triton kernel's default blocks, against SDPA
 #   flashhopperstages the same in fp16 with 2 and 3 K/V slots in the Hopper kernel's ring (no Triton rows)
 #   sweep_attention   the same for attention in fp16 and bf16: naive, both forms of the partially fused softmax's
-#                     statistics, flash, SDPA; sweep_FAMILY_DT: one storage dtype (e.g. sweep_attention_float16)
+#                     statistics, flash (on (B, H, N, d) operands, and on the network's (B, N, H, d)), SDPA;
+#                     sweep_FAMILY_DT: one storage dtype (e.g. sweep_attention_float16)
 #   tests_hopper      tests/jax/test_jax_attention_hopper.py (the Mosaic GPU kernel's values)
 #   sweep_gelu        experiments.probes.jax_kernel_sweep --families gelu, fp16, bf16 and fp32: the GEGLU kernel with
 #                     each erfc form (Cephes, Chebyshev) and block, against XLA and torch

@@ -191,6 +191,16 @@ def attention_family(dtypes, torch_peer, rng) -> None:
             name = f"{method} (stats in the scores kernel)" if stats == "scores" else method
             attempt(label + (name,), lambda: relative_error(fn(q, k, v)[:1, :2], expected),
                     lambda: device_ms(fn, [q, k, v]), flops=flops, peer_ms=sdpa)
+        # flash on (B, N, H, d) operands, as the network hands them over: the rows above pay the
+        # swaps from (B, H, N, d) as copies, which the network's jitted graph folds away
+        kernel = jax_attention.flash_kernel_for(q, k, v, False, "auto", INTERPRET)
+        heads_last = [jnp.asarray(x.swapaxes(1, 2)) for x in (q, k, v)]
+
+        def flash_in_place(q, k, v, kernel=kernel):
+            return jax_attention.attention_flash_heads_last(q, k, v, d ** -0.5, INTERPRET, False, kernel)
+        attempt(label + (f"flash on (B, N, H, d) operands ({kernel} kernel)",),
+                lambda: relative_error(flash_in_place(*heads_last).swapaxes(1, 2)[:1, :2], expected),
+                lambda: device_ms(flash_in_place, heads_last), flops=flops, peer_ms=sdpa)
 
 
 FAMILIES = {"group_norm": group_norm_family, "gelu": gelu_family, "attention": attention_family}

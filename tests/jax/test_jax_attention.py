@@ -136,6 +136,12 @@ def test_flash_reads_and_writes_the_heads_in_place_in_either_layout(dtype, causa
         assert_matches(arrange(np.asarray(out)), expected, np.dtype(dtype), rel_tol=attention_tolerance(q64, k64, dtype))
     with pytest.raises(ValueError, match="heads_axis"):
         jax_attention.attention_flash(jnp.asarray(q), jnp.asarray(k), jnp.asarray(v), 1.0, True, heads_axis=3)
+    # the flash switch's entry on the network's layout (the sweep's in-place row) is the same kernel
+    heads_last = [jnp.asarray(x.swapaxes(1, 2)) for x in (q, k, v)]
+    out = jax_attention.attention_flash_heads_last(*heads_last, 40**-0.5, True, causal, "triton")
+    assert_matches(np.asarray(out).swapaxes(1, 2), expected, np.dtype(dtype), rel_tol=attention_tolerance(q64, k64, dtype))
+    with pytest.raises(ValueError, match="kernel: expected"):
+        jax_attention.attention_flash_heads_last(*heads_last, 1.0, True, causal, "cuda")
 
 
 def test_flash_has_no_copies_around_its_kernel():
