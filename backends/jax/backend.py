@@ -107,6 +107,9 @@ def use_compilation_cache(directory) -> None:
 #: the files XLA writes with ``xla_gpu_per_fusion_autotune_cache_dir``, one per convolution, GEMM
 #: or Triton fusion it timed, named by a hash of the instruction and the GPU's description
 AUTOTUNE_RESULTS = pathlib.Path(__file__).with_name("autotune")
+#: the XLA options that ``autotune_results`` sets: the results' directory and how XLA uses it
+AUTOTUNE_DIR_OPTION = "xla_gpu_per_fusion_autotune_cache_dir"
+AUTOTUNE_MODE_OPTION = "xla_gpu_experimental_autotune_cache_mode"
 
 
 def autotune_results_dir(device_kind: str) -> pathlib.Path:
@@ -123,14 +126,12 @@ def _autotune_options(autotune_results, device_kind: str, platform: str) -> tupl
         directory = autotune_results_dir(device_kind)
         if platform != "gpu" or not directory.is_dir():
             return {}, "none committed"
-        return ({"xla_gpu_per_fusion_autotune_cache_dir": str(directory),
-                 "xla_gpu_experimental_autotune_cache_mode": "AUTOTUNE_CACHE_MODE_READ"}, "committed")
+        return {AUTOTUNE_DIR_OPTION: str(directory), AUTOTUNE_MODE_OPTION: "AUTOTUNE_CACHE_MODE_READ"}, "committed"
     if not isinstance(autotune_results, (str, pathlib.Path)):
         raise TypeError(f"autotune_results: expected \"committed\", \"off\" or a directory, "
                         f"got {type(autotune_results).__name__}")
     pathlib.Path(autotune_results).mkdir(parents=True, exist_ok=True)
-    return ({"xla_gpu_per_fusion_autotune_cache_dir": str(autotune_results),
-             "xla_gpu_experimental_autotune_cache_mode": "AUTOTUNE_CACHE_MODE_UPDATE"}, "directory")
+    return {AUTOTUNE_DIR_OPTION: str(autotune_results), AUTOTUNE_MODE_OPTION: "AUTOTUNE_CACHE_MODE_UPDATE"}, "directory"
 
 
 def _one_of(name: str, value, choices):
@@ -367,8 +368,9 @@ class JaxBackend(Backend):
         if method == "flash":  # resolved here, where it can be counted, and passed on
             lowering = attention.flash_kernel_for(q, k, v, causal, self.flash_lowering, self.interpret)
             self.choices[("attention", "flash kernel", lowering)] += 1
-        stats = attention.partial_softmax_stats_for(q.shape[-1], self.partial_softmax_stats)
-        if method == "partial_softmax":
+        stats = "reduction"
+        if method == "partial_softmax":  # likewise its statistics' form
+            stats = attention.partial_softmax_stats_for(q.shape[-1], self.partial_softmax_stats)
             self.choices[("attention", "partial softmax statistics", stats)] += 1
         return attention.attention(q, k, v, scale, method, self.interpret, causal, lowering, stats)
 
