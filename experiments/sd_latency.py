@@ -173,11 +173,11 @@ def run_context(backend, backend_name: str) -> dict:
         # XLA's autotuning results (JaxBackend's autotune_results): where, how, and how many
         # there were before this row's programs compiled (0: XLA times every candidate); XLA
         # keeps them one file each in a subdirectory per GPU description
-        from backends.jax.backend import AUTOTUNE_DIR_OPTION, AUTOTUNE_MODE_OPTION
-
-        results = backend.compiler_options.get(AUTOTUNE_DIR_OPTION)
+        # (XLA's option names, read from the backend's public compiler_options: experiments do
+        # not import a backend's modules, tests/test_layering.py)
+        results = backend.compiler_options.get("xla_gpu_per_fusion_autotune_cache_dir")
         context["autotune_results"] = results
-        context["autotune_results_mode"] = backend.compiler_options.get(AUTOTUNE_MODE_OPTION)
+        context["autotune_results_mode"] = backend.compiler_options.get("xla_gpu_experimental_autotune_cache_mode")
         context["autotune_results_files"] = autotune_result_files(results)
     return context
 
