@@ -10,6 +10,8 @@
 #
 #   probe_conv        experiments.probes.jax_conv_dtypes: 16-bit convolutions and products by output dtype, and
 #                     the convolution's bias in both forms (does XLA fold it into cuDNN's call?)
+#   probe_upconv      experiments.probes.jax_upsample_conv: the decoder's upsample-then-conv3x3 against its four
+#                     2x2 output phases (one convolution of 4x the channels, or four), fp16 and fp32, and torch
 #   flashhopper[_DT]  experiments.probes.jax_flash_blocks, fp16 and bf16 (or DT): our Mosaic GPU kernel's candidates
 #                     (attention_hopper.py) and the Triton kernel's default blocks, against SDPA
 #   flashhopperstages the same in fp16 with 2 and 3 K/V slots in the Hopper kernel's ring (no Triton rows)
@@ -119,6 +121,7 @@ for s in "$@"; do  # NAME:SECONDS
     case $name in
         flash) step flash "$limit" python3 -m experiments.probes.jax_flash_blocks --dtypes float16 --stages 2 --mosaic ;;
         probe_conv) step probe_conv "$limit" python3 -m experiments.probes.jax_conv_dtypes ;;
+        probe_upconv) step probe_upconv "$limit" python3 -m experiments.probes.jax_upsample_conv ;;
         flashhopperstages) step flashhopperstages "$limit" python3 -m experiments.probes.jax_flash_blocks --dtypes float16 \
                                --hopper --hopper-stages 2 3 --triton none --layouts 2 ;;
         flashhopper*) dtypes=${name#flashhopper} dtypes=${dtypes#_}  # flashhopper_float16: one dtype

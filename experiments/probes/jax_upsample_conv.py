@@ -1,0 +1,148 @@
+"""Nearest 2x upsampling followed by a 3x3 convolution (SD's ``Upsample2D``), in three forms
+(``python -m experiments.probes.jax_upsample_conv [--dtypes float16 float32]``).
+
+Why: the VAE decoder's three upsampler convolutions hold about 28% of its products, and on the H100
+the decoder's `best` misses a third of diffusers' time by 3.5% (2026-12-07). The nearest upsampling
+repeats every input pixel in a 2 x 2 block, so each output phase (a, b) = (row parity, column parity)
+of the 3x3 convolution sees only 2 x 2 distinct input pixels:
+
+    y[2i+a, 2j+b] = sum_{r,s in {0,1}} W_ab[r, s] x[i+a-1+r, j+b-1+s],   W_ab = R_a w R_b^T,
+    R_0 = [[1, 0, 0], [0, 1, 1]],   R_1 = [[1, 1, 0], [0, 0, 1]]
+
+(x zero outside, as the upsampled image is). Four taps per output instead of nine: 4/9 of the
+products, and the 4x larger upsampled image is never written. Forms timed:
+
+- ``upsample, conv3x3``: what the networks do today (repeat, then one cuDNN convolution);
+- ``phases, one conv``: one 2x2 convolution of x padded by 1 with the four phases' kernels stacked
+  as 4*O output channels ((H+1) x (W+1) outputs), each phase sliced at its offset and interleaved;
+- ``phases, four convs``: one 2x2 convolution per phase, each with its own padding, interleaved;
+- torch: ``F.interpolate(scale_factor=2, mode="nearest")`` then ``F.conv2d`` (diffusers' form).
+
+Each row: the relative Frobenius error against float64 on the same rounded inputs, and the device
+time (``JaxBackend.time``, median). The rows take NCHW and give NCHW, as the networks' ops do; XLA picks
+the layouts inside.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from backends.jax.backend import JaxBackend
+from experiments.peers import TorchCUDA
+import reference.elementwise
+import reference.winograd
+from reference.sd.checkpoint import storage_dtype
+
+#: (N, C, H, W) of the decoder's three upsamplers at batch 2 (output 2H x 2W, C -> C)
+SHAPES = ((2, 512, 64, 64), (2, 512, 128, 128), (2, 256, 256, 256))
+#: R_a: which of the three kernel rows fall on input row i + a - 1 + r, r = 0, 1
+PHASE_ROWS = np.array([[[1, 0, 0], [0, 1, 1]], [[1, 1, 0], [0, 0, 1]]], np.float32)
+DN = ("NCHW", "OIHW", "NCHW")
+
+
+def phase_kernels(w):
+    """(2, 2, O, C, 2, 2): W_ab = R_a w R_b^T, summed in float32, rounded to w's dtype once."""
+    r = jnp.asarray(PHASE_ROWS)
+    return jnp.einsum("ahr,ocrs,bqs->abochq", r, w.astype(jnp.float32), r).astype(w.dtype)
+
+
+def interleave(phases):
+    """(2, 2, N, O, H, W) phases (a, b) -> (N, O, 2H, 2W) with y[2i+a, 2j+b] = phases[a, b, ..., i, j]."""
+    _, _, n, o, h, w = phases.shape
+    return jnp.transpose(phases, (2, 3, 4, 0, 5, 1)).reshape(n, o, 2 * h, 2 * w)
+
+
+def upsample_then_conv(x, w, b):
+    up = jnp.repeat(jnp.repeat(x, 2, axis=2), 2, axis=3)
+    y = lax.conv_general_dilated(up, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=DN,
+                                 preferred_element_type=jnp.float32)
+    return (y + b.astype(jnp.float32)[:, None, None]).astype(x.dtype)
+
+
+def phases_one_conv(x, w, b):
+    n, c, h, wd = x.shape
+    o = w.shape[0]
+    k = phase_kernels(w).reshape(4 * o, c, 2, 2)
+    y = lax.conv_general_dilated(x, k, (1, 1), ((1, 1), (1, 1)), dimension_numbers=DN,
+                                 preferred_element_type=jnp.float32)            # (N, 4*O, H+1, W+1)
+    y = y.reshape(n, 2, 2, o, h + 1, wd + 1)
+    phases = jnp.stack([jnp.stack([y[:, a, bb, :, a:a + h, bb:bb + wd] for bb in (0, 1)]) for a in (0, 1)])
+    return (interleave(phases) + b.astype(jnp.float32)[:, None, None]).astype(x.dtype)
+
+
+def phases_four_convs(x, w, b):
+    k = phase_kernels(w)
+    pad = ((1, 0), (0, 1))  # phase 0 reads rows i-1, i; phase 1 rows i, i+1
+    phases = jnp.stack([jnp.stack([
+        lax.conv_general_dilated(x, k[a, bb], (1, 1), (pad[a], pad[bb]), dimension_numbers=DN,
+                                 preferred_element_type=jnp.float32) for bb in (0, 1)]) for a in (0, 1)])
+    return (interleave(phases) + b.astype(jnp.float32)[:, None, None]).astype(x.dtype)
+
+
+FORMS = {"upsample, conv3x3": upsample_then_conv, "phases, one conv": phases_one_conv,
+         "phases, four convs": phases_four_convs}
+
+
+def exact(x, w, b) -> np.ndarray:
+    """float64 upsample-then-conv of the rounded inputs (on the CPU, in float64 via NumPy)."""
+    up = reference.elementwise.upsample_nearest2d(np.asarray(x, np.float64), 2)
+    return reference.winograd.conv2d(up, np.asarray(w, np.float64), np.asarray(b, np.float64), padding=1)
+
+
+def relative_error(ours, ref) -> float:
+    ours = np.asarray(ours, np.float64)
+    return float(np.linalg.norm(ours - ref) / np.linalg.norm(ref))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dtypes", nargs="+", default=["float16", "float32"])
+    parser.add_argument("--shapes", type=int, default=len(SHAPES), help="the first N of SHAPES")
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--smoke", action="store_true", help="tiny shapes, no torch, no timing (CPU)")
+    args = parser.parse_args(argv)
+    backend = JaxBackend()
+    shapes = ((1, 8, 5, 6),) if args.smoke else SHAPES[:args.shapes]
+    torch_peer, why = (None, "--smoke") if args.smoke else TorchCUDA.start()
+    print(f"{jax.devices()[0].device_kind}; jax {jax.__version__}; torch: {why or 'yes'}\n")
+    print("| (N, C, H, W) -> 2H x 2W | dtype | form | rel. error | ms | vs upsample, conv3x3 |\n|---|---|---|---|---|---|")
+    rng = np.random.default_rng(0)
+    for shape in shapes:
+        c = shape[1]
+        x64 = rng.standard_normal(shape)
+        w64 = rng.standard_normal((c, c, 3, 3)) / np.sqrt(9 * c)
+        b64 = rng.standard_normal(c)
+        for name in args.dtypes:
+            dtype = storage_dtype(name)
+            x, w, b = (a.astype(dtype) for a in (x64, w64, b64))
+            ref = exact(x, w, b) if args.smoke or shape[2] <= 64 else None
+            xs, ws, bs = (jnp.asarray(a) for a in (x, w, b))
+            base_ms = None
+            for form, fn in FORMS.items():
+                fn = jax.jit(fn)
+                out = fn(xs, ws, bs)
+                if ref is None:  # the large shapes: against the first form in float32 HIGHEST
+                    with jax.default_matmul_precision("highest"):
+                        ref = np.asarray(jax.jit(upsample_then_conv)(*(a.astype(jnp.float32) for a in (xs, ws, bs))),
+                                         np.float64)
+                error = relative_error(out, ref)
+                ms = float("nan") if args.smoke else backend.time(fn, repeats=args.repeats, args=(xs, ws, bs)).device_median * 1e3
+                base_ms = base_ms or ms
+                print(f"| {shape} | {name} | {form} | {error:.2e} | {ms:.4f} | {base_ms / ms:.2f}x |", flush=True)
+            if torch_peer is not None:
+                tf = torch_peer.torch.nn.functional
+                tx, tw, tb = (torch_peer.asarray(a) for a in (x, w, b))
+                run = lambda: tf.conv2d(tf.interpolate(tx, scale_factor=2.0, mode="nearest"), tw, tb, padding=1)
+                error = relative_error(torch_peer.to_numpy(run()), ref)
+                ms = torch_peer.time(run, repeats=args.repeats).device_median * 1e3
+                print(f"| {shape} | {name} | torch (interpolate, conv2d) | {error:.2e} | {ms:.4f} | {base_ms / ms:.2f}x |",
+                      flush=True)
+
+
+if __name__ == "__main__":
+    main()
