@@ -182,6 +182,21 @@ class Backend(ABC):
         self._check_arrays(x=x, w=w, b=b)
         return self._conv2d_direct(x, w, b, (sh, sw), (ph, pw))
 
+    def upsample_conv2d(self, x, w, b=None, scale_factor=2, padding=1, method=None, tile=None):
+        """conv2d(upsample_nearest2d(x, scale_factor), w, b, padding=padding, method=method,
+        tile=tile): SD's ``Upsample2D`` as one op, so that a backend may compute it without the
+        upsampled image (reference/upsample_conv.py: four 2x2 output phases; the JAX backend's
+        default). The direct or Winograd choice is conv2d's, on the upsampled image's shape."""
+        s = checks.check_upsample(x, scale_factor, array_type=self.array_type)
+        checks.check_array("w", w, ndim=4, array_type=self.array_type)
+        method, tile = self._conv_method(method, tile, w.shape, 1, w.dtype)
+        if method == "winograd":
+            padding = checks.check_winograd(x, w, b, padding, tile, 1, array_type=self.array_type, scale_factor=s)
+        else:
+            padding = checks.check_conv2d(x, w, b, 1, padding, array_type=self.array_type, scale_factor=s)[2:]
+        self._check_arrays(x=x, w=w, b=b)
+        return self._upsample_conv2d(x, w, b, s, padding, method, tile)
+
     def linear(self, x, weight, bias=None):
         """x W^T + b over the last axis, W (out, in)."""
         checks.check_linear(x, weight, bias, array_type=self.array_type)
@@ -264,6 +279,13 @@ class Backend(ABC):
 
     @abstractmethod
     def _conv2d_winograd(self, x, w, b, padding: tuple[int, int], tile: int): ...
+
+    def _upsample_conv2d(self, x, w, b, scale_factor: int, padding: tuple[int, int], method: str, tile: int | None):
+        """The definition, two ops; a backend may override it with a form that skips the upsampled image."""
+        up = self._upsample_nearest2d(x, scale_factor)
+        if method == "winograd":
+            return self._conv2d_winograd(up, w, b, padding, tile)
+        return self._conv2d_direct(up, w, b, (1, 1), padding)
 
     @abstractmethod
     def _linear(self, x, weight, bias): ...

@@ -154,8 +154,9 @@ def check_linear(x, weight, bias, array_type=np.ndarray) -> None:
     check_same_dtype(x=x, weight=weight, bias=bias)
 
 
-def check_conv2d(x, w, b, stride, padding, array_type=np.ndarray) -> tuple[int, int, int, int]:
-    """Validate a convolution's arguments; return (stride_h, stride_w, pad_h, pad_w)."""
+def check_conv2d(x, w, b, stride, padding, array_type=np.ndarray, scale_factor: int = 1) -> tuple[int, int, int, int]:
+    """Validate a convolution's arguments; return (stride_h, stride_w, pad_h, pad_w). With a
+    ``scale_factor``, the convolution reads x upsampled by it (``upsample_conv2d``)."""
     check_array("x", x, ndim=4, array_type=array_type)
     check_array("w", w, ndim=4, array_type=array_type)
     if w.shape[1] != x.shape[1]:
@@ -169,16 +170,19 @@ def check_conv2d(x, w, b, stride, padding, array_type=np.ndarray) -> tuple[int, 
     if sh == 0 or sw == 0:
         raise ValueError(f"stride: expected positive values, got {stride!r}")
     ph, pw = pair("padding", padding)
-    if x.shape[2] + 2 * ph < w.shape[2] or x.shape[3] + 2 * pw < w.shape[3]:
+    h, w_ = x.shape[2] * scale_factor, x.shape[3] * scale_factor
+    if h + 2 * ph < w.shape[2] or w_ + 2 * pw < w.shape[3]:
+        upsampled = f" (x upsampled {scale_factor}x)" if scale_factor != 1 else ""
         raise ValueError(
-            f"x: the padded input {x.shape[2] + 2 * ph}x{x.shape[3] + 2 * pw} is smaller than the kernel "
+            f"x: the padded input{upsampled} {h + 2 * ph}x{w_ + 2 * pw} is smaller than the kernel "
             f"{w.shape[2]}x{w.shape[3]}"
         )
     return sh, sw, ph, pw
 
 
-def check_winograd(x, w, b, padding, m, stride, array_type=np.ndarray) -> tuple[int, int]:
-    """Validate a Winograd convolution's arguments; return (pad_h, pad_w)."""
+def check_winograd(x, w, b, padding, m, stride, array_type=np.ndarray, scale_factor: int = 1) -> tuple[int, int]:
+    """Validate a Winograd convolution's arguments (of x upsampled by ``scale_factor``, as
+    check_conv2d); return (pad_h, pad_w)."""
     if pair("stride", stride) != (1, 1):
         raise ValueError(f"stride: Winograd convolution needs stride 1, got {stride!r}; use method='direct'")
     check_array("x", x, ndim=4, array_type=array_type)
@@ -187,7 +191,7 @@ def check_winograd(x, w, b, padding, m, stride, array_type=np.ndarray) -> tuple[
         raise ValueError(f"w: Winograd F(m x m, 3 x 3) needs a 3x3 kernel, got kernel size {tuple(w.shape[2:])}")
     if not isinstance(m, (int, np.integer)) or m < 1:
         raise ValueError(f"m: expected a positive int output tile size, got {m!r}")
-    _, _, ph, pw = check_conv2d(x, w, b, 1, padding, array_type)
+    _, _, ph, pw = check_conv2d(x, w, b, 1, padding, array_type, scale_factor)
     return ph, pw
 
 

@@ -1,7 +1,8 @@
 """Every op of the interface in one namespace: the NumPy semantics the backends reproduce.
 
 The definitions live in one module per idea (``reference.group_norm``, ``reference.gelu``,
-``reference.attention``, ``reference.winograd``, ``reference.gemm``, ``reference.elementwise``);
+``reference.attention``, ``reference.winograd``, ``reference.upsample_conv``, ``reference.gemm``,
+``reference.elementwise``);
 this module only gathers them, as ``jax.nn`` gathers activations, so that a test or a script can
 write ``ops.group_norm`` and ``ops.conv2d`` side by side.
 
@@ -21,6 +22,7 @@ from .elementwise import (
 from .gelu import geglu, gelu
 from .gemm import linear
 from .group_norm import group_norm, layer_norm
+from .upsample_conv import upsample_conv2d
 from .winograd import conv2d, conv2d_winograd
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "gelu", "geglu",                                                   # reference/gelu.py
     "softmax", "attention", "attention_partial_softmax", "attention_flash",  # reference/attention.py
     "conv2d", "conv2d_winograd",                                       # reference/winograd.py
+    "upsample_conv2d",                                                 # reference/upsample_conv.py
     "linear",                                                          # reference/gemm.py
     "silu", "quick_gelu", "upsample_nearest2d", "add", "add_broadcast", "mul_scalar",
     "concat", "reshape", "transpose",                                  # reference/elementwise.py

@@ -79,7 +79,8 @@ import numpy as np
 from reference import _checks as checks
 
 from ..base import Backend, Timing
-from . import attention, elementwise, gelu, gemm, group_norm, layouts, winograd
+from . import attention, elementwise, gelu, gemm, group_norm, layouts, upsample_conv, winograd
+from .upsample_conv import FORMS as UPSAMPLE_CONV_FORMS  # (the name ``upsample_conv`` is also an option's)
 
 #: the fused GroupNorm's form inside ``compile_network``'s programs on a GPU (module docstring)
 NETWORK_GROUP_NORM_FORM = "channels_last"
@@ -149,7 +150,7 @@ class JaxBackend(Backend):
     def __init__(self, optimizations=None, interpret: bool | None = None, compiler_options: dict | None = None,
                  fused_group_norm_form: str | None = None, parameter_layouts: str = "auto",
                  group_norm_view: str = "grouped", conv_bias: str = "separate", flash_lowering: str = "auto",
-                 partial_softmax_stats: str = "auto", compilation_cache=None,
+                 partial_softmax_stats: str = "auto", upsample_conv: str = "phases", compilation_cache=None,
                  autotune_results="committed"):
         """``interpret``: run the Pallas kernels in the Pallas interpreter. None (default): True
         exactly when JAX's default backend is the CPU, where Pallas has no compiler; the choice is
@@ -177,7 +178,11 @@ class JaxBackend(Backend):
         paper's, a kernel of its own that reads the stored scores; "scores", in the kernel that
         forms and stores them; "auto", the default: "scores" up to head dim 80, where it was
         measured faster, else "reduction", ``attention.partial_softmax_stats_for``); each
-        partially fused softmax's form is counted in ``choices``. ``compilation_cache``: a directory, to turn on
+        partially fused softmax's form is counted in ``choices``. ``upsample_conv``: how
+        ``upsample_conv2d`` (SD's upsamplers) runs (upsample_conv.FORMS): "phases" (default), as four
+        2x2 output phases in one convolution without the upsampled image, where they apply (a factor of
+        2, a 3x3 kernel, padding 1, the direct convolution), else "upsample", the upsampled image and
+        then the convolution; each call's form is counted in ``choices``. ``compilation_cache``: a directory, to turn on
         JAX's persistent compilation cache there for the whole process (``use_compilation_cache``);
         None (default) leaves JAX's setting as it is. ``autotune_results``: where XLA finds the
         autotuning results of the convolutions and GEMMs it compiles, so that it times only the
@@ -200,6 +205,7 @@ class JaxBackend(Backend):
         self.flash_lowering = _one_of("flash_lowering", flash_lowering, attention.FLASH_LOWERINGS)
         self.partial_softmax_stats = _one_of("partial_softmax_stats", partial_softmax_stats,
                                              ("auto", *attention.PARTIAL_SOFTMAX_STATS))
+        self.upsample_conv = _one_of("upsample_conv", upsample_conv, UPSAMPLE_CONV_FORMS)
         if compiler_options is not None and not isinstance(compiler_options, dict):
             raise TypeError(f"compiler_options: expected a dict of XLA options, got {type(compiler_options).__name__}")
         platform = jax.default_backend()
@@ -379,6 +385,15 @@ class JaxBackend(Backend):
 
     def _conv2d_winograd(self, x, w, b, padding, tile):
         return winograd.conv2d_winograd(x, w, b, padding, tile, self.interpret)
+
+    def _upsample_conv2d(self, x, w, b, scale_factor, padding, method, tile):
+        form = self.upsample_conv
+        if not upsample_conv.phases_apply(scale_factor, w.shape[2:], padding, method):
+            form = "upsample"  # the only form there; counted as such
+        self.choices[("upsample_conv2d", "form", form)] += 1
+        if form == "phases":
+            return upsample_conv.upsample_conv2d_phases(x, w, b, bias_form=self.conv_bias)
+        return super()._upsample_conv2d(x, w, b, scale_factor, padding, method, tile)
 
     # the ops whose jnp function has the implementation's signature
     _layer_norm = staticmethod(group_norm.layer_norm)

@@ -1,0 +1,62 @@
+"""SD's ``Upsample2D`` (nearest 2x upsampling, then a 3x3 convolution, padding 1) as its four output
+phases in one XLA convolution (cuDNN on an NVIDIA GPU); the math is reference/upsample_conv.py's:
+
+    k = stack_{a, b} R_a w R_b^T                      (4 O, C, 2, 2), float32 sums rounded once
+    z = conv2d(x, k, padding=1)                       (N, 4 O, H + 1, W + 1)
+    y[n, o, 2i + a, 2j + b] = z[n, (a, b, o), i + a, j + b] + bias[o]
+
+Output row p of the padded 2x2 convolution reads rows p - 1 and p of x: phase 0 of output row 2i
+needs rows i - 1 and i (p = i), phase 1 rows i and i + 1 (p = i + 1), hence the offset a. The
+four phases share one convolution of 4x the output channels over (H + 1)(W + 1) pixels, 16/36 of
+the upsampled form's multiply-adds (plus the extra row and column), and XLA fuses the slices, the
+interleave and the bias into one pass over the output. Precision and bias as
+``winograd.conv2d_direct`` (``bias_form``); the phase kernels carry one more 16-bit rounding than w.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jax import lax
+
+from reference.upsample_conv import PHASE_ROWS
+
+from .gemm import F32, HIGHEST, product_options
+from .winograd import CONV_BIAS
+
+__all__ = ["FORMS", "phases_apply", "phase_kernels", "upsample_conv2d_phases"]
+
+#: JaxBackend's ``upsample_conv``: "phases" where they apply (x2, 3x3, padding 1, direct convolution),
+#: "upsample" the two ops (the upsampled image, then the 3x3 convolution)
+FORMS = ("phases", "upsample")
+
+
+def phases_apply(scale_factor: int, kernel_size: tuple[int, int], padding: tuple[int, int], method: str) -> bool:
+    """Whether ``upsample_conv2d_phases`` computes this upsample-then-convolve: the upsamplers' case."""
+    return scale_factor == 2 and tuple(kernel_size) == (3, 3) and tuple(padding) == (1, 1) and method == "direct"
+
+
+def phase_kernels(w):
+    """(4 O, C, 2, 2) in w's dtype: the phase kernels R_a w R_b^T, ordered (a, b, o), of w (O, C, 3, 3)."""
+    rows = jnp.asarray(PHASE_ROWS, F32)
+    k = jnp.einsum("arh,ochq,bsq->abocrs", rows, w.astype(F32), rows, precision=HIGHEST)
+    return k.reshape(4 * w.shape[0], *w.shape[1:2], 2, 2).astype(w.dtype)
+
+
+def upsample_conv2d_phases(x, w, b=None, bias_form: str = "separate"):
+    """conv2d(upsample_nearest2d(x, 2), w, b, padding=1) of x (N, C, H, W), w (O, C, 3, 3), without
+    the upsampled image (module docstring)."""
+    if bias_form not in CONV_BIAS:
+        raise ValueError(f"bias_form: expected one of {CONV_BIAS}, got {bias_form!r}")
+    n, _, h, wd = x.shape
+    o = w.shape[0]
+    options = product_options(x.dtype)
+    if bias_form == "epilogue" and b is not None:
+        options = dict(options, preferred_element_type=F32)
+    z = lax.conv_general_dilated(x, phase_kernels(w), window_strides=(1, 1), padding=((1, 1), (1, 1)),
+                                 dimension_numbers=("NCHW", "OIHW", "NCHW"), **options)
+    z = z.reshape(n, 2, 2, o, h + 1, wd + 1)
+    rows = [jnp.stack([z[:, a, c, :, a:a + h, c:c + wd] for c in (0, 1)], axis=-1) for a in (0, 1)]
+    y = jnp.stack(rows, axis=3).reshape(n, o, 2 * h, 2 * wd).astype(F32)  # [n, o, i, a, j, c]
+    if b is not None:
+        y = y + b.astype(F32)[None, :, None, None]
+    return y.astype(x.dtype)
