@@ -55,6 +55,8 @@
 #                                  brought back: the first such step fills it, the next ones read it)
 #                     isolated     --process-per-config (each configuration in a process of its own: cold first
 #                                  calls, and no row measured after others in the same process)
+#                     upconvupsample --backend-option upsample_conv=upsample (the upsamplers as the upsampled
+#                                  image, then the 3x3 convolution: the A/B of the default four output phases)
 #                     nodb         --backend-option autotune_results=off (not the committed results: a cold start)
 #                     warm         nothing (a second step of the same options under its own log name, e.g.
 #                                  jax_float32_none_cache then jax_float32_none_cache,warm: cold, then warm)
@@ -88,7 +90,7 @@ options() {  # CFGS[_X[,X...]] -> configs, extra (arguments of sd_latency and th
     local rest=$1 suffix=${1##*_} x
     extra= flags= configs=$rest
     for x in ${suffix//,/ }; do
-        case $x in default|notriton|gncl|autolayout|rowmajor|gnsplit|slabview|convepilogue|nographs|graphs1|convgraphs|mosaic|triton|autotune[0-4]|autotunedb|nodb|cache|warm|isolated) ;;
+        case $x in default|notriton|gncl|autolayout|rowmajor|gnsplit|slabview|convepilogue|nographs|graphs1|convgraphs|mosaic|triton|autotune[0-4]|autotunedb|nodb|cache|warm|isolated|upconvupsample) ;;
             *) return ;;  # no _X: CFGS may hold "_"
         esac
     done
@@ -111,6 +113,7 @@ options() {  # CFGS[_X[,X...]] -> configs, extra (arguments of sd_latency and th
             cache) extra="$extra --backend-option compilation_cache=/tmp/jax_cache" ;;
             isolated) extra="$extra --process-per-config" ;;
             nodb) extra="$extra --backend-option autotune_results=off" ;;
+            upconvupsample) extra="$extra --backend-option upsample_conv=upsample" ;;
             autotunedb) extra="$extra --backend-option autotune_results=$OUT/autotune_db" ;;
         esac
     done

@@ -2,7 +2,7 @@
 (``python -m experiments.probes.jax_upsample_conv [--dtypes float16 float32]``).
 
 Why: the VAE decoder's three upsampler convolutions hold about 28% of its products, and on the H100
-the decoder's `best` misses a third of diffusers' time by 3.5% (2026-12-07). The nearest upsampling
+the decoder's `best` missed a third of diffusers' time by 3.5% (2026-12-07). The nearest upsampling
 repeats every input pixel in a 2 x 2 block, so each output phase (a, b) = (row parity, column parity)
 of the 3x3 convolution sees only 2 x 2 distinct input pixels:
 
@@ -12,9 +12,11 @@ of the 3x3 convolution sees only 2 x 2 distinct input pixels:
 (x zero outside, as the upsampled image is). Four taps per output instead of nine: 4/9 of the
 products, and the 4x larger upsampled image is never written. Forms timed:
 
-- ``upsample, conv3x3``: what the networks do today (repeat, then one cuDNN convolution);
-- ``phases, one conv``: one 2x2 convolution of x padded by 1 with the four phases' kernels stacked
-  as 4*O output channels ((H+1) x (W+1) outputs), each phase sliced at its offset and interleaved;
+- ``upsample, conv3x3``: the two ops (``JaxBackend(upsample_conv="upsample")``: repeat, then one
+  cuDNN convolution);
+- ``phases, one conv``: the backend's default (backends/jax/upsample_conv.py): one 2x2 convolution of
+  x padded by 1 with the four phases' kernels stacked as 4*O output channels ((H+1) x (W+1)
+  outputs), each phase sliced at its offset and interleaved;
 - ``phases, four convs``: one 2x2 convolution per phase, each with its own padding, interleaved;
 - torch: ``F.interpolate(scale_factor=2, mode="nearest")`` then ``F.conv2d`` (diffusers' form).
 
@@ -32,7 +34,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from backends.jax import upsample_conv
 from backends.jax.backend import JaxBackend
+from backends.jax.gemm import product_options
 from experiments.peers import TorchCUDA
 import reference.elementwise
 import reference.winograd
@@ -40,51 +44,28 @@ from reference.sd.checkpoint import storage_dtype
 
 #: (N, C, H, W) of the decoder's three upsamplers at batch 2 (output 2H x 2W, C -> C)
 SHAPES = ((2, 512, 64, 64), (2, 512, 128, 128), (2, 256, 256, 256))
-#: R_a: which of the three kernel rows fall on input row i + a - 1 + r, r = 0, 1
-PHASE_ROWS = np.array([[[1, 0, 0], [0, 1, 1]], [[1, 1, 0], [0, 0, 1]]], np.float32)
 DN = ("NCHW", "OIHW", "NCHW")
 
 
-def phase_kernels(w):
-    """(2, 2, O, C, 2, 2): W_ab = R_a w R_b^T, summed in float32, rounded to w's dtype once."""
-    r = jnp.asarray(PHASE_ROWS)
-    return jnp.einsum("ahr,ocrs,bqs->abochq", r, w.astype(jnp.float32), r).astype(w.dtype)
-
-
-def interleave(phases):
-    """(2, 2, N, O, H, W) phases (a, b) -> (N, O, 2H, 2W) with y[2i+a, 2j+b] = phases[a, b, ..., i, j]."""
-    _, _, n, o, h, w = phases.shape
-    return jnp.transpose(phases, (2, 3, 4, 0, 5, 1)).reshape(n, o, 2 * h, 2 * w)
-
-
-def upsample_then_conv(x, w, b):
-    up = jnp.repeat(jnp.repeat(x, 2, axis=2), 2, axis=3)
-    y = lax.conv_general_dilated(up, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=DN,
-                                 preferred_element_type=jnp.float32)
-    return (y + b.astype(jnp.float32)[:, None, None]).astype(x.dtype)
-
-
-def phases_one_conv(x, w, b):
-    n, c, h, wd = x.shape
-    o = w.shape[0]
-    k = phase_kernels(w).reshape(4 * o, c, 2, 2)
-    y = lax.conv_general_dilated(x, k, (1, 1), ((1, 1), (1, 1)), dimension_numbers=DN,
-                                 preferred_element_type=jnp.float32)            # (N, 4*O, H+1, W+1)
-    y = y.reshape(n, 2, 2, o, h + 1, wd + 1)
-    phases = jnp.stack([jnp.stack([y[:, a, bb, :, a:a + h, bb:bb + wd] for bb in (0, 1)]) for a in (0, 1)])
-    return (interleave(phases) + b.astype(jnp.float32)[:, None, None]).astype(x.dtype)
+def backend_form(form):
+    """JaxBackend's ``upsample_conv2d`` in one of its forms (backends/jax/upsample_conv.py)."""
+    backend = JaxBackend(upsample_conv=form)
+    return lambda x, w, b: backend.upsample_conv2d(x, w, b, 2, padding=1, method="direct")
 
 
 def phases_four_convs(x, w, b):
-    k = phase_kernels(w)
-    pad = ((1, 0), (0, 1))  # phase 0 reads rows i-1, i; phase 1 rows i, i+1
-    phases = jnp.stack([jnp.stack([
-        lax.conv_general_dilated(x, k[a, bb], (1, 1), (pad[a], pad[bb]), dimension_numbers=DN,
-                                 preferred_element_type=jnp.float32) for bb in (0, 1)]) for a in (0, 1)])
-    return (interleave(phases) + b.astype(jnp.float32)[:, None, None]).astype(x.dtype)
+    """The phases as four 2x2 convolutions of H x W outputs, each with its own padding (this probe's only)."""
+    n, _, h, wd = x.shape
+    k = upsample_conv.phase_kernels(w).reshape(2, 2, *w.shape[:2], 2, 2)
+    pad = ((1, 0), (0, 1))  # phase 0 reads rows i - 1 and i, phase 1 rows i and i + 1
+    rows = [jnp.stack([lax.conv_general_dilated(x, k[a, c], (1, 1), (pad[a], pad[c]), dimension_numbers=DN,
+                                                **product_options(x.dtype)) for c in (0, 1)], axis=-1)
+            for a in (0, 1)]
+    y = jnp.stack(rows, axis=3).reshape(n, w.shape[0], 2 * h, 2 * wd)
+    return (y.astype(jnp.float32) + b.astype(jnp.float32)[:, None, None]).astype(x.dtype)
 
 
-FORMS = {"upsample, conv3x3": upsample_then_conv, "phases, one conv": phases_one_conv,
+FORMS = {"upsample, conv3x3": backend_form("upsample"), "phases, one conv": backend_form("phases"),
          "phases, four convs": phases_four_convs}
 
 
@@ -128,8 +109,8 @@ def main(argv=None):
                 out = fn(xs, ws, bs)
                 if ref is None:  # the large shapes: against the first form in float32 HIGHEST
                     with jax.default_matmul_precision("highest"):
-                        ref = np.asarray(jax.jit(upsample_then_conv)(*(a.astype(jnp.float32) for a in (xs, ws, bs))),
-                                         np.float64)
+                        ref = np.asarray(jax.jit(FORMS["upsample, conv3x3"])(*(a.astype(jnp.float32)
+                                                                                       for a in (xs, ws, bs))), np.float64)
                 error = relative_error(out, ref)
                 ms = float("nan") if args.smoke else backend.time(fn, repeats=args.repeats, args=(xs, ws, bs)).device_median * 1e3
                 base_ms = base_ms or ms
