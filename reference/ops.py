@@ -2,9 +2,8 @@
 
 The definitions live in one module per idea (``reference.group_norm``, ``reference.gelu``,
 ``reference.attention``, ``reference.winograd``, ``reference.upsample_conv``, ``reference.gemm``,
-``reference.elementwise``);
-this module only gathers them, as ``jax.nn`` gathers activations, so that a test or a script can
-write ``ops.group_norm`` and ``ops.conv2d`` side by side.
+``reference.elementwise``); this module only gathers them, as ``jax.nn`` gathers activations, so
+that a test or a script can write ``ops.group_norm`` and ``ops.conv2d`` side by side.
 
 Conventions (as in PyTorch / diffusers, so published checkpoints load without transposes):
 images are NCHW, convolution weights OIHW, linear weights (out_features, in_features), tokens

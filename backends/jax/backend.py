@@ -4,7 +4,8 @@ The base class (backends/base.py) validates every call and resolves its variant;
 implementation here calls a pure function of the idea's module: ``group_norm`` (jnp and fused
 Pallas GroupNorm, LayerNorm), ``gelu`` (jnp and fused Pallas GELU/GEGLU), ``attention`` (naive
 jnp, partially fused softmax and flash in Pallas; the row softmax), ``winograd`` (Winograd with
-Pallas transforms; XLA's direct convolution), ``gemm`` (linear) and ``elementwise``. Under
+Pallas transforms; XLA's direct convolution), ``upsample_conv`` (the upsamplers as four 2x2 output
+phases), ``gemm`` (linear) and ``elementwise``. Under
 ``jax.jit`` the validation runs once, at trace time, on the static shapes.
 
 ``memory_stats`` reads the XLA allocator's counters of the default device (a process-wide peak
@@ -15,7 +16,8 @@ that JAX cannot reset; "unavailable" on the CPU), ``synchronize`` blocks on the 
 ``fused_group_norm_form`` (the form the fused switch takes; None: NETWORK_GROUP_NORM_FORM inside
 a network program on a GPU, by size elsewhere), ``parameter_layouts`` (the weights' layouts in
 ``compile_network``'s programs; default "auto": XLA's, placed once), ``group_norm_view`` (the
-unfused GroupNorm's view of x) and ``conv_bias`` (where the direct convolution adds its bias).
+unfused GroupNorm's view of x), ``conv_bias`` (where the direct convolution adds its bias) and
+``upsample_conv`` (the upsamplers' form).
 
 The two network defaults are measurements (H100 80GB HBM3, fp16, SD 1.4 at batch 2;
 experiments/results/issue13_h100_2026-12-07, calls 9 and 11): with the weights in XLA's layouts the
