@@ -37,6 +37,9 @@ BACKEND_TOOLS = {"experiments/gemm_tiles.py": "the OpenCL backend's tile tuner: 
                  "experiments/probes/jax_flash_blocks.py": "a sweep of the JAX backend's own Pallas flash kernel "
                                                            "over block sizes, warps and pipeline stages",
                  "experiments/probes/jax_conv_dtypes.py": "XLA's 16-bit convolutions and products (lax calls) timed by JaxBackend.time",
+                 "experiments/probes/jax_upsample_conv.py": "the JAX backend's two forms of the upsamplers "
+                                                            "(backends/jax/upsample_conv.py) and a third, timed "
+                                                            "against torch",
                  "experiments/probes/jax_kernel_sweep.py": "a sweep of the JAX backend's own Pallas kernels' "
                                                            "forms and blocks against XLA and torch",
                  "experiments/probes/launch_cost.py": "a probe of the OpenCL runtime's host cost per launch (its "
