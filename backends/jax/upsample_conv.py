@@ -18,9 +18,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import lax
 
-from reference.upsample_conv import PHASE_ROWS
-
-from .gemm import F32, HIGHEST, product_options
+from .gemm import F32, product_options
 from .winograd import CONV_BIAS
 
 __all__ = ["FORMS", "phases_apply", "phase_kernels", "upsample_conv2d_phases"]
@@ -35,11 +33,19 @@ def phases_apply(scale_factor: int, kernel_size: tuple[int, int], padding: tuple
     return scale_factor == 2 and tuple(kernel_size) == (3, 3) and tuple(padding) == (1, 1) and method == "direct"
 
 
+def _fold(t, axis: int):
+    """The 3 taps of ``t`` along ``axis`` folded onto each phase's 2 (R_0 and R_1), stacked on a new
+    leading axis a: elementwise adds, which XLA fuses into one pass over w (an einsum would be a GEMM)."""
+    t0, t1, t2 = (lax.index_in_dim(t, i, axis, keepdims=False) for i in range(3))
+    return jnp.stack([jnp.stack([t0, t1 + t2], axis), jnp.stack([t0 + t1, t2], axis)])
+
+
 def phase_kernels(w):
-    """(4 O, C, 2, 2) in w's dtype: the phase kernels R_a w R_b^T, ordered (a, b, o), of w (O, C, 3, 3)."""
-    rows = jnp.asarray(PHASE_ROWS, F32)
-    k = jnp.einsum("arh,ochq,bsq->abocrs", rows, w.astype(F32), rows, precision=HIGHEST)
-    return k.reshape(4 * w.shape[0], *w.shape[1:2], 2, 2).astype(w.dtype)
+    """(4 O, C, 2, 2) in w's dtype: the phase kernels R_a w R_b^T, ordered (a, b, o), of w (O, C, 3, 3),
+    summed in float32."""
+    rows = _fold(w.astype(F32), 2)               # (2, O, C, 2, 3): [a, o, c, r, kernel column]
+    k = jnp.stack([_fold(rows[a], 3) for a in (0, 1)])  # (2, 2, O, C, 2, 2): [a, b, o, c, r, s]
+    return k.reshape(4 * w.shape[0], w.shape[1], 2, 2).astype(w.dtype)
 
 
 def upsample_conv2d_phases(x, w, b=None, bias_form: str = "separate"):
