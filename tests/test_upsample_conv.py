@@ -1,5 +1,6 @@
 """upsample_conv2d: nearest upsampling then a convolution (SD's Upsample2D), and its four output
-phases (reference/upsample_conv.py; the JAX backend's default form, backends/jax/upsample_conv.py)."""
+phases (reference/upsample_conv.py; the JAX backend's ``upsample_conv="phases"``, whose values are
+checked in tests/jax/test_jax_upsample_conv.py)."""
 
 import math
 
@@ -48,8 +49,8 @@ def test_phase_form_rejects_other_kernels():
 
 
 def test_upsample_conv2d_matches_reference(backend, dtype):
-    # SD's case (x2, 3x3, padding 1: the JAX backend's phases) and others (any factor, kernel and
-    # padding: the two ops), each against the float64 definition on the same rounded inputs
+    # SD's case (x2, 3x3, padding 1) and others (any factor, kernel and padding), each against the
+    # float64 definition on the same rounded inputs
     @given_for(backend, jax=6, seed=seeds, c=st.integers(1, 6), o=st.integers(1, 7), h=st.integers(1, 6),
                w=st.integers(1, 6), case=st.sampled_from([(2, (3, 3), 1)] * 3 + [(1, (3, 3), 1), (3, (3, 3), 1),
                                                                                  (2, (1, 1), 0), (2, (3, 2), (2, 0))]),

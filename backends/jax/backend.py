@@ -152,7 +152,7 @@ class JaxBackend(Backend):
     def __init__(self, optimizations=None, interpret: bool | None = None, compiler_options: dict | None = None,
                  fused_group_norm_form: str | None = None, parameter_layouts: str = "auto",
                  group_norm_view: str = "grouped", conv_bias: str = "separate", flash_lowering: str = "auto",
-                 partial_softmax_stats: str = "auto", upsample_conv: str = "phases", compilation_cache=None,
+                 partial_softmax_stats: str = "auto", upsample_conv: str = "upsample", compilation_cache=None,
                  autotune_results="committed"):
         """``interpret``: run the Pallas kernels in the Pallas interpreter. None (default): True
         exactly when JAX's default backend is the CPU, where Pallas has no compiler; the choice is
@@ -181,10 +181,13 @@ class JaxBackend(Backend):
         forms and stores them; "auto", the default: "scores" up to head dim 80, where it was
         measured faster, else "reduction", ``attention.partial_softmax_stats_for``); each
         partially fused softmax's form is counted in ``choices``. ``upsample_conv``: how
-        ``upsample_conv2d`` (SD's upsamplers) runs (upsample_conv.FORMS): "phases" (default), as four
-        2x2 output phases in one convolution without the upsampled image, where they apply (a factor of
-        2, a 3x3 kernel, padding 1, the direct convolution), else "upsample", the upsampled image and
-        then the convolution; each call's form is counted in ``choices``. ``compilation_cache``: a directory, to turn on
+        ``upsample_conv2d`` (SD's upsamplers) runs (upsample_conv.FORMS): "upsample" (default), the
+        upsampled image and then the convolution, or "phases", four 2x2 output phases in one
+        convolution without the upsampled image, where they apply (a factor of 2, a 3x3 kernel,
+        padding 1, the direct convolution; elsewhere "upsample"). Each call's form is counted in
+        ``choices``. The phases are not the default yet: 1.26x and 1.76x at the decoder's first two
+        upsamplers and 5% less decoder kernel time on the H100, but SD's end to end within the
+        processes' spread (notes/upsample_conv.md). ``compilation_cache``: a directory, to turn on
         JAX's persistent compilation cache there for the whole process (``use_compilation_cache``);
         None (default) leaves JAX's setting as it is. ``autotune_results``: where XLA finds the
         autotuning results of the convolutions and GEMMs it compiles, so that it times only the

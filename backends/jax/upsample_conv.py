@@ -23,9 +23,9 @@ from .winograd import CONV_BIAS
 
 __all__ = ["FORMS", "phases_apply", "phase_kernels", "upsample_conv2d_phases"]
 
-#: JaxBackend's ``upsample_conv``: "phases" where they apply (x2, 3x3, padding 1, direct convolution),
-#: "upsample" the two ops (the upsampled image, then the 3x3 convolution)
-FORMS = ("phases", "upsample")
+#: JaxBackend's ``upsample_conv``: "upsample" the two ops (the upsampled image, then the 3x3
+#: convolution), "phases" where they apply (x2, 3x3, padding 1, direct convolution)
+FORMS = ("upsample", "phases")
 
 
 def phases_apply(scale_factor: int, kernel_size: tuple[int, int], padding: tuple[int, int], method: str) -> bool:

@@ -55,8 +55,10 @@
 #                                  brought back: the first such step fills it, the next ones read it)
 #                     isolated     --process-per-config (each configuration in a process of its own: cold first
 #                                  calls, and no row measured after others in the same process)
-#                     upconvupsample --backend-option upsample_conv=upsample (the upsamplers as the upsampled
-#                                  image, then the 3x3 convolution: the A/B of the default four output phases)
+#                     upconvphases --backend-option upsample_conv=phases (the upsamplers as four 2x2 output phases)
+#                     upconvupsample --backend-option upsample_conv=upsample (the upsampled image, then the 3x3
+#                                  convolution: JaxBackend's default since 5b4472a; calls 26-28 ran at deb98cc,
+#                                  where the phases were the default)
 #                     nodb         --backend-option autotune_results=off (not the committed results: a cold start)
 #                     warm         nothing (a second step of the same options under its own log name, e.g.
 #                                  jax_float32_none_cache then jax_float32_none_cache,warm: cold, then warm)
@@ -90,7 +92,7 @@ options() {  # CFGS[_X[,X...]] -> configs, extra (arguments of sd_latency and th
     local rest=$1 suffix=${1##*_} x
     extra= flags= configs=$rest
     for x in ${suffix//,/ }; do
-        case $x in default|notriton|gncl|autolayout|rowmajor|gnsplit|slabview|convepilogue|nographs|graphs1|convgraphs|mosaic|triton|autotune[0-4]|autotunedb|nodb|cache|warm|isolated|upconvupsample) ;;
+        case $x in default|notriton|gncl|autolayout|rowmajor|gnsplit|slabview|convepilogue|nographs|graphs1|convgraphs|mosaic|triton|autotune[0-4]|autotunedb|nodb|cache|warm|isolated|upconvupsample|upconvphases) ;;
             *) return ;;  # no _X: CFGS may hold "_"
         esac
     done
@@ -114,6 +116,7 @@ options() {  # CFGS[_X[,X...]] -> configs, extra (arguments of sd_latency and th
             isolated) extra="$extra --process-per-config" ;;
             nodb) extra="$extra --backend-option autotune_results=off" ;;
             upconvupsample) extra="$extra --backend-option upsample_conv=upsample" ;;
+            upconvphases) extra="$extra --backend-option upsample_conv=phases" ;;
             autotunedb) extra="$extra --backend-option autotune_results=$OUT/autotune_db" ;;
         esac
     done
