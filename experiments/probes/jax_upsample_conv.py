@@ -2,21 +2,15 @@
 (``python -m experiments.probes.jax_upsample_conv [--dtypes float16 float32]``).
 
 Why: the VAE decoder's three upsampler convolutions hold about 28% of its products, and on the H100
-the decoder's `best` missed a third of diffusers' time by 3.5% (2026-12-07). The nearest upsampling
-repeats every input pixel in a 2 x 2 block, so each output phase (a, b) = (row parity, column parity)
-of the 3x3 convolution sees only 2 x 2 distinct input pixels:
+the decoder's `best` missed a third of diffusers' time by 3.5% (2026-12-07). Each output phase (row
+and column parity) of the 3x3 convolution of the upsampled image reads only 2 x 2 pixels of x:
+4/9 of the products, and no upsampled image (the math: reference/upsample_conv.py). Forms timed:
 
-    y[2i+a, 2j+b] = sum_{r,s in {0,1}} W_ab[r, s] x[i+a-1+r, j+b-1+s],   W_ab = R_a w R_b^T,
-    R_0 = [[1, 0, 0], [0, 1, 1]],   R_1 = [[1, 1, 0], [0, 0, 1]]
-
-(x zero outside, as the upsampled image is). Four taps per output instead of nine: 4/9 of the
-products, and the 4x larger upsampled image is never written. Forms timed:
-
-- ``upsample, conv3x3``: the two ops (``JaxBackend(upsample_conv="upsample")``: repeat, then one
-  cuDNN convolution);
-- ``phases, one conv``: the backend's default (backends/jax/upsample_conv.py): one 2x2 convolution of
-  x padded by 1 with the four phases' kernels stacked as 4*O output channels ((H+1) x (W+1)
-  outputs), each phase sliced at its offset and interleaved;
+- ``upsample, conv3x3``: the two ops (``JaxBackend(upsample_conv="upsample")``, the default:
+  repeat, then one cuDNN convolution);
+- ``phases, one conv``: ``JaxBackend(upsample_conv="phases")`` (backends/jax/upsample_conv.py):
+  one 2x2 convolution of x padded by 1 with the four phases' kernels stacked as 4*O output
+  channels ((H+1) x (W+1) outputs), each phase sliced at its offset and interleaved;
 - ``phases, four convs``: one 2x2 convolution per phase, each with its own padding, interleaved;
 - torch: ``F.interpolate(scale_factor=2, mode="nearest")`` then ``F.conv2d`` (diffusers' form).
 
