@@ -186,7 +186,8 @@ class Backend(ABC):
         """conv2d(upsample_nearest2d(x, scale_factor), w, b, padding=padding, method=method,
         tile=tile): SD's ``Upsample2D`` as one op, so that a backend may compute it without the
         upsampled image (reference/upsample_conv.py: four 2x2 output phases; the JAX backend's
-        default). The direct or Winograd choice is conv2d's, on the upsampled image's shape."""
+        ``upsample_conv="phases"``). The direct or Winograd choice is conv2d's, on the upsampled
+        image's shape."""
         s = checks.check_upsample(x, scale_factor, array_type=self.array_type)
         checks.check_array("w", w, ndim=4, array_type=self.array_type)
         method, tile = self._conv_method(method, tile, w.shape, 1, w.dtype)

@@ -1,9 +1,9 @@
 """Nearest-neighbour 2x upsampling followed by a 3x3 convolution (SD's ``Upsample2D``), and the same
 map as four 2x2 convolutions of the small image, one per output phase.
 
-Not one of the paper's four ideas: a lowering the JAX backend uses because the VAE decoder's three
-upsampler convolutions hold about 28% of its products (the UNet's three: about 8%). The definition is
-the composition
+Not one of the paper's four ideas: a lowering the JAX backend offers (``upsample_conv="phases"``),
+because the VAE decoder's three upsampler convolutions hold about 28% of its products (the UNet's
+three: about 8%). The definition is the composition
 
     y = conv2d(upsample_nearest2d(x, 2), w, b, padding=1),   up[n, c, i, j] = x[n, c, i // 2, j // 2].
 
@@ -69,7 +69,8 @@ def upsample_conv2d_phases(x, w, b=None):
     for a in (0, 1):
         for bb in (0, 1):
             # rows i + a - 1 + r of x are rows i + a + r of xp
-            windows = np.lib.stride_tricks.sliding_window_view(xp[:, :, a:a + h + 1, bb:bb + wd + 1], (2, 2), axis=(2, 3))
+            window = xp[:, :, a:a + h + 1, bb:bb + wd + 1]
+            windows = np.lib.stride_tricks.sliding_window_view(window, (2, 2), axis=(2, 3))
             y[:, :, a::2, bb::2] = np.einsum("ncijrs,ocrs->noij", windows, k[a, bb], optimize=True)
     if b is not None:
         y = y + in_compute_dtype(b)[None, :, None, None]
