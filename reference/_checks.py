@@ -170,11 +170,11 @@ def check_conv2d(x, w, b, stride, padding, array_type=np.ndarray, scale_factor: 
     if sh == 0 or sw == 0:
         raise ValueError(f"stride: expected positive values, got {stride!r}")
     ph, pw = pair("padding", padding)
-    h, w_ = x.shape[2] * scale_factor, x.shape[3] * scale_factor
-    if h + 2 * ph < w.shape[2] or w_ + 2 * pw < w.shape[3]:
+    height, width = x.shape[2] * scale_factor + 2 * ph, x.shape[3] * scale_factor + 2 * pw
+    if height < w.shape[2] or width < w.shape[3]:
         upsampled = f" (x upsampled {scale_factor}x)" if scale_factor != 1 else ""
         raise ValueError(
-            f"x: the padded input{upsampled} {h + 2 * ph}x{w_ + 2 * pw} is smaller than the kernel "
+            f"x: the padded input{upsampled} {height}x{width} is smaller than the kernel "
             f"{w.shape[2]}x{w.shape[3]}"
         )
     return sh, sw, ph, pw

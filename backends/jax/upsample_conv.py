@@ -18,6 +18,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import lax
 
+from reference.upsample_conv import PHASE_ROWS
+
 from .gemm import F32, product_options
 from .winograd import CONV_BIAS
 
@@ -34,10 +36,12 @@ def phases_apply(scale_factor: int, kernel_size: tuple[int, int], padding: tuple
 
 
 def _fold(t, axis: int):
-    """The 3 taps of ``t`` along ``axis`` folded onto each phase's 2 (R_0 and R_1), stacked on a new
-    leading axis a: elementwise adds, which XLA fuses into one pass over w (an einsum would be a GEMM)."""
-    t0, t1, t2 = (lax.index_in_dim(t, i, axis, keepdims=False) for i in range(3))
-    return jnp.stack([jnp.stack([t0, t1 + t2], axis), jnp.stack([t0 + t1, t2], axis)])
+    """The 3 taps of ``t`` along ``axis`` folded onto each phase's 2 (R_a = PHASE_ROWS[a]), stacked on
+    a new leading axis a: elementwise adds, which XLA fuses into one pass over w (an einsum would be
+    a GEMM)."""
+    taps = [lax.index_in_dim(t, h, axis, keepdims=False) for h in range(3)]
+    folded = [[sum(taps[h] for h in range(3) if PHASE_ROWS[a, r, h]) for r in (0, 1)] for a in (0, 1)]
+    return jnp.stack([jnp.stack(phase, axis) for phase in folded])
 
 
 def phase_kernels(w):
