@@ -185,9 +185,10 @@ class JaxBackend(Backend):
         upsampled image and then the convolution, or "phases", four 2x2 output phases in one
         convolution without the upsampled image, where they apply (a factor of 2, a 3x3 kernel,
         padding 1, the direct convolution; elsewhere "upsample"). Each call's form is counted in
-        ``choices``. The phases are not the default yet: 1.26x and 1.76x at the decoder's first two
-        upsamplers and 5% less decoder kernel time on the H100, but SD's end to end within the
-        processes' spread (notes/upsample_conv.md). ``compilation_cache``: a directory, to turn on
+        ``choices``. The phases are not the default yet: 1.26x and 1.76x at the decoder's first
+        two upsamplers' shapes (batch 2) and 5% less decoder kernel time on the H100, but SD end to
+        end within the processes' spread (notes/upsample_conv.md). ``compilation_cache``: a
+        directory, to turn on
         JAX's persistent compilation cache there for the whole process (``use_compilation_cache``);
         None (default) leaves JAX's setting as it is. ``autotune_results``: where XLA finds the
         autotuning results of the convolutions and GEMMs it compiles, so that it times only the

@@ -37,7 +37,8 @@ from reference import ops
 from reference.numerics import relative_frobenius_error
 from reference.sd.checkpoint import storage_dtype
 
-#: (N, C, H, W) of the decoder's three upsamplers at batch 2 (output 2H x 2W, C -> C)
+#: (N, C, H, W) of the decoder's three upsamplers (output 2H x 2W, C -> C), at batch 2: twice the
+#: decoder's work per image (experiments.sd_latency decodes one latent), as call 26 ran them
 SHAPES = ((2, 512, 64, 64), (2, 512, 128, 128), (2, 256, 256, 256))
 DN = ("NCHW", "OIHW", "NCHW")
 
