@@ -131,7 +131,8 @@ def test_numpy_backend_group_norm_with_silu():
 EXTRAS = {"numpy": set(), "opencl": {"measure", "rt", "group_norm_form"}, "jax": {"interpret", "device", "group_norm_form", "compiler_options",
                                                                                "fused_group_norm_form",
                                                                                "parameter_layouts", "group_norm_view", "conv_bias",
-                                                                               "flash_lowering", "partial_softmax_stats", "upsample_conv"}}
+                                                                               "flash_lowering", "partial_softmax_stats", "upsample_conv",
+                                                                               "derived_weights"}}
 #: public attributes every backend has beside the methods of ``Backend`` (set by Backend.__init__)
 STATE = {"optimizations", "choices"}
 ABSTRACT_OPS = sorted(n for n in Backend.__abstractmethods__ if n.startswith("_"))

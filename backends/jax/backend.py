@@ -16,8 +16,10 @@ that JAX cannot reset; "unavailable" on the CPU), ``synchronize`` blocks on the 
 ``fused_group_norm_form`` (the form the fused switch takes; None: NETWORK_GROUP_NORM_FORM inside
 a network program on a GPU, by size elsewhere), ``parameter_layouts`` (the weights' layouts in
 ``compile_network``'s programs; default "auto": XLA's, placed once), ``group_norm_view`` (the
-unfused GroupNorm's view of x), ``conv_bias`` (where the direct convolution adds its bias) and
-``upsample_conv`` (the upsamplers' form).
+unfused GroupNorm's view of x), ``conv_bias`` (where the direct convolution adds its bias),
+``upsample_conv`` (the upsamplers' form) and ``derived_weights`` (Winograd's transformed filters
+and the phase kernels computed once with a network's weights, or in every call); ``clear_caches``
+drops what the network programs derived.
 
 The two network defaults are measurements (H100 80GB HBM3, fp16, SD 1.4 at batch 2;
 experiments/results/issue13_h100_2026-12-07, calls 9 and 11): with the weights in XLA's layouts the
@@ -73,6 +75,7 @@ import pathlib
 import re
 import statistics
 import time as _time
+import weakref
 
 import jax
 import jax.numpy as jnp
@@ -152,8 +155,8 @@ class JaxBackend(Backend):
     def __init__(self, optimizations=None, interpret: bool | None = None, compiler_options: dict | None = None,
                  fused_group_norm_form: str | None = None, parameter_layouts: str = "auto",
                  group_norm_view: str = "grouped", conv_bias: str = "separate", flash_lowering: str = "auto",
-                 partial_softmax_stats: str = "auto", upsample_conv: str = "upsample", compilation_cache=None,
-                 autotune_results="committed"):
+                 partial_softmax_stats: str = "auto", upsample_conv: str = "upsample", derived_weights: str = "once",
+                 compilation_cache=None, autotune_results="committed"):
         """``interpret``: run the Pallas kernels in the Pallas interpreter. None (default): True
         exactly when JAX's default backend is the CPU, where Pallas has no compiler; the choice is
         recorded in ``choices``. ``compiler_options``: XLA options of the programs ``compile``
@@ -187,7 +190,13 @@ class JaxBackend(Backend):
         padding 1, the direct convolution; elsewhere "upsample"). Each call's form is counted in
         ``choices``. The phases are not the default yet: 1.26x and 1.76x at the decoder's first
         two upsamplers' shapes (batch 2) and 5% less decoder kernel time on the H100, but SD end to
-        end within the processes' spread (notes/upsample_conv.md). ``compilation_cache``: a
+        end within the processes' spread (notes/upsample_conv.md). ``derived_weights``: where
+        what a kernel derives from a weight alone (Winograd's transformed filters, the phase
+        kernels) is computed inside ``compile_network``'s programs (layouts.DERIVED_WEIGHTS):
+        "once" (default), when the program places its weights, as engines do at load time; or
+        "per_call", in every call. Each derivation's "once" or "per_call" is counted in
+        ``choices`` (an op called alone, or with ``parameter_layouts="default"``, derives per
+        call). ``compilation_cache``: a
         directory, to turn on
         JAX's persistent compilation cache there for the whole process (``use_compilation_cache``);
         None (default) leaves JAX's setting as it is. ``autotune_results``: where XLA finds the
@@ -205,6 +214,7 @@ class JaxBackend(Backend):
                              f"got {fused_group_norm_form!r}")
         self.fused_group_norm_form = fused_group_norm_form
         self._network_traces = 0  # > 0 while compile_network's fn is being traced
+        self._network_programs = weakref.WeakSet()  # compile_network's NetworkPrograms (clear_caches)
         self.parameter_layouts = _one_of("parameter_layouts", parameter_layouts, layouts.PARAMETER_LAYOUTS)
         self.group_norm_view = _one_of("group_norm_view", group_norm_view, group_norm.VIEWS)
         self.conv_bias = _one_of("conv_bias", conv_bias, winograd.CONV_BIAS)
@@ -212,6 +222,7 @@ class JaxBackend(Backend):
         self.partial_softmax_stats = _one_of("partial_softmax_stats", partial_softmax_stats,
                                              ("auto", *attention.PARTIAL_SOFTMAX_STATS))
         self.upsample_conv = _one_of("upsample_conv", upsample_conv, UPSAMPLE_CONV_FORMS)
+        self.derived_weights = _one_of("derived_weights", derived_weights, layouts.DERIVED_WEIGHTS)
         if compiler_options is not None and not isinstance(compiler_options, dict):
             raise TypeError(f"compiler_options: expected a dict of XLA options, got {type(compiler_options).__name__}")
         platform = jax.default_backend()
@@ -288,8 +299,9 @@ class JaxBackend(Backend):
     def compile_network(self, fn):
         """``compile(fn)``, or with ``parameter_layouts="auto"`` (the default) a
         ``layouts.NetworkProgram``: the weights (``fn``'s first argument) in the layouts XLA
-        chooses, placed once. While fn is traced, a fused GroupNorm takes its network form
-        (``fused_group_norm_form``)."""
+        chooses, placed once, and with ``derived_weights="once"`` (the default) what the kernels
+        derive from them computed with them. While fn is traced, a fused GroupNorm takes its
+        network form (``fused_group_norm_form``)."""
 
         def network(*args):
             self._network_traces += 1
@@ -300,7 +312,16 @@ class JaxBackend(Backend):
 
         if self.parameter_layouts == "default":
             return self.compile(network)
-        return layouts.NetworkProgram(network, self.compiler_options)
+        program = layouts.NetworkProgram(network, self.compiler_options, self.choices)
+        self._network_programs.add(program)
+        return program
+
+    def clear_caches(self) -> None:
+        """Forget the derived weights (and the placed weights' dicts) that ``compile_network``'s
+        programs hold (``NetworkProgram.forget_weights``), so their device memory can go; the
+        compiled programs stay."""
+        for program in list(self._network_programs):
+            program.forget_weights()
 
     def _traced_group_norm_form(self) -> str | None:
         """The form a fused GroupNorm traced now takes (``fused_group_norm_form``; None:
@@ -389,8 +410,20 @@ class JaxBackend(Backend):
     def _conv2d_direct(self, x, w, b, stride, padding):
         return winograd.conv2d_direct(x, w, b, stride, padding, bias_form=self.conv_bias)
 
+    def _derived(self, w, kind: str, fn):
+        """fn(w), a function of the weight w alone: with ``derived_weights="once"`` inside a
+        network program an input computed with its weights (``layouts.derived_weight``), else
+        computed here; which of the two is counted in ``choices``."""
+        if self.derived_weights == "once":
+            value, when = layouts.derived_weight(w, kind, fn)
+        else:
+            value, when = fn(w), "per_call"
+        self.choices[("derived weight", kind, when)] += 1
+        return value
+
     def _conv2d_winograd(self, x, w, b, padding, tile):
-        return winograd.conv2d_winograd(x, w, b, padding, tile, self.interpret)
+        u = self._derived(w, f"winograd filter transform m={tile}", lambda w: winograd.filter_transform(w, tile))
+        return winograd.conv2d_winograd(x, w, b, padding, tile, self.interpret, u=u)
 
     def _upsample_conv2d(self, x, w, b, scale_factor, padding, method, tile):
         form = self.upsample_conv
@@ -398,7 +431,8 @@ class JaxBackend(Backend):
             form = "upsample"  # the only form there; counted as such
         self.choices[("upsample_conv2d", "form", form)] += 1
         if form == "phases":
-            return upsample_conv.upsample_conv2d_phases(x, w, b, bias_form=self.conv_bias)
+            kernels = self._derived(w, "upsample phase kernels", upsample_conv.phase_kernels)
+            return upsample_conv.upsample_conv2d_phases(x, w, b, bias_form=self.conv_bias, kernels=kernels)
         return super()._upsample_conv2d(x, w, b, scale_factor, padding, method, tile)
 
     # the ops whose jnp function has the implementation's signature

@@ -11,6 +11,8 @@ four phases share one convolution of 4x the output channels over (H + 1)(W + 1) 
 the upsampled form's multiply-adds (plus the extra row and column), and XLA fuses the slices, the
 interleave and the bias into one pass over the output. Precision and bias as
 ``winograd.conv2d_direct`` (``bias_form``); the phase kernels carry one more 16-bit rounding than w.
+The kernels depend on w alone: inside a network ``JaxBackend`` forms them once, with the weights
+(``derived_weights``, layouts.py); called alone, this module forms them in every call.
 """
 
 from __future__ import annotations
@@ -52,9 +54,10 @@ def phase_kernels(w):
     return k.reshape(4 * w.shape[0], w.shape[1], 2, 2).astype(w.dtype)
 
 
-def upsample_conv2d_phases(x, w, b=None, bias_form: str = "separate"):
+def upsample_conv2d_phases(x, w, b=None, bias_form: str = "separate", kernels=None):
     """conv2d(upsample_nearest2d(x, 2), w, b, padding=1) of x (N, C, H, W), w (O, C, 3, 3), without
-    the upsampled image (module docstring)."""
+    the upsampled image (module docstring). ``kernels``: w's ``phase_kernels`` where the caller has
+    them (computed once with the weights, layouts.derived_weight), else None: formed here."""
     if bias_form not in CONV_BIAS:
         raise ValueError(f"bias_form: expected one of {CONV_BIAS}, got {bias_form!r}")
     n, _, h, wd = x.shape
@@ -62,7 +65,8 @@ def upsample_conv2d_phases(x, w, b=None, bias_form: str = "separate"):
     options = product_options(x.dtype)
     if bias_form == "epilogue" and b is not None:
         options = dict(options, preferred_element_type=F32)
-    z = lax.conv_general_dilated(x, phase_kernels(w), window_strides=(1, 1), padding=((1, 1), (1, 1)),
+    kernels = phase_kernels(w) if kernels is None else kernels
+    z = lax.conv_general_dilated(x, kernels, window_strides=(1, 1), padding=((1, 1), (1, 1)),
                                  dimension_numbers=("NCHW", "OIHW", "NCHW"), **options)
     z = z.reshape(n, 2, 2, o, h + 1, wd + 1)
     rows = [jnp.stack([z[:, a, c, :, a:a + h, c:c + wd] for c in (0, 1)], axis=-1) for a in (0, 1)]

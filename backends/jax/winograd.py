@@ -60,10 +60,14 @@ float32, the GEMMs accumulate in float32 (``gemm.product_options``, as the linea
 for float32, the tensor cores for 16-bit storage), and the output is rounded once. So the
 reference's error bounds per tile size transfer to this implementation.
 
-The filter transform U = G g G^T runs on every call: under ``jax.jit`` the weights are traced
-arguments, so XLA neither caches U between calls nor constant-folds it (it would only fold
-weights closed over as constants). Its cost, O C alpha (3 + alpha) 3 multiplications, is small
-next to the GEMMs' O C alpha^2 T when T >> 1; the OpenCL backend caches U per weight tensor.
+The filter transform U = G g G^T depends on the weights alone. Under ``jax.jit`` the weights are
+traced arguments, so XLA neither caches U between calls nor constant-folds it (it would only fold
+weights closed over as constants): called alone, this function transforms w in every call. Its
+cost, O C alpha (3 + alpha) 3 multiplications and U's alpha^2 O C stores, is small next to the
+GEMMs' O C alpha^2 T when T >> 1, but not at the UNet's 8x8 latents (T = 4 per image at m = 4).
+Inside a network, ``JaxBackend`` passes U computed once with the weights (``derived_weights``,
+layouts.py), as the OpenCL backend caches U per weight tensor and the paper's engines transform
+the weights at load time: at the price of U's memory, (m + 2)^2 / 9 times the weights'.
 
 ``transforms="jnp"`` computes steps 2 and 4 with plain jnp (strided slices, einsum) instead of
 the kernels: the same V and M layouts and the same storage roundings, for comparison.
@@ -341,12 +345,15 @@ def output_transform_jnp(mt, b, n: int, m: int, tiles_h: int, tiles_w: int):
 
 
 @functools.partial(jax.jit, static_argnums=(3, 4, 5, 6))
-def conv2d_winograd(x, w, b, padding: tuple[int, int], m: int, interpret: bool, transforms: str = "pallas"):
+def conv2d_winograd(x, w, b, padding: tuple[int, int], m: int, interpret: bool, transforms: str = "pallas",
+                    u=None):
     """3x3, stride-1 convolution of x (N, C, H, W) with w (O, C, 3, 3) and b (O,) or None by
     Winograd F(m x m, 3 x 3), m in (2, 4, 6): the same result as ``ops.conv2d`` up to the
     algorithm's rounding error. ``padding`` = (ph, pw); ``interpret`` runs the Pallas kernels in
-    the interpreter; ``transforms`` = "pallas" (kernels) or "jnp" (the plain-jnp transforms).
-    Arguments are validated by the backend (reference._checks.check_winograd)."""
+    the interpreter; ``transforms`` = "pallas" (kernels) or "jnp" (the plain-jnp transforms);
+    ``u``: w's ``filter_transform`` where the caller has it (computed once with the weights,
+    layouts.derived_weight), else None: computed here. Arguments are validated by the backend
+    (reference._checks.check_winograd)."""
     if transforms not in TRANSFORMS:
         raise ValueError(f"transforms: expected one of {TRANSFORMS}, got {transforms!r}")
     n, c, h, wd = x.shape
@@ -367,7 +374,7 @@ def conv2d_winograd(x, w, b, padding: tuple[int, int], m: int, interpret: bool, 
     # zero padding: `padding` on every side, plus the ragged bottom/right edge up to whole tiles
     xp = jnp.pad(x, ((0, 0), (0, 0), (ph, tiles_h * m + 2 - h - ph), (pw, tiles_w * m + 2 - wd - pw)))
 
-    u = filter_transform(w, m)                                    # (alpha^2, O, C)
+    u = filter_transform(w, m) if u is None else u                # (alpha^2, O, C)
     if transforms == "pallas":
         v = input_transform(xp, m, tiles_h, tiles_w, interpret)   # (alpha^2, C, T_pad)
     else:

@@ -59,6 +59,8 @@
 #                     upconvupsample --backend-option upsample_conv=upsample (the upsampled image, then the 3x3
 #                                  convolution: JaxBackend's default since 5b4472a; calls 26-28 ran at deb98cc,
 #                                  where the phases were the default)
+#                     derivedpercall --backend-option derived_weights=per_call (Winograd's transformed filters
+#                                  and the phase kernels formed in every call, as before the derived weights)
 #                     nodb         --backend-option autotune_results=off (not the committed results: a cold start)
 #                     warm         nothing (a second step of the same options under its own log name, e.g.
 #                                  jax_float32_none_cache then jax_float32_none_cache,warm: cold, then warm)
@@ -92,7 +94,7 @@ options() {  # CFGS[_X[,X...]] -> configs, extra (arguments of sd_latency and th
     local rest=$1 suffix=${1##*_} x
     extra= flags= configs=$rest
     for x in ${suffix//,/ }; do
-        case $x in default|notriton|gncl|autolayout|rowmajor|gnsplit|slabview|convepilogue|nographs|graphs1|convgraphs|mosaic|triton|autotune[0-4]|autotunedb|nodb|cache|warm|isolated|upconvupsample|upconvphases) ;;
+        case $x in default|notriton|gncl|autolayout|rowmajor|gnsplit|slabview|convepilogue|nographs|graphs1|convgraphs|mosaic|triton|autotune[0-4]|autotunedb|nodb|cache|warm|isolated|upconvupsample|upconvphases|derivedpercall) ;;
             *) return ;;  # no _X: CFGS may hold "_"
         esac
     done
@@ -117,6 +119,7 @@ options() {  # CFGS[_X[,X...]] -> configs, extra (arguments of sd_latency and th
             nodb) extra="$extra --backend-option autotune_results=off" ;;
             upconvupsample) extra="$extra --backend-option upsample_conv=upsample" ;;
             upconvphases) extra="$extra --backend-option upsample_conv=phases" ;;
+            derivedpercall) extra="$extra --backend-option derived_weights=per_call" ;;
             autotunedb) extra="$extra --backend-option autotune_results=$OUT/autotune_db" ;;
         esac
     done

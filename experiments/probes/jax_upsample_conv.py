@@ -11,6 +11,9 @@ and column parity) of the 3x3 convolution of the upsampled image reads only 2 x 
 - ``phases, one conv``: ``JaxBackend(upsample_conv="phases")`` (backends/jax/upsample_conv.py):
   one 2x2 convolution of x padded by 1 with the four phases' kernels stacked as 4*O output
   channels ((H+1) x (W+1) outputs), each phase sliced at its offset and interleaved;
+- ``phases, kernels given``: the same, with the phase kernels formed before the timed calls, as a
+  network program forms them once with its weights (``JaxBackend(derived_weights="once")``,
+  backends/jax/layouts.py); the two forms above form them in every call;
 - ``phases, four convs``: one 2x2 convolution per phase, each with its own padding, interleaved;
 - torch: ``F.interpolate(scale_factor=2, mode="nearest")`` then ``F.conv2d`` (diffusers' form).
 
@@ -44,12 +47,18 @@ DN = ("NCHW", "OIHW", "NCHW")
 
 
 def backend_form(form):
-    """JaxBackend's ``upsample_conv2d`` in one of its forms (backends/jax/upsample_conv.py)."""
+    """JaxBackend's ``upsample_conv2d`` in one of its forms (backends/jax/upsample_conv.py), as a
+    function of (x, w, b, k): k, the phase kernels formed beforehand, is not read."""
     backend = JaxBackend(upsample_conv=form)
-    return lambda x, w, b: backend.upsample_conv2d(x, w, b, 2, padding=1, method="direct")
+    return lambda x, w, b, k: backend.upsample_conv2d(x, w, b, 2, padding=1, method="direct")
 
 
-def phases_four_convs(x, w, b):
+def phases_kernels_given(x, w, b, k):
+    """The phases in one convolution with their kernels k formed beforehand (``phase_kernels(w)``)."""
+    return upsample_conv.upsample_conv2d_phases(x, w, b, kernels=k)
+
+
+def phases_four_convs(x, w, b, k):
     """The phases as four 2x2 convolutions of H x W outputs, each with its own padding (this probe's only)."""
     n, _, h, wd = x.shape
     k = upsample_conv.phase_kernels(w).reshape(2, 2, *w.shape[:2], 2, 2)
@@ -62,7 +71,7 @@ def phases_four_convs(x, w, b):
 
 
 FORMS = {"upsample, conv3x3": backend_form("upsample"), "phases, one conv": backend_form("phases"),
-         "phases, four convs": phases_four_convs}
+         "phases, kernels given": phases_kernels_given, "phases, four convs": phases_four_convs}
 
 
 def exact(x, w, b, smoke: bool) -> np.ndarray:
@@ -72,7 +81,7 @@ def exact(x, w, b, smoke: bool) -> np.ndarray:
     if smoke:
         return ops.upsample_conv2d(*(np.asarray(a, np.float64) for a in (x, w, b)))
     f32 = (jnp.asarray(a, jnp.float32) for a in (x, w, b))
-    return np.asarray(jax.jit(FORMS["upsample, conv3x3"])(*f32), np.float64)
+    return np.asarray(jax.jit(FORMS["upsample, conv3x3"])(*f32, None), np.float64)
 
 
 def main(argv=None):
@@ -98,11 +107,12 @@ def main(argv=None):
             x, w, b = (a.astype(dtype) for a in (x64, w64, b64))
             ref = exact(x, w, b, args.smoke)
             xs, ws, bs = (jnp.asarray(a) for a in (x, w, b))
+            ks = jax.jit(upsample_conv.phase_kernels)(ws)
             base_ms = None
             for form, fn in FORMS.items():
                 fn = jax.jit(fn)
-                error = relative_frobenius_error(np.asarray(fn(xs, ws, bs), np.float64), ref)
-                ms = float("nan") if args.smoke else backend.time(fn, repeats=args.repeats, args=(xs, ws, bs)).device_median * 1e3
+                error = relative_frobenius_error(np.asarray(fn(xs, ws, bs, ks), np.float64), ref)
+                ms = float("nan") if args.smoke else backend.time(fn, repeats=args.repeats, args=(xs, ws, bs, ks)).device_median * 1e3
                 base_ms = base_ms or ms
                 print(f"| {shape} | {name} | {form} | {error:.2e} | {ms:.4f} | {base_ms / ms:.2f}x |", flush=True)
             if torch_peer is not None:
