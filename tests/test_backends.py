@@ -130,7 +130,7 @@ def test_numpy_backend_group_norm_with_silu():
 #: public attributes a backend may add to the interface (documented in its class)
 EXTRAS = {"numpy": set(), "opencl": {"measure", "rt", "group_norm_form"}, "jax": {"interpret", "device", "group_norm_form", "compiler_options",
                                                                                "fused_group_norm_form",
-                                                                               "parameter_layouts", "group_norm_view", "conv_bias",
+                                                                               "parameter_layouts", "group_norm_view", "group_norm_stats", "conv_bias",
                                                                                "flash_lowering", "partial_softmax_stats", "upsample_conv",
                                                                                "derived_weights"}}
 #: public attributes every backend has beside the methods of ``Backend`` (set by Backend.__init__)

@@ -16,7 +16,8 @@ that JAX cannot reset; "unavailable" on the CPU), ``synchronize`` blocks on the 
 ``fused_group_norm_form`` (the form the fused switch takes; None: NETWORK_GROUP_NORM_FORM inside
 a network program on a GPU, by size elsewhere), ``parameter_layouts`` (the weights' layouts in
 ``compile_network``'s programs; default "auto": XLA's, placed once), ``group_norm_view`` (the
-unfused GroupNorm's view of x), ``conv_bias`` (where the direct convolution adds its bias),
+unfused GroupNorm's view of x), ``group_norm_stats`` (the channels_last form's statistics
+kernel), ``conv_bias`` (where the direct convolution adds its bias),
 ``upsample_conv`` (the upsamplers' form) and ``derived_weights`` (Winograd's transformed filters
 and the phase kernels computed once with a network's weights, or in every call); ``clear_caches``
 drops what the network programs derived.
@@ -154,7 +155,8 @@ class JaxBackend(Backend):
 
     def __init__(self, optimizations=None, interpret: bool | None = None, compiler_options: dict | None = None,
                  fused_group_norm_form: str | None = None, parameter_layouts: str = "auto",
-                 group_norm_view: str = "grouped", conv_bias: str = "separate", flash_lowering: str = "auto",
+                 group_norm_view: str = "grouped", group_norm_stats: str = "tiles", conv_bias: str = "separate",
+                 flash_lowering: str = "auto",
                  partial_softmax_stats: str = "auto", upsample_conv: str = "upsample", derived_weights: str = "once",
                  compilation_cache=None, autotune_results="committed"):
         """``interpret``: run the Pallas kernels in the Pallas interpreter. None (default): True
@@ -169,7 +171,10 @@ class JaxBackend(Backend):
         ``layouts.NetworkProgram``) or "default" (row-major weights, which XLA relayouts inside
         every call where a kernel reads another layout, e.g. cuDNN's NHWC convolutions their
         OIHW filters). ``group_norm_view``: how the unfused (jnp)
-        GroupNorm views x (group_norm.VIEWS), to measure the two in a network. ``conv_bias``:
+        GroupNorm views x (group_norm.VIEWS), to measure the two in a network.
+        ``group_norm_stats``: the statistics kernel of the fused GroupNorm's "channels_last" form
+        (group_norm.CL_STATS: "tiles", the default, or "lanes", not yet measured on a GPU); each
+        channels_last call's kernel is counted in ``choices``. ``conv_bias``:
         where the direct convolution adds its bias (winograd.CONV_BIAS: "separate", after the
         product's rounding to 16 bits, or "epilogue", to its float32 result before the one
         rounding, which XLA can fold into cuDNN's call for float16; ``winograd.conv2d_direct``).
@@ -217,6 +222,7 @@ class JaxBackend(Backend):
         self._network_programs = weakref.WeakSet()  # compile_network's NetworkPrograms (clear_caches)
         self.parameter_layouts = _one_of("parameter_layouts", parameter_layouts, layouts.PARAMETER_LAYOUTS)
         self.group_norm_view = _one_of("group_norm_view", group_norm_view, group_norm.VIEWS)
+        self.group_norm_stats = _one_of("group_norm_stats", group_norm_stats, group_norm.CL_STATS)
         self.conv_bias = _one_of("conv_bias", conv_bias, winograd.CONV_BIAS)
         self.flash_lowering = _one_of("flash_lowering", flash_lowering, attention.FLASH_LOWERINGS)
         self.partial_softmax_stats = _one_of("partial_softmax_stats", partial_softmax_stats,
@@ -379,8 +385,13 @@ class JaxBackend(Backend):
 
     def _group_norm(self, x, num_groups, weight, bias, eps, *, fused, silu):
         if fused:
-            return group_norm.group_norm_fused(x, num_groups, weight, bias, eps, silu, self.interpret,
-                                               form=self._traced_group_norm_form())
+            form = self._traced_group_norm_form() or group_norm.fused_form(x.size)
+            stats = "tiles"
+            if form == "channels_last":
+                stats = self.group_norm_stats
+                self.choices[("group_norm", "channels_last statistics", stats)] += 1
+            return group_norm.group_norm_fused(x, num_groups, weight, bias, eps, silu, self.interpret, form=form,
+                                               stats=stats)
         return group_norm.group_norm(x, num_groups, weight, bias, eps, silu, view=self.group_norm_view)
 
     def group_norm_form(self, x, num_groups, weight=None, bias=None, eps=1e-5, silu=False, form="one_launch"):

@@ -60,7 +60,12 @@ x - mean = (x - x0) - offset keeps the digits that a rounded float32 mean loses 
                                             moments of x - x0[g(c)] over the part's rows (x0[g]
                                             the slab's first element, as above), each tile
                                             two-pass in registers, merged down the rows by
-                                            Chan's update: (N, parts, C) means and M2s;
+                                            Chan's update: (N, parts, C) means and M2s
+                                            (``stats="lanes"``: group_norm_cl_stats_lanes, the
+                                            same moments with no reduction in the loop: each
+                                            lane of the tile runs Welford's update on its own
+                                            values, and the lanes of a column are merged once
+                                            at the end);
                    group_norm_cl_merge      grid (N, G): the group's column moments merged
                                             exactly across parts (Chan), then across its
                                             columns (equal counts HW: offset_g = mean of the
@@ -108,6 +113,10 @@ MIN_PART = 1024
 #: floats per column, stay at most a quarter of its fp16 data)
 CL_COLUMNS = 256
 CL_MIN_PART_ROWS = 16
+#: "channels_last": how the statistics kernel forms its column moments (module docstring):
+#: "tiles" each tile's moments in registers, merged down the rows (Chan) in every loop step;
+#: "lanes" each lane of the tile its own running moments (Welford), merged once at the end
+CL_STATS = ("tiles", "lanes")
 
 
 def _f32(x):
@@ -516,6 +525,40 @@ def _group_norm_cl_stats_kernel(x_ref, row0_ref, offset_ref, m2_ref, *, rows, ch
     plgpu.store(m2_ref, m2, mask=column < channels)
 
 
+def _group_norm_cl_stats_lanes_kernel(x_ref, row0_ref, offset_ref, m2_ref, *, rows, channels, per_group,
+                                      part_rows, tile_rows):
+    """Program (n, p, j), as ``_group_norm_cl_stats_kernel``, with no reduction inside the loop:
+    each of the tile's tile_rows x width lanes keeps the running mean and M2 of the values it
+    loads (Welford: step k adds v, delta = v - mean, mean += delta / k, M2 += delta (v - mean)).
+    A lane's rows only run past the array at its last steps, so a valid lane has seen k values
+    at step k. At the end the lanes of each column are merged once (Chan, equal weights per step
+    count n_r: o_c = sum_r n_r o_r / n, M2_c = sum_r M2_r + n_r (o_r - o_c)^2)."""
+    width = x_ref.shape[1]
+    base, first_column = pl.program_id(1) * part_rows, pl.program_id(2) * width
+    pivots = _cl_pivots(row0_ref, first_column, width, per_group, channels)
+
+    def add_tile(i, lanes):
+        mean, m2 = lanes
+        tile, valid = _cl_tile(x_ref, base + i * tile_rows, tile_rows, rows, first_column, channels)
+        v = tile - pivots
+        delta = v - mean
+        updated = mean + delta * (1.0 / (i + 1).astype(F32))
+        return jnp.where(valid, updated, mean), jnp.where(valid, m2 + delta * (v - updated), m2)
+
+    steps = part_rows // tile_rows
+    zeros = jnp.zeros((tile_rows, width), F32)
+    mean, m2 = lax.fori_loop(0, steps, add_tile, (zeros, zeros))
+    # lane r holds rows base + r, base + r + tile_rows, ...: n_r = how many lie before ``rows``
+    lane = base + lax.broadcasted_iota(jnp.int32, (tile_rows, 1), 0)
+    counts = jnp.clip((rows - lane + tile_rows - 1) // tile_rows, 0, steps).astype(F32)
+    column_mean = jnp.sum(counts * mean, axis=0) / jnp.maximum(jnp.sum(counts), 1.0)
+    spread = mean - column_mean[None, :]
+    column_m2 = jnp.sum(m2 + counts * spread * spread, axis=0)
+    column = first_column + jnp.arange(width, dtype=jnp.int32)
+    plgpu.store(offset_ref, column_mean, mask=column < channels)
+    plgpu.store(m2_ref, column_m2, mask=column < channels)
+
+
 def _group_norm_cl_merge_kernel(*refs, rows, channels, per_group, part_rows, chunk, eps, has_weight, has_bias):
     """Program (n, g): merge the column moments of group g's columns over every part (Chan,
     the parts' counts n_p), then the columns (counts HW each; L = HW C/G):
@@ -596,11 +639,12 @@ def _group_norm_cl_normalize_kernel(x_ref, row0_ref, scale_ref, shift_ref, y_ref
     lax.fori_loop(0, part_rows // tile_rows, normalize, 0)
 
 
-def _channels_last(x, num_groups, weight, bias, eps, silu, interpret, max_block, parts):
+def _channels_last(x, num_groups, weight, bias, eps, silu, interpret, max_block, parts, stats="tiles"):
     """The "channels_last" form on x viewed as (N, HW, C): ``group_norm_cl_stats`` over the grid
     (N, parts, column blocks), ``group_norm_cl_merge`` over (N, G), ``group_norm_cl_normalize`` over
     the stats' grid. Between them only the (N, parts, C) float32 column moments and the (N, C)
-    scales and shifts. ``parts``: None picks by size (``_cl_geometry``); a power of two forces it."""
+    scales and shifts. ``parts``: None picks by size (``_cl_geometry``); a power of two forces it.
+    ``stats``: the statistics kernel (CL_STATS)."""
     n, c = x.shape[:2]
     rows = math.prod(x.shape[2:])
     column_block, tile_rows, parts, part_rows = _cl_geometry(n, rows, c, parts, max_block)
@@ -614,15 +658,17 @@ def _channels_last(x, num_groups, weight, bias, eps, silu, interpret, max_block,
     columns_spec = pl.BlockSpec((None, parts * part_rows, column_block), lambda i, p, j: (i, 0, j))
     row0_spec = pl.BlockSpec((None, 1, width), lambda i, p, j: (i, 0, 0))
     moments = jax.ShapeDtypeStruct((n, parts, c), F32)
+    lanes = stats == "lanes"
+    stats_kernel = _group_norm_cl_stats_lanes_kernel if lanes else _group_norm_cl_stats_kernel
     offsets, m2 = pl.pallas_call(
-        functools.partial(_group_norm_cl_stats_kernel, part_rows=part_rows, tile_rows=tile_rows, **statics),
+        functools.partial(stats_kernel, part_rows=part_rows, tile_rows=tile_rows, **statics),
         out_shape=(moments, moments),
         grid=grid,
         in_specs=[columns_spec, row0_spec],
         out_specs=(pl.BlockSpec((None, None, column_block), lambda i, p, j: (i, p, j)),) * 2,
         compiler_params=params,
         interpret=interpret,
-        name="group_norm_cl_stats",
+        name="group_norm_cl_stats_lanes" if lanes else "group_norm_cl_stats",
     )(pixels, pixels)
 
     group_width = next_power_of_2(per_group)
@@ -666,20 +712,25 @@ def _channels_last(x, num_groups, weight, bias, eps, silu, interpret, max_block,
     return jnp.moveaxis(y.reshape(n, *x.shape[2:], c), -1, 1)
 
 
-@functools.partial(jax.jit, static_argnums=(1, 4, 5, 6), static_argnames=("form", "parts", "max_block"))
+@functools.partial(jax.jit, static_argnums=(1, 4, 5, 6), static_argnames=("form", "parts", "max_block", "stats"))
 def group_norm_fused(x, num_groups: int, weight, bias, eps: float, silu: bool, interpret: bool,
-                     form: str | None = None, parts: int | None = None, max_block: int = NORM_BLOCK):
+                     form: str | None = None, parts: int | None = None, max_block: int = NORM_BLOCK,
+                     stats: str = "tiles"):
     """Fused GroupNorm (+ SiLU) of x (N, C, *spatial) in one of FORMS (None: ``fused_form``'s
     choice for x's size); see the module docstring.
     weight and bias are (C,) or None; the result has x's shape and dtype. ``parts`` ("split":
     parts per slab, "channels_last": parts per sample): a power of two (None: by size). ``max_block``: the largest block, a
-    power of two (NORM_BLOCK; larger keeps more of a slab in registers, for the probe)."""
+    power of two (NORM_BLOCK; larger keeps more of a slab in registers, for the probe). ``stats``:
+    the "channels_last" form's statistics kernel (CL_STATS; the other forms have one)."""
     if form is not None and form not in FORMS:
         raise ValueError(f"form: expected None or one of {FORMS}, got {form!r}")
     form = fused_form(x.size) if form is None else form
     if parts is not None and (form == "one_launch" or parts < 1 or parts & (parts - 1)):
         raise ValueError(f"parts: expected None, or a power of two with form 'split' or 'channels_last', got "
                          f"{parts!r} (form={form!r})")
+    if stats not in CL_STATS or (stats != "tiles" and form != "channels_last"):
+        raise ValueError(f"stats: expected one of {CL_STATS}, and 'tiles' unless form is 'channels_last'; got "
+                         f"{stats!r} (form={form!r})")
     if max_block < 1 or max_block & (max_block - 1):
         raise ValueError(f"max_block: expected a power of two, got {max_block!r}")
     if x.size == 0:
@@ -687,5 +738,5 @@ def group_norm_fused(x, num_groups: int, weight, bias, eps: float, silu: bool, i
     if form == "one_launch":
         return _one_launch(x, num_groups, weight, bias, eps, silu, interpret, max_block)
     if form == "channels_last":
-        return _channels_last(x, num_groups, weight, bias, eps, silu, interpret, max_block, parts)
+        return _channels_last(x, num_groups, weight, bias, eps, silu, interpret, max_block, parts, stats)
     return _split(x, num_groups, weight, bias, eps, silu, interpret, max_block, parts)

@@ -18,6 +18,8 @@
 #   sweep_attention   the same for attention in fp16 and bf16: naive, both forms of the partially fused softmax's
 #                     statistics, flash (on (B, H, N, d) operands, and on the network's (B, N, H, d)), SDPA;
 #                     sweep_FAMILY_DT: one storage dtype (e.g. sweep_attention_float16)
+#   sweep_group_norm_nhwc  GroupNorm+SiLU on channels-last activations (the networks' layout): XLA and the
+#                     channels_last form with each statistics kernel (tiles, lanes), parts and blocks
 #   tests_hopper      tests/jax/test_jax_attention_hopper.py (the Mosaic GPU kernel's values)
 #   sweep_gelu        experiments.probes.jax_kernel_sweep --families gelu, fp16, bf16 and fp32: the GEGLU kernel with
 #                     each erfc form (Cephes, Chebyshev) and block, against XLA and torch
@@ -37,6 +39,8 @@
 #                     rowmajor     --backend-option parameter_layouts=default (the earlier default, for A/B)
 #                     gnsplit      --backend-option fused_group_norm_form=split (an NCHW form in the networks)
 #                     slabview     --backend-option group_norm_view=slab
+#                     gnlanes      --backend-option group_norm_stats=lanes (the channels_last GroupNorm's statistics
+#                                  with a running mean and M2 per lane, no reduction in the loop)
 #                     convepilogue --backend-option conv_bias=epilogue (the bias before the convolution's one rounding)
 #                     mosaic       --backend-option flash_lowering=auto (the Hopper kernel where it accepts the shape)
 #                     triton       --backend-option flash_lowering=triton (the Triton flash kernel everywhere)
@@ -94,7 +98,7 @@ options() {  # CFGS[_X[,X...]] -> configs, extra (arguments of sd_latency and th
     local rest=$1 suffix=${1##*_} x
     extra= flags= configs=$rest
     for x in ${suffix//,/ }; do
-        case $x in default|notriton|gncl|autolayout|rowmajor|gnsplit|slabview|convepilogue|nographs|graphs1|convgraphs|mosaic|triton|autotune[0-4]|autotunedb|nodb|cache|warm|isolated|upconvupsample|upconvphases|derivedpercall) ;;
+        case $x in default|notriton|gncl|autolayout|rowmajor|gnsplit|slabview|convepilogue|nographs|graphs1|convgraphs|mosaic|triton|autotune[0-4]|autotunedb|nodb|cache|warm|isolated|upconvupsample|upconvphases|derivedpercall|gnlanes) ;;
             *) return ;;  # no _X: CFGS may hold "_"
         esac
     done
@@ -120,6 +124,7 @@ options() {  # CFGS[_X[,X...]] -> configs, extra (arguments of sd_latency and th
             upconvupsample) extra="$extra --backend-option upsample_conv=upsample" ;;
             upconvphases) extra="$extra --backend-option upsample_conv=phases" ;;
             derivedpercall) extra="$extra --backend-option derived_weights=per_call" ;;
+            gnlanes) extra="$extra --backend-option group_norm_stats=lanes" ;;
             autotunedb) extra="$extra --backend-option autotune_results=$OUT/autotune_db" ;;
         esac
     done

@@ -1,6 +1,6 @@
 """The JAX backend's Pallas kernels against XLA and torch on SD 1.4's shapes, with their tuning
 knobs swept, timed by a device-bound timer (``python -m experiments.probes.jax_kernel_sweep
-[--families group_norm gelu attention] [--dtypes float32 float16]``).
+[--families group_norm group_norm_nhwc gelu attention] [--dtypes float32 float16]``).
 
 Families and candidates (each checked against the float64 reference before it is timed; a
 candidate the compiler refuses prints ``failed``):
@@ -8,6 +8,9 @@ candidate the compiler refuses prints ``failed``):
     group_norm  GroupNorm+SiLU, 32 groups, the benchmark's six shapes: XLA (our unfused jnp),
                 torch F.group_norm + F.silu, the fused "one_launch" form, the "split" form with
                 ``split_parts``' rule (blocks of 4096 and 1024) and with 4x fewer and more parts
+    group_norm_nhwc  the same shapes stored channels-last, as inside the networks on a GPU: XLA, and
+                the "channels_last" form with each statistics kernel (``group_norm.CL_STATS``) at the
+                rule's parts and blocks, 4x fewer and more parts, and blocks of 2048 and 8192
     gelu        GEGLU (exact GELU, diffusers' feed-forward) on the benchmark's four shapes: XLA,
                 torch, and the Pallas kernel with each erfc form (``gelu.ERFC_FORMS``) at blocks of 1024,
                 and with blocks 2048 and 4096 (default warps, and 4) at its dtype's default form
@@ -139,6 +142,44 @@ def group_norm_family(dtypes, torch_peer, rng) -> None:
                     lambda: device_ms(fused, [x, w, b]), nbytes, peer_ms=xla)
 
 
+def group_norm_nhwc_family(dtypes, torch_peer, rng) -> None:
+    """GroupNorm+SiLU on activations stored channels-last, as XLA stores them around its 16-bit
+    NHWC convolutions inside the networks: x is an (N, H, W, C) array, each candidate views it as
+    NCHW and back (transposes XLA cancels against the kernel's (N, HW, C) view)."""
+    print("\n## GroupNorm+SiLU on channels-last activations (32 groups)\n")
+    row("shape (N, C, H, W)", "dtype", "candidate", "rel. error", "ms", "rate", "vs XLA")
+    row(*["---"] * 7)
+    for shape, dtype in itertools.product(GN_SHAPES, dtypes):
+        n, c, h, w = shape
+        host = [rng.standard_normal((n, h, w, c)).astype(np.float32), 1 + 0.1 * rng.standard_normal(c).astype(np.float32),
+                0.1 * rng.standard_normal(c).astype(np.float32)]
+        host = [a.astype(jnp.dtype(dtype)) for a in host]
+        x, wt, b = (jnp.asarray(a) for a in host)
+        nchw64 = np.moveaxis(host[0].astype(np.float64), -1, 1)
+        expected = np.moveaxis(silu(ref_group_norm.group_norm(nchw64, GROUPS, host[1].astype(np.float64),
+                                                              host[2].astype(np.float64), EPS)), 1, -1)
+        nbytes = 2 * x.size * x.dtype.itemsize
+        label = (shape, dtype)
+
+        def channels_last(norm):
+            return lambda x, wt, b: jnp.moveaxis(norm(jnp.moveaxis(x, -1, 1), wt, b), 1, -1)
+
+        unfused = channels_last(lambda x, wt, b: jax_group_norm.group_norm(x, GROUPS, wt, b, EPS, True))
+        xla = attempt(label + ("XLA (jnp unfused)",), lambda: relative_error(jax.jit(unfused)(x, wt, b), expected),
+                      lambda: device_ms(unfused, [x, wt, b]), nbytes)
+        _, _, rule, _ = jax_group_norm._cl_geometry(n, h * w, c, None, jax_group_norm.NORM_BLOCK)
+        candidates = [(stats, None, jax_group_norm.NORM_BLOCK) for stats in jax_group_norm.CL_STATS]
+        candidates += [(stats, parts, jax_group_norm.NORM_BLOCK) for stats in jax_group_norm.CL_STATS
+                       for parts in (rule // 4, rule * 4) if parts >= 1]
+        candidates += [(stats, None, block) for stats in jax_group_norm.CL_STATS for block in (2048, 8192)]
+        for stats, parts, block in candidates:
+            fused = channels_last(lambda x, wt, b, stats=stats, parts=parts, block=block: jax_group_norm.group_norm_fused(
+                x, GROUPS, wt, b, EPS, True, INTERPRET, form="channels_last", parts=parts, max_block=block, stats=stats))
+            name = f"channels_last stats={stats} block<={block} parts={parts or rule}{' (rule)' if parts is None else ''}"
+            attempt(label + (name,), lambda: relative_error(jax.jit(fused)(x, wt, b), expected),
+                    lambda: device_ms(fused, [x, wt, b]), nbytes, peer_ms=xla)
+
+
 def gelu_family(dtypes, torch_peer, rng) -> None:
     print("\n## GEGLU (exact GELU)\n")
     row("shape", "dtype", "candidate", "rel. error", "ms", "rate", "vs XLA")
@@ -203,7 +244,8 @@ def attention_family(dtypes, torch_peer, rng) -> None:
                 lambda: device_ms(flash_in_place, heads_last), flops=flops, peer_ms=sdpa)
 
 
-FAMILIES = {"group_norm": group_norm_family, "gelu": gelu_family, "attention": attention_family}
+FAMILIES = {"group_norm": group_norm_family, "group_norm_nhwc": group_norm_nhwc_family, "gelu": gelu_family,
+            "attention": attention_family}
 
 
 def main(argv=None) -> None:

@@ -2,7 +2,8 @@
 paper's "one GPU command"), "split" two (statistics, normalize); neither has math outside its
 kernels; both jit through the backend; the split form is exact for every number of parts
 (including parts with no valid position) at a large mean; the parts rule and the block loop
-cover every slab length; bad form arguments are refused.
+cover every slab length; bad form arguments are refused. The "channels_last" form (three calls)
+is exact with either statistics kernel (``stats``: "tiles" or "lanes").
 
 The jaxpr check counts the pallas_call primitives of the jitted op and allows only layout
 primitives (views, the ragged pad and crop) outside them. Accuracy of the default form on every
@@ -22,7 +23,8 @@ from backends.jax.backend import NETWORK_GROUP_NORM_FORM
 from reference import ops
 from reference.numerics import relative_frobenius_error
 
-from ..helpers import assert_one_pallas_call, primitives_outside_kernels, random_array, triton_kernels_lowered_for_cuda
+from ..helpers import (assert_one_pallas_call, pallas_kernel_names, primitives_outside_kernels, random_array,
+                       triton_kernels_lowered_for_cuda)
 
 pytestmark = pytest.mark.backends("jax")
 
@@ -86,6 +88,27 @@ def test_network_programs_on_a_gpu_take_the_network_form(interpret, in_network, 
     assert names.count("pallas_call") == calls, names
 
 
+@pytest.mark.parametrize("stats", group_norm.CL_STATS)
+def test_backend_runs_its_channels_last_statistics_kernel(stats):
+    # JaxBackend(group_norm_stats=...) picks the channels_last form's statistics kernel, named in
+    # the jaxpr and counted in choices; the other forms are not counted
+    backend = get_backend("jax", fused_group_norm_form="channels_last", group_norm_stats=stats)
+    x = backend.asarray(random_array(6, (2, 8, 6, 6)).astype(np.float32))
+    kernel = "group_norm_cl_stats_lanes" if stats == "lanes" else "group_norm_cl_stats"
+    assert kernel in pallas_kernel_names(jax.make_jaxpr(lambda x: backend.group_norm(x, 4, fused=True))(x).jaxpr)
+    assert backend.choices[("group_norm", "channels_last statistics", stats)] == 1
+    np.testing.assert_allclose(backend.to_numpy(backend.group_norm(x, 4, fused=True)),
+                               ops.group_norm(np.asarray(x, np.float64), 4), rtol=1e-5, atol=1e-5)
+    split = get_backend("jax", fused_group_norm_form="split", group_norm_stats=stats)
+    split.group_norm(x, 4, fused=True)
+    assert not any(key[1] == "channels_last statistics" for key in split.choices)
+
+
+def test_group_norm_stats_option_is_checked():
+    with pytest.raises(ValueError, match="group_norm_stats: expected one of"):
+        get_backend("jax", group_norm_stats="rows")
+
+
 @pytest.mark.parametrize("parts", [1, 2, 8, 16])
 @pytest.mark.parametrize("shape, groups", [((2, 4, 10), 2),       # slab 20 in 8 parts of 4: the last 3 empty
                                            ((1, 6, 21, 23), 3),   # slab 966: ragged parts
@@ -127,29 +150,33 @@ def test_split_form_merges_blocks_with_different_means(backend, parts):
     ((1, 60, 3, 5), 3, None, 4096),    # groups of 20 columns in windows of 32 (the last one masked past C)
     ((1, 4, 64, 64), 2, 16, 64),      # many tiles per part
 ])
-def test_channels_last_form_is_exact_at_a_large_mean(backend, storage, shape, groups, parts, max_block):
-    # mean 1e3, std 0.1: per column moments relative to the group's first element, merged
-    # across parts and then across the group's columns (Chan), so the error stays at float32
-    # rounding (fp16: the output's rounding); the affine and SiLU included
+@pytest.mark.parametrize("stats", group_norm.CL_STATS)
+def test_channels_last_form_is_exact_at_a_large_mean(backend, storage, shape, groups, parts, max_block, stats):
+    # mean 1e3, std 0.1: per column moments relative to the group's first element (each tile's,
+    # or each lane's by Welford), merged across parts and then across the group's columns
+    # (Chan), so the error stays at float32 rounding (fp16: the output's rounding); the affine
+    # and SiLU included
     x = random_array(groups, shape, scale=0.1, offset=1e3).astype(storage)
     c = shape[1]
     w = (1 + 0.1 * random_array(1, (c,))).astype(storage)
     b = (0.1 * random_array(2, (c,))).astype(storage)
     exact = ops.silu(ops.group_norm(x.astype(np.float64), groups, w.astype(np.float64), b.astype(np.float64)))
     y = group_norm.group_norm_fused(jnp.asarray(x), groups, jnp.asarray(w), jnp.asarray(b), 1e-5, True,
-                                    backend.interpret, form="channels_last", parts=parts, max_block=max_block)
+                                    backend.interpret, form="channels_last", parts=parts, max_block=max_block,
+                                    stats=stats)
     assert y.shape == x.shape and y.dtype == x.dtype
     error = relative_frobenius_error(np.asarray(y).astype(np.float64), exact)
     assert error < (1e-5 if storage == np.float32 else 1e-3), f"{error:.2e}"
 
 
-def test_channels_last_form_merges_columns_with_different_means(backend):
+@pytest.mark.parametrize("stats", group_norm.CL_STATS)
+def test_channels_last_form_merges_columns_with_different_means(backend, stats):
     # each column of a group has its own mean (spread 3, std 0.1 within): the merge's
     # HW (o_c - offset_g)^2 term carries most of the group's variance
     shape, groups = (2, 24, 7, 9), 3
     x = (random_array(3, shape, scale=0.1) + np.linspace(-3.0, 3.0, 24)[None, :, None, None] + 50.0).astype(np.float32)
     y = group_norm.group_norm_fused(jnp.asarray(x), groups, None, None, 1e-5, False, backend.interpret,
-                                    form="channels_last", parts=2, max_block=64)
+                                    form="channels_last", parts=2, max_block=64, stats=stats)
     error = relative_frobenius_error(np.asarray(y), ops.group_norm(x.astype(np.float64), groups))
     assert error < 1e-5, f"{error:.2e}"
 
@@ -180,7 +207,9 @@ def test_split_parts_fill_the_gpu_without_tiny_parts(slabs, length):
                                              ({"form": "split", "parts": 3}, "parts: expected None, or a power of two"),
                                              ({"form": "one_launch", "parts": 2}, "parts: expected None"),
                                              ({"form": "channels_last", "parts": 6}, "parts: expected None"),
-                                             ({"max_block": 1000}, "max_block: expected a power of two")])
+                                             ({"max_block": 1000}, "max_block: expected a power of two"),
+                                             ({"form": "channels_last", "stats": "rows"}, "stats: expected one of"),
+                                             ({"form": "split", "stats": "lanes"}, "stats: expected one of")])
 def test_group_norm_fused_refuses_bad_form_arguments(backend, kwargs, message):
     x = jnp.ones((1, 4, 8), jnp.float32)
     with pytest.raises(ValueError, match=message):
@@ -205,6 +234,9 @@ def test_forms_lower_with_the_triton_backend(form):
     x, w = jnp.ones((2, 320, 8, 8), jnp.float16), jnp.ones((320,), jnp.float16)
     fused = lambda x, w: group_norm.group_norm_fused(x, 32, w, w, 1e-5, True, False, form=form)
     assert triton_kernels_lowered_for_cuda(fused, x, w) == LAUNCHES[form]
+    if form == "channels_last":
+        lanes = lambda x, w: group_norm.group_norm_fused(x, 32, w, w, 1e-5, True, False, form=form, stats="lanes")
+        assert triton_kernels_lowered_for_cuda(lanes, x, w) == LAUNCHES[form]
 
 
 @pytest.mark.parametrize("view", group_norm.VIEWS)
