@@ -56,7 +56,9 @@ column index < M). The partially fused softmax zero-pads copies in its wrappers 
 output. Flash (v4) makes no copy: its blocks reach past the arrays' ends, its loads put 0 there
 (masks on rows and columns) and its store skips those positions, so it reads q, k and v where
 they are, in (B, H, N, d) or, inside the network, in the projections' (B, N, H, d) layout, whose
-transposes the backend's swap of axes cancels (``attention_flash``'s ``heads_axis``).
+transposes the backend's swap of axes cancels (``attention_flash``'s ``heads_axis``). JaxBackend
+takes the second inside a network program and the first for an op called alone
+(``attention``'s ``flash_heads_axis``).
 
 Block sizes (``block_sizes``): powers of two in [16, 64], at most the next power of two of N (rows)
 or M (keys), and small enough that every tile carrying a head dimension (Q, K, V, the
@@ -143,13 +145,17 @@ def softmax(x, axis: int = -1):
 
 
 @functools.partial(jax.jit, static_argnames=("scale", "method", "interpret", "causal", "flash_lowering",
-                                             "partial_softmax_stats"))
+                                             "partial_softmax_stats", "flash_heads_axis"))
 def attention(q, k, v, scale: float, method: str, interpret: bool, causal: bool = False,
-              flash_lowering: str = "auto", partial_softmax_stats: str = "reduction"):
+              flash_lowering: str = "auto", partial_softmax_stats: str = "reduction", flash_heads_axis: int = 2):
     """O = softmax(scale q k^T) v by ``method`` ("naive" | "partial_softmax" | "flash"), of q's
     dtype; with ``causal`` query i attends to keys j <= i only. ``flash_lowering``: which flash
     kernel (FLASH_LOWERINGS, ``flash_kernel_for``); ``partial_softmax_stats``: where the partially
-    fused softmax forms its statistics (PARTIAL_SOFTMAX_STATS, ``attention_partial_softmax``)."""
+    fused softmax forms its statistics (PARTIAL_SOFTMAX_STATS, ``attention_partial_softmax``);
+    ``flash_heads_axis``: the layout the flash kernel reads (FLASH_LAYOUTS). 2 (default): the heads
+    where the projections put them, (B, N, H, d), through swaps of axes that cancel the network's
+    head transposes inside a jitted network; 1: q, k, v as given, (B, H, N, d), in place, for an op
+    called alone, where those swaps would be copies."""
     if method == "naive":
         return attention_naive(q, k, v, scale, causal)
     if method == "partial_softmax":
@@ -158,18 +164,26 @@ def attention(q, k, v, scale: float, method: str, interpret: bool, causal: bool 
         # the kernels read the heads where the projections put them, (B, N, H, d): inside a
         # jitted network these swaps cancel the model's head transposes (XLA folds the pair)
         kernel = flash_kernel_for(q, k, v, causal, flash_lowering, interpret)
+        if flash_heads_axis == 1:
+            return attention_flash_in_layout(q, k, v, scale, interpret, causal, kernel, heads_axis=1)
         heads_last = [x.swapaxes(1, 2) for x in (q, k, v)]
         return attention_flash_heads_last(*heads_last, scale, interpret, causal, kernel).swapaxes(1, 2)
     raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
 
 
 def attention_flash_heads_last(q, k, v, scale: float, interpret: bool, causal: bool, kernel: str):
-    """The flash switch on (B, N, H, d) operands, the layout the network's projections give, by
-    ``kernel`` ("triton" or "mosaic", as ``flash_kernel_for`` chose it); the output likewise."""
+    """The flash switch on (B, N, H, d) operands, the layout the network's projections give
+    (``attention_flash_in_layout`` with heads_axis 2); the output likewise."""
+    return attention_flash_in_layout(q, k, v, scale, interpret, causal, kernel, heads_axis=2)
+
+
+def attention_flash_in_layout(q, k, v, scale: float, interpret: bool, causal: bool, kernel: str, heads_axis: int):
+    """The flash switch by ``kernel`` ("triton" or "mosaic", as ``flash_kernel_for`` chose it) on
+    operands with their heads on ``heads_axis`` (FLASH_LAYOUTS), read in place; the output likewise."""
     if kernel == "mosaic":
-        return attention_hopper.attention_flash_hopper(q, k, v, scale, heads_axis=2)
+        return attention_hopper.attention_flash_hopper(q, k, v, scale, heads_axis=heads_axis)
     if kernel == "triton":
-        return attention_flash(q, k, v, scale, interpret, causal=causal, heads_axis=2)
+        return attention_flash(q, k, v, scale, interpret, causal=causal, heads_axis=heads_axis)
     raise ValueError(f"kernel: expected \"triton\" or \"mosaic\", got {kernel!r}")
 
 

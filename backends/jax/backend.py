@@ -409,14 +409,19 @@ class JaxBackend(Backend):
 
     def _attention(self, q, k, v, scale, method, *, causal):
         lowering = "triton"
+        # inside a network program the flash kernel reads the heads where the projections put
+        # them, (B, N, H, d): the swaps cancel the network's head transposes; an op called alone
+        # reads its (B, H, N, d) operands in place, where the swaps would be copies
+        heads_axis = 2 if self._network_traces else 1
         if method == "flash":  # resolved here, where it can be counted, and passed on
             lowering = attention.flash_kernel_for(q, k, v, causal, self.flash_lowering, self.interpret)
             self.choices[("attention", "flash kernel", lowering)] += 1
+            self.choices[("attention", "flash operands", attention.FLASH_LAYOUTS[heads_axis])] += 1
         stats = "reduction"
         if method == "partial_softmax":  # likewise its statistics' form
             stats = attention.partial_softmax_stats_for(q.shape[-1], self.partial_softmax_stats)
             self.choices[("attention", "partial softmax statistics", stats)] += 1
-        return attention.attention(q, k, v, scale, method, self.interpret, causal, lowering, stats)
+        return attention.attention(q, k, v, scale, method, self.interpret, causal, lowering, stats, heads_axis)
 
     def _conv2d_direct(self, x, w, b, stride, padding):
         return winograd.conv2d_direct(x, w, b, stride, padding, bias_form=self.conv_bias)

@@ -227,13 +227,14 @@ def attention_family(dtypes, torch_peer, rng) -> None:
         candidates = [(method, "reduction") for method in jax_attention.METHODS]
         candidates.insert(2, ("partial_softmax", "scores"))
         for method, stats in candidates:
-            def fn(q, k, v, method=method, stats=stats):
-                return jax_attention.attention(q, k, v, d ** -0.5, method, INTERPRET, partial_softmax_stats=stats)
+            def fn(q, k, v, method=method, stats=stats):  # flash reads (B, H, N, d) in place, as JaxBackend's op
+                return jax_attention.attention(q, k, v, d ** -0.5, method, INTERPRET, partial_softmax_stats=stats,
+                                               flash_heads_axis=1)
             name = f"{method} (stats in the scores kernel)" if stats == "scores" else method
             attempt(label + (name,), lambda: relative_error(fn(q, k, v)[:1, :2], expected),
                     lambda: device_ms(fn, [q, k, v]), flops=flops, peer_ms=sdpa)
-        # flash on (B, N, H, d) operands, as the network hands them over: the rows above pay the
-        # swaps from (B, H, N, d) as copies, which the network's jitted graph folds away
+        # flash on (B, N, H, d) operands, as the network hands them over (the row above reads the
+        # op's (B, H, N, d) in place; before 2026-12-08 it swapped them into this layout, by copies)
         kernel = jax_attention.flash_kernel_for(q, k, v, False, "auto", INTERPRET)
         heads_last = [jnp.asarray(x.swapaxes(1, 2)) for x in (q, k, v)]
 

@@ -16,12 +16,13 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from backends import Optimizations, get_backend
 from backends.jax import attention as jax_attention
 from reference import attention as att
 
 from ..helpers import (
     assert_matches, attention_inputs, attention_tolerance, equations_outside_kernels, examples, given_for,
-    pallas_kernel_names, seeds, triton_kernels_lowered_for_cuda,
+    pallas_kernel_names, primitives_outside_kernels, seeds, triton_kernels_lowered_for_cuda,
 )
 
 pytestmark = pytest.mark.backends("jax")
@@ -152,6 +153,34 @@ def test_flash_has_no_copies_around_its_kernel():
     names = [eqn.primitive.name for eqn in equations_outside_kernels(jax.make_jaxpr(run)(q, k, v).jaxpr)]
     assert names.count("pallas_call") == 1
     assert not {"pad", "concatenate", "transpose", "slice", "dynamic_slice"} & set(names), names
+
+
+def test_backend_flash_reads_an_ops_operands_in_place_and_a_networks_heads_last():
+    # the op called alone: its (B, H, N, d) operands straight into the kernel, no transpose; inside
+    # a network program: swapped to the projections' (B, N, H, d), which XLA folds into the
+    # network's own head transposes. Both give the reference's values and are counted.
+    (q, k, v), (q64, k64, v64) = attention_inputs(2, (1, 2, 37, 45, 40), np.float16)
+    q, k, v = (jnp.asarray(x) for x in (q, k, v))
+    expected = att.attention(q64, k64, v64)
+    backend = get_backend("jax", optimizations=Optimizations.none().with_(attention="flash"))
+
+    def op(q, k, v):
+        return backend.attention(q, k, v)
+
+    def network(params, q, k, v):
+        return backend.attention(q, k, v)
+
+    transposes = {}
+    for where, (program, args) in {"op": (jax.jit(op), (q, k, v)),
+                                   "network": (backend.compile_network(network), ({}, q, k, v))}.items():
+        backend.choices.clear()
+        jaxpr = (program.jaxpr(*args) if where == "network" else jax.make_jaxpr(program)(*args)).jaxpr
+        transposes[where] = primitives_outside_kernels(jaxpr).count("transpose")
+        layout = "(B, H, N, d), the op's" if where == "op" else "(B, N, H, d), the linear layers'"
+        assert backend.choices[("attention", "flash operands", layout)] == 1, where
+        assert_matches(np.asarray(program(*args)), expected, np.float16, rel_tol=attention_tolerance(q64, k64, np.float16),
+                       name=where)
+    assert transposes == {"op": 0, "network": 4}  # q, k, v in and the output out
 
 
 @pytest.mark.parametrize("dtype_name", ["float32", "float16", "bfloat16"])
