@@ -88,7 +88,7 @@ class NetworkProgram:
     Replacing a weight in the dict afterwards needs a new NetworkProgram (the program would get
     the new array in the default layout, which JAX refuses, and its derived weights would be
     stale). ``choices``: the backend's counter of choices, which fn's ops add to while it is
-    traced; a second trace restores it first, so each of fn's ops is counted once."""
+    traced; it is restored after a second trace of fn, so that each op is counted once."""
 
     def __init__(self, fn, compiler_options: dict | None = None, choices: Counter | None = None):
         self._fn = fn
