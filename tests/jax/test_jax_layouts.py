@@ -162,8 +162,8 @@ def tiny_decoder(backend):
 
 
 @pytest.mark.parametrize("optimizations, upsample_conv, kind, count", [
-    ("paper", "upsample", "winograd filter transform m=4", 15),
-    ("none", "phases", "upsample phase kernels", 1)], ids=["winograd", "phases"])
+    (Optimizations.none().with_(winograd_tile=4), "upsample", "winograd filter transform m=4", 15),
+    (Optimizations.none(), "phases", "upsample phase kernels", 1)], ids=["winograd", "phases"])
 def test_a_network_derives_its_kernels_weights_once(optimizations, upsample_conv, kind, count):
     # the tiny decoder: Winograd's transformed filters (the paper's switches) or the upsampler's
     # phase kernels are inputs of its program, computed once, and its convolutions do not read
@@ -171,8 +171,7 @@ def test_a_network_derives_its_kernels_weights_once(optimizations, upsample_conv
     # give the same output.
     outputs, unread = {}, {}
     for when in layouts.DERIVED_WEIGHTS:
-        backend = get_backend("jax", optimizations=getattr(Optimizations, optimizations)(), upsample_conv=upsample_conv,
-                              derived_weights=when)
+        backend = get_backend("jax", optimizations=optimizations, upsample_conv=upsample_conv, derived_weights=when)
         model, z = tiny_decoder(backend)
         outputs[when] = np.asarray(model(z))
         assert backend.choices[("derived weight", kind, when)] == count  # each op counted once
