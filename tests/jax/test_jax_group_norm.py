@@ -150,8 +150,8 @@ def test_split_form_merges_blocks_with_different_means(backend, parts):
     ((1, 60, 3, 5), 3, None, 4096),    # groups of 20 columns in windows of 32 (the last one masked past C)
     ((1, 4, 64, 64), 2, 16, 64),      # many tiles per part
 ])
-@pytest.mark.parametrize("stats", group_norm.CL_STATS)
-def test_channels_last_form_is_exact_at_a_large_mean(backend, storage, shape, groups, parts, max_block, stats):
+def test_channels_last_form_is_exact_at_a_large_mean(backend, storage, shape, groups, parts, max_block,
+                                                    stats="tiles"):
     # mean 1e3, std 0.1: per column moments relative to the group's first element (each tile's,
     # or each lane's by Welford), merged across parts and then across the group's columns
     # (Chan), so the error stays at float32 rounding (fp16: the output's rounding); the affine
@@ -167,6 +167,19 @@ def test_channels_last_form_is_exact_at_a_large_mean(backend, storage, shape, gr
     assert y.shape == x.shape and y.dtype == x.dtype
     error = relative_frobenius_error(np.asarray(y).astype(np.float64), exact)
     assert error < (1e-5 if storage == np.float32 else 1e-3), f"{error:.2e}"
+
+
+@pytest.mark.parametrize("storage, shape, groups, parts, max_block", [
+    (np.float32, (1, 320, 4, 4), 32, None, 4096),  # groups straddling column blocks
+    (np.float32, (2, 96, 5, 5), 3, 2, 64),         # ragged rows: lanes that see one value fewer
+    (np.float16, (2, 96, 5, 5), 3, 2, 64),
+    (np.float32, (1, 40, 6, 6), 4, 8, 64),         # empty parts: no lane sees a value
+    (np.float32, (1, 4, 64, 64), 2, 16, 64),       # many steps per lane
+])
+def test_channels_last_lanes_statistics_are_exact_at_a_large_mean(backend, storage, shape, groups, parts, max_block):
+    # the "lanes" statistics kernel (a running mean and M2 per lane, merged once) on the cases
+    # that give its lanes different counts; the same bounds as the "tiles" kernel's test above
+    test_channels_last_form_is_exact_at_a_large_mean(backend, storage, shape, groups, parts, max_block, stats="lanes")
 
 
 @pytest.mark.parametrize("stats", group_norm.CL_STATS)
