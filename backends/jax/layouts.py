@@ -157,13 +157,14 @@ class NetworkProgram:
         return self._programs[key]
 
     def jaxpr(self, params: dict, *inputs):
-        """The closed jaxpr of this signature's program (to read what it computes): its inputs are
-        the weights, the derived weights and ``inputs``, flattened in that order (a dict's entries
-        sorted by key)."""
-        _, derivations = self.program(params, *inputs)
-        derived = {key: jax.eval_shape(fn, params[name]) for key, (name, fn) in derivations.items()}
+        """The closed jaxpr of this signature's program (to read what it computes; traced, not
+        compiled, and not counted in ``choices``): its inputs are the weights, the derived weights
+        and ``inputs``, flattened in that order (a dict's entries sorted by key)."""
         with self._choices_kept():
-            return jax.make_jaxpr(self._traced({}))(params, derived, *inputs)
+            traced, asked = self.trace(params, {}, inputs)
+            if asked:
+                traced, _ = self.trace(params, asked, inputs)
+        return traced.jaxpr
 
     def derive(self, params: dict, derivations: dict) -> dict:
         """{key: fn(params[name])} of ``derivations``, by one jitted program."""

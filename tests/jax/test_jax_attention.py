@@ -174,12 +174,12 @@ def test_backend_flash_reads_an_ops_operands_in_place_and_a_networks_heads_last(
     for where, (program, args) in {"op": (jax.jit(op), (q, k, v)),
                                    "network": (backend.compile_network(network), ({}, q, k, v))}.items():
         backend.choices.clear()
-        jaxpr = (program.jaxpr(*args) if where == "network" else jax.make_jaxpr(program)(*args)).jaxpr
-        transposes[where] = primitives_outside_kernels(jaxpr).count("transpose")
-        layout = "(B, H, N, d), the op's" if where == "op" else "(B, N, H, d), the linear layers'"
-        assert backend.choices[("attention", "flash operands", layout)] == 1, where
         assert_matches(np.asarray(program(*args)), expected, np.float16, rel_tol=attention_tolerance(q64, k64, np.float16),
                        name=where)
+        layout = "(B, H, N, d), the op's" if where == "op" else "(B, N, H, d), the linear layers'"
+        assert backend.choices[("attention", "flash operands", layout)] == 1, where
+        jaxpr = (program.jaxpr(*args) if where == "network" else jax.make_jaxpr(program)(*args)).jaxpr
+        transposes[where] = primitives_outside_kernels(jaxpr).count("transpose")
     assert transposes == {"op": 0, "network": 4}  # q, k, v in and the output out
 
 

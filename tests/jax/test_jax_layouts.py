@@ -165,24 +165,27 @@ def tiny_decoder(backend):
     (Optimizations.none().with_(winograd_tile=4), "upsample", "winograd filter transform m=4", 15),
     (Optimizations.none(), "phases", "upsample phase kernels", 1)], ids=["winograd", "phases"])
 def test_a_network_derives_its_kernels_weights_once(optimizations, upsample_conv, kind, count):
-    # the tiny decoder: Winograd's transformed filters (the paper's switches) or the upsampler's
-    # phase kernels are inputs of its program, computed once, and its convolutions do not read
-    # those weights; with derived_weights="per_call" the program reads them in every call. Both
-    # give the same output.
-    outputs, unread = {}, {}
+    # the tiny decoder: Winograd's transformed filters or the upsampler's phase kernels are inputs
+    # of its program, computed once, and its convolutions do not read those weights; with
+    # derived_weights="per_call" the program reads them in every call. The jaxprs are traced only;
+    # the phases run in both modes and give the same output (tests/sd runs the paper's switches,
+    # Winograd included, against the reference with the default, "once").
+    unread, outputs = {}, {}
     for when in layouts.DERIVED_WEIGHTS:
         backend = get_backend("jax", optimizations=optimizations, upsample_conv=upsample_conv, derived_weights=when)
         model, z = tiny_decoder(backend)
-        outputs[when] = np.asarray(model(z))
-        assert backend.choices[("derived weight", kind, when)] == count  # each op counted once
-        assert backend.choices[("derived weight", kind, "once" if when == "per_call" else "per_call")] == 0
-        unread[when] = unread_weights(model._forward, model.params, jnp.asarray(z))
+        unread[when] = unread_weights(model._forward, model.params, *model.to_backend([z]))
+        if when == "once" or upsample_conv == "phases":
+            outputs[when] = np.asarray(model(z))
+            assert backend.choices[("derived weight", kind, when)] == count  # each op counted once
+            assert sum(n for key, n in backend.choices.items() if key[0] == "derived weight") == count
     # Winograd derives from every 3x3 filter, the phases from the upsampler's alone
     filters = {name for name, p in model.params.items() if p.shape[2:] == (3, 3)
                and (upsample_conv == "upsample" or ".upsamplers." in name)}
     assert len(filters) == count and unread["once"] == filters
     assert unread["per_call"] == set()
-    np.testing.assert_allclose(outputs["once"], outputs["per_call"], rtol=1e-5, atol=1e-5)
+    if upsample_conv == "phases":
+        np.testing.assert_allclose(outputs["once"], outputs["per_call"], rtol=1e-5, atol=1e-5)
 
 
 def test_derived_weights_option_is_checked():
