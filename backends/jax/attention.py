@@ -163,6 +163,8 @@ def attention(q, k, v, scale: float, method: str, interpret: bool, causal: bool 
     if method == "flash":
         # the kernels read the heads where the projections put them, (B, N, H, d): inside a
         # jitted network these swaps cancel the model's head transposes (XLA folds the pair)
+        if flash_heads_axis not in FLASH_LAYOUTS:
+            raise ValueError(f"flash_heads_axis: expected one of {tuple(FLASH_LAYOUTS)}, got {flash_heads_axis!r}")
         kernel = flash_kernel_for(q, k, v, causal, flash_lowering, interpret)
         if flash_heads_axis == 1:
             return attention_flash_in_layout(q, k, v, scale, interpret, causal, kernel, heads_axis=1)

@@ -149,21 +149,25 @@ class NetworkProgram:
         weights = tuple((name, tuple(p.shape), str(p.dtype)) for name, p in params.items())
         key = weights, self.inputs_signature(inputs)
         if key not in self._programs:
-            traced, asked = self.trace(params, {}, inputs)
-            if asked:  # trace again, with the derived weights as inputs; the ops' choices counted once
-                with self._choices_kept():
-                    traced, _ = self.trace(params, asked, inputs)
-            self._programs[key] = traced.lower().compile(), asked
+            traced, derivations = self._trace_with_derived_weights(params, inputs)
+            self._programs[key] = traced.lower().compile(), derivations
         return self._programs[key]
+
+    def _trace_with_derived_weights(self, params: dict, inputs):
+        """fn traced with the derived weights it asks for as inputs, and those derivations: a first
+        trace finds them, a second takes them as inputs (its ops' choices are not counted again)."""
+        traced, asked = self.trace(params, {}, inputs)
+        if asked:
+            with self._choices_kept():
+                traced, _ = self.trace(params, asked, inputs)
+        return traced, asked
 
     def jaxpr(self, params: dict, *inputs):
         """The closed jaxpr of this signature's program (to read what it computes; traced, not
         compiled, and not counted in ``choices``): its inputs are the weights, the derived weights
         and ``inputs``, flattened in that order (a dict's entries sorted by key)."""
         with self._choices_kept():
-            traced, asked = self.trace(params, {}, inputs)
-            if asked:
-                traced, _ = self.trace(params, asked, inputs)
+            traced, _ = self._trace_with_derived_weights(params, inputs)
         return traced.jaxpr
 
     def derive(self, params: dict, derivations: dict) -> dict:

@@ -22,8 +22,8 @@ from jax import lax
 
 from reference.upsample_conv import PHASE_ROWS
 
-from .gemm import F32, product_options
-from .winograd import CONV_BIAS
+from .gemm import F32
+from .winograd import conv_options
 
 __all__ = ["FORMS", "phases_apply", "phase_kernels", "upsample_conv2d_phases"]
 
@@ -58,13 +58,9 @@ def upsample_conv2d_phases(x, w, b=None, bias_form: str = "separate", kernels=No
     """conv2d(upsample_nearest2d(x, 2), w, b, padding=1) of x (N, C, H, W), w (O, C, 3, 3), without
     the upsampled image (module docstring). ``kernels``: w's ``phase_kernels`` where the caller has
     them (computed once with the weights, layouts.derived_weight), else None: formed here."""
-    if bias_form not in CONV_BIAS:
-        raise ValueError(f"bias_form: expected one of {CONV_BIAS}, got {bias_form!r}")
+    options = conv_options(x.dtype, bias_form, b is not None)
     n, _, h, wd = x.shape
     o = w.shape[0]
-    options = product_options(x.dtype)
-    if bias_form == "epilogue" and b is not None:
-        options = dict(options, preferred_element_type=F32)
     kernels = phase_kernels(w) if kernels is None else kernels
     z = lax.conv_general_dilated(x, kernels, window_strides=(1, 1), padding=((1, 1), (1, 1)),
                                  dimension_numbers=("NCHW", "OIHW", "NCHW"), **options)

@@ -88,7 +88,7 @@ from reference.winograd import winograd_matrices
 from .gemm import product_options
 from .pallas_util import compiler_params, next_power_of_2
 
-__all__ = ["conv2d_direct", "CONV_BIAS", "TRANSFORMS", "matrices", "filter_transform", "input_transform", "output_transform",
+__all__ = ["conv2d_direct", "conv_options", "CONV_BIAS", "TRANSFORMS", "matrices", "filter_transform", "input_transform", "output_transform",
            "conv2d_winograd", "tile_block"]
 
 F32 = jnp.float32
@@ -157,6 +157,16 @@ def _padded_left(matrix: np.ndarray, rows: int, cols: int) -> np.ndarray:
 # ----------------------------------------------------------------------------------- direct convolution
 
 
+def conv_options(dtype, bias_form: str, has_bias: bool) -> dict:
+    """``gemm.product_options`` of a convolution whose bias is added in ``bias_form`` (CONV_BIAS):
+    with "epilogue" and a bias, the product's float32 result, so that the bias is added before the
+    one rounding (``conv2d_direct``)."""
+    if bias_form not in CONV_BIAS:
+        raise ValueError(f"bias_form: expected one of {CONV_BIAS}, got {bias_form!r}")
+    options = product_options(dtype)
+    return dict(options, preferred_element_type=F32) if bias_form == "epilogue" and has_bias else options
+
+
 @functools.partial(jax.jit, static_argnums=(3, 4), static_argnames=("bias_form",))
 def conv2d_direct(x, w, b=None, stride=(1, 1), padding=(0, 0), bias_form: str = "separate"):
     """2-D cross-correlation (torch.nn.functional.conv2d, groups 1, dilation 1), NCHW / OIHW:
@@ -173,14 +183,10 @@ def conv2d_direct(x, w, b=None, stride=(1, 1), padding=(0, 0), bias_form: str = 
     float16 (convolution + bias: FuseBiasOrSideInput, then FuseConvertToF16, which needs every
     operand to convert losslessly to float16); bfloat16 has no such rewrite, and its float32
     result makes XLA run a float32 convolution (gemm.py). float32 storage: the two are the same."""
-    if bias_form not in CONV_BIAS:
-        raise ValueError(f"bias_form: expected one of {CONV_BIAS}, got {bias_form!r}")
-    options = product_options(x.dtype)
-    if bias_form == "epilogue" and b is not None:
-        options = dict(options, preferred_element_type=F32)
     (ph, pw) = padding
     y = lax.conv_general_dilated(x, w, window_strides=tuple(stride), padding=((ph, ph), (pw, pw)),
-                                 dimension_numbers=("NCHW", "OIHW", "NCHW"), **options).astype(F32)
+                                 dimension_numbers=("NCHW", "OIHW", "NCHW"),
+                                 **conv_options(x.dtype, bias_form, b is not None)).astype(F32)
     if b is not None:
         y = y + b.astype(F32)[None, :, None, None]
     return y.astype(x.dtype)

@@ -103,18 +103,28 @@ def copy_row(dtypes) -> None:
         row(dtype, f"{ms:.4f}", f"{2 * x.size * x.dtype.itemsize / ms * 1e-6:.0f}")
 
 
+def group_norm_case(rng, shape, dtype, channels_last: bool):
+    """([x, weight, bias] rounded to ``dtype``, x of ``shape`` (N, C, H, W) or stored (N, H, W, C)
+    with ``channels_last``; and the float64 GroupNorm+SiLU of those values, in x's layout)."""
+    n, c, h, w = shape
+    host = [rng.standard_normal((n, h, w, c) if channels_last else shape).astype(np.float32),
+            1 + 0.1 * rng.standard_normal(c).astype(np.float32), 0.1 * rng.standard_normal(c).astype(np.float32)]
+    host = [a.astype(jnp.dtype(dtype)) for a in host]
+    x64, w64, b64 = (a.astype(np.float64) for a in host)
+    if channels_last:
+        x64 = np.moveaxis(x64, -1, 1)
+    expected = silu(ref_group_norm.group_norm(x64, GROUPS, w64, b64, EPS))
+    return host, np.moveaxis(expected, 1, -1) if channels_last else expected
+
+
 def group_norm_family(dtypes, torch_peer, rng) -> None:
     print("\n## GroupNorm+SiLU (32 groups)\n")
     row("shape", "dtype", "candidate", "rel. error", "ms", "rate", "vs XLA")
     row(*["---"] * 7)
     for shape, dtype in itertools.product(GN_SHAPES, dtypes):
         c = shape[1]
-        host = [rng.standard_normal(shape).astype(np.float32), 1 + 0.1 * rng.standard_normal(c).astype(np.float32),
-                0.1 * rng.standard_normal(c).astype(np.float32)]
-        host = [a.astype(jnp.dtype(dtype)) for a in host]
+        host, expected = group_norm_case(rng, shape, dtype, channels_last=False)
         x, w, b = (jnp.asarray(a) for a in host)
-        expected = silu(ref_group_norm.group_norm(*(a.astype(np.float64) for a in host[:1]), GROUPS,
-                                                  host[1].astype(np.float64), host[2].astype(np.float64), EPS))
         nbytes = 2 * x.size * x.dtype.itemsize
         label = (shape, dtype)
         xla = attempt(label + ("XLA (jnp unfused)",),
@@ -151,13 +161,8 @@ def group_norm_nhwc_family(dtypes, torch_peer, rng) -> None:
     row(*["---"] * 7)
     for shape, dtype in itertools.product(GN_SHAPES, dtypes):
         n, c, h, w = shape
-        host = [rng.standard_normal((n, h, w, c)).astype(np.float32), 1 + 0.1 * rng.standard_normal(c).astype(np.float32),
-                0.1 * rng.standard_normal(c).astype(np.float32)]
-        host = [a.astype(jnp.dtype(dtype)) for a in host]
+        host, expected = group_norm_case(rng, shape, dtype, channels_last=True)
         x, wt, b = (jnp.asarray(a) for a in host)
-        nchw64 = np.moveaxis(host[0].astype(np.float64), -1, 1)
-        expected = np.moveaxis(silu(ref_group_norm.group_norm(nchw64, GROUPS, host[1].astype(np.float64),
-                                                              host[2].astype(np.float64), EPS)), 1, -1)
         nbytes = 2 * x.size * x.dtype.itemsize
         label = (shape, dtype)
 

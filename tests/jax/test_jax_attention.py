@@ -181,6 +181,8 @@ def test_backend_flash_reads_an_ops_operands_in_place_and_a_networks_heads_last(
         jaxpr = (program.jaxpr(*args) if where == "network" else jax.make_jaxpr(program)(*args)).jaxpr
         transposes[where] = primitives_outside_kernels(jaxpr).count("transpose")
     assert transposes == {"op": 0, "network": 4}  # q, k, v in and the output out
+    with pytest.raises(ValueError, match="flash_heads_axis: expected one of"):
+        jax_attention.attention(q, k, v, 0.1, "flash", True, flash_heads_axis=3)
 
 
 @pytest.mark.parametrize("dtype_name", ["float32", "float16", "bfloat16"])
